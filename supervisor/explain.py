@@ -1,0 +1,131 @@
+"""One sentence per process that a user can act on: why it ended as it did.
+
+Rules are checked most specific first; each reads only the report's facts
+(wait status, the probe's events, the actions gsup took), never program output.
+"""
+
+from __future__ import annotations
+
+from supervisor.model import (
+    EXEC, EXITED, INTERRUPTED, LEFT_RUNNING, NOT_RUN, OS_EXIT, RAISED, SIGNALED, UNKNOWN, Action, Process,
+)
+from supervisor.signals import signal_name
+
+
+def explain(proc: Process, everyone: list[Process], actions: list[Action]) -> str:
+    text = _ending(proc, everyone, actions)
+    if not proc.instrumented:
+        return f"not instrumented ({proc.uninstrumented_reason}); {text}"
+    return text
+
+
+def _ending(proc: Process, everyone: list[Process], actions: list[Action]) -> str:
+    end = proc.end
+    if end.how == LEFT_RUNNING:
+        return _left_running(proc, everyone, actions)
+    if end.how == EXEC:
+        argv = " ".join(end.exec_argv or []) or "another program"
+        return f"replaced itself with exec ({argv}): atexit skipped{_skipped(proc)}"
+    if end.how == OS_EXIT:
+        return f"left through os._exit({end.code}): atexit skipped{_skipped(proc)}"
+    if end.how == UNKNOWN:
+        return f"exit status unknown: {end.reason}{_handlers_summary(proc)}"
+    if end.how == SIGNALED:
+        return _signaled(proc, everyone, actions)
+    return _exited(proc)
+
+
+def _signaled(proc: Process, everyone: list[Process], actions: list[Action]) -> str:
+    sig = proc.end.signal or "?"
+    sender = _sender(proc, sig, everyone, actions)
+    interrupted = [h.name for h in proc.handlers if h.status == INTERRUPTED]
+    if interrupted:
+        return (f"killed with {sig}{sender} while exit handler {interrupted[0]} was running "
+                f"(interrupted){_skipped(proc, 'also ')}")
+    if sig == "SIGKILL":
+        return f"killed with SIGKILL{sender}: SIGKILL cannot be handled, nothing ran{_skipped(proc)}"
+    handled = [s for s in proc.signal_handlers if s.signal == sig and s.invoked]
+    if sig == "SIGINT" and proc.exception == "KeyboardInterrupt" and proc.atexit_began:
+        return (f"got SIGINT{sender}: KeyboardInterrupt, atexit ran{_ran_summary(proc)}, "
+                "then died by SIGINT as CPython does")
+    if handled:
+        return (f"got {sig}{sender}: its Python handler {handled[0].handler} ran, then the process "
+                f"died by {sig}{_ran_or_skipped(proc)}")
+    if proc.instrumented and not any(s.signal == sig for s in proc.signal_handlers):
+        return (f"{sig}{sender} had no Python handler: the default action killed the process "
+                f"before atexit could run{_skipped(proc)}")
+    return f"killed by {sig}{sender}{_ran_or_skipped(proc)}"
+
+
+def _exited(proc: Process) -> str:
+    code = proc.end.code
+    start = f"exited with code {code}"
+    received = [s for s in proc.signal_handlers if s.invoked]
+    if received:
+        start = (f"got {received[0].signal}: its Python handler {received[0].handler} ran and the "
+                 f"process exited with code {code}")
+    if proc.exception:
+        start += f" after an unhandled {proc.exception}"
+    if not proc.instrumented:
+        return start
+    if proc.atexit_began:
+        return f"{start}; atexit ran{_ran_summary(proc)}"
+    return f"{start} without running atexit{_skipped(proc)}"
+
+
+def _left_running(proc: Process, everyone: list[Process], actions: list[Action]) -> str:
+    parent = next((p for p in everyone if p.pid == proc.ppid and p.end.how != LEFT_RUNNING), None)
+    why = f"orphaned when its parent (pid {proc.ppid}) ended" if parent is not None and proc.orphaned else \
+        "still running when the tree should have ended"
+    then = proc.end.then
+    fate = ""
+    if then is not None:
+        fate = f"; gsup then ended it ({then.signal or f'exit {then.code}'})"
+    return f"left running: {why}{fate}{_skipped(proc)}"
+
+
+def _sender(proc: Process, sig: str, everyone: list[Process], actions: list[Action]) -> str:
+    """Who sent ``sig``: gsup's own actions first, then a kill() the probe saw."""
+    for action in reversed(actions):
+        if action.signal == sig and proc.pid in action.pids:
+            return " from gsup" if action.by != "gsup kill" else " from `gsup kill`"
+    for other in everyone:
+        for pid, signum in other.kills:
+            if pid == proc.pid and signal_name(signum) == sig and other.pid != proc.pid:
+                relation = "its parent" if other.pid == proc.ppid else "process"
+                return f" by {relation} (pid {other.pid})"
+    return ""
+
+
+def _ran_summary(proc: Process) -> str:
+    ran = proc.fired
+    if not ran:
+        return " (no handlers registered)" if not proc.handlers else " (none of its handlers began)"
+    raised = [h.name for h in proc.handlers if h.status == RAISED]
+    text = f" {', '.join(ran)}"
+    if raised:
+        text += f" ({', '.join(raised)} raised)"
+    return text + _not_run(proc)
+
+
+def _ran_or_skipped(proc: Process) -> str:
+    return f"; atexit ran{_ran_summary(proc)}" if proc.atexit_began else _skipped(proc)
+
+
+def _not_run(proc: Process) -> str:
+    waiting = [h.name for h in proc.handlers if h.status == NOT_RUN]
+    return f"; not run: {', '.join(waiting)}" if waiting else ""
+
+
+def _skipped(proc: Process, also: str = "") -> str:
+    waiting = [h.name for h in proc.handlers if h.status == NOT_RUN]
+    if not waiting:
+        return ""
+    return f"; {also}not run: {', '.join(waiting)}"
+
+
+def _handlers_summary(proc: Process) -> str:
+    return f"; handlers that began: {', '.join(proc.fired)}" if proc.fired else _skipped(proc)
+
+
+__all__ = ["explain", "EXITED"]

@@ -1,0 +1,197 @@
+"""The report's data: plain dataclasses, no I/O, no printing.
+
+``to_json`` gives the ``gsup.report/1`` document that CI depends on; its fields
+are documented in README.md ("The JSON report").  Format history:
+
+* ``gsup.report/1`` — first version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+SCHEMA = "gsup.report/1"
+
+# end.how values
+EXITED, SIGNALED, OS_EXIT, EXEC, LEFT_RUNNING, UNKNOWN = (
+    "exited", "signaled", "os._exit", "exec", "left-running", "unknown")
+
+# handler statuses
+RAN, RAISED, INTERRUPTED, NOT_RUN, UNREGISTERED = "ran", "raised", "interrupted", "not-run", "unregistered"
+
+
+@dataclass
+class Action:
+    """A signal gsup sent (or ``gsup kill`` sent through it)."""
+
+    signal: str
+    signum: int
+    target: str
+    pids: list[int]
+    at: float  # seconds since launch
+    by: str = "gsup"  # gsup, gsup kill, ctrl-c, grace, leftovers
+    group: Optional[int] = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"signal": self.signal, "signum": self.signum, "target": self.target,
+                               "pids": self.pids, "at": round(self.at, 3), "by": self.by}
+        if self.group is not None:
+            out["group"] = self.group
+        return out
+
+
+@dataclass
+class End:
+    """How a process (image) ended."""
+
+    how: str
+    code: Optional[int] = None
+    signal: Optional[str] = None
+    reaped_by: Optional[str] = None  # "gsup" or "parent <pid>"
+    reason: Optional[str] = None  # for unknown endings: why
+    then: Optional[End] = None  # for left-running processes: how gsup ended them
+    exec_argv: Optional[list[str]] = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"how": self.how, "code": self.code, "signal": self.signal}
+        if self.reaped_by:
+            out["reaped_by"] = self.reaped_by
+        if self.reason:
+            out["reason"] = self.reason
+        if self.exec_argv is not None:
+            out["exec"] = self.exec_argv
+        if self.then is not None:
+            out["then"] = self.then.to_json()
+        return out
+
+
+@dataclass
+class Handler:
+    """One exit handler registration and what became of it."""
+
+    kind: str  # atexit or threading
+    name: str
+    module: str
+    where: str
+    status: str = NOT_RUN
+    order: Optional[int] = None  # 1-based position among the handlers that began
+    duration: Optional[float] = None
+    exception: Optional[str] = None
+    inherited: bool = False  # registered in the parent before a fork
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "name": self.name, "module": self.module,
+                               "where": self.where, "status": self.status, "order": self.order}
+        out["duration"] = round(self.duration, 6) if self.duration is not None else None
+        out["exception"] = self.exception
+        if self.inherited:
+            out["inherited"] = True
+        return out
+
+
+@dataclass
+class SignalHandler:
+    """A Python-level signal handler and whether it was invoked (None: cannot tell)."""
+
+    signal: str
+    handler: str
+    invoked: Optional[bool]
+    invocations: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"signal": self.signal, "handler": self.handler, "invoked": self.invoked,
+                "invocations": self.invocations}
+
+
+@dataclass
+class Process:
+    """One process image of the tree and everything known about it."""
+
+    pid: int
+    ppid: Optional[int]
+    role: str
+    argv: list[str]
+    instrumented: bool
+    end: End
+    handlers: list[Handler] = field(default_factory=list)
+    signal_handlers: list[SignalHandler] = field(default_factory=list)
+    python: Optional[str] = None
+    started: Optional[float] = None  # seconds since launch
+    ended: Optional[float] = None
+    exception: Optional[str] = None  # unhandled exception that began shutdown
+    atexit_began: bool = False
+    atexit_finished: bool = False
+    opaque_handlers: int = 0  # registered before the probe loaded: cannot be watched
+    uninstrumented_reason: Optional[str] = None
+    orphaned: bool = False
+    forked: bool = False
+    unreadable_events: int = 0
+    explanation: str = ""
+    kills: list[tuple[int, int]] = field(default_factory=list)  # (pid, signum) it sent
+    signals_received: list[int] = field(default_factory=list)  # Python handlers run, by signum
+
+    @property
+    def fired(self) -> list[str]:
+        began = [h for h in self.handlers if h.order is not None]
+        return [h.name for h in sorted(began, key=lambda h: h.order or 0)]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "pid": self.pid, "ppid": self.ppid, "role": self.role, "argv": self.argv,
+            "instrumented": self.instrumented, "python": self.python,
+            "started": _round(self.started), "ended": _round(self.ended),
+            "end": self.end.to_json(), "fired": self.fired,
+            "handlers": [h.to_json() for h in self.handlers],
+            "signal_handlers": [s.to_json() for s in self.signal_handlers],
+            "exception": self.exception, "atexit_ran": self.atexit_began,
+            "opaque_handlers": self.opaque_handlers, "orphaned": self.orphaned,
+            "forked": self.forked, "explanation": self.explanation,
+        }
+        if not self.instrumented:
+            out["uninstrumented_reason"] = self.uninstrumented_reason
+        if self.unreadable_events:
+            out["unreadable_events"] = self.unreadable_events
+        return out
+
+
+@dataclass
+class Report:
+    """Everything one run established, ready to print or serialise."""
+
+    command: list[str]
+    session: str
+    started: float  # wall clock, seconds since the epoch
+    duration: float
+    processes: list[Process]
+    actions: list[Action]
+    leftovers: list[int]
+    incomplete: list[str] = field(default_factory=list)
+    version: str = ""
+
+    def role(self, role: str) -> list[Process]:
+        return [p for p in self.processes if p.role == role]
+
+    @property
+    def root(self) -> Optional[Process]:
+        parents = self.role("parent")
+        return parents[-1] if parents else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "gsup": self.version,
+            "session": self.session,
+            "command": self.command,
+            "started": round(self.started, 3),
+            "duration": round(self.duration, 3),
+            "complete": not self.incomplete,
+            "incomplete": self.incomplete,
+            "actions": [a.to_json() for a in self.actions],
+            "processes": [p.to_json() for p in self.processes],
+            "leftovers": self.leftovers,
+        }
+
+
+def _round(value: Optional[float]) -> Optional[float]:
+    return round(value, 3) if value is not None else None

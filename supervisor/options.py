@@ -1,0 +1,66 @@
+"""Parse the values users type: durations, signals and targets.
+
+Pure functions, each raising :class:`GsupError` with a message that names the
+bad value, so the CLI can print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+
+from supervisor.errors import GsupError
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+TARGET_KINDS = ("parent", "child", "group", "tree")
+
+
+def parse_duration(text: str) -> float:
+    """``3``, ``3s``, ``500ms``, ``1m``, ``1.5h`` → seconds."""
+    raw = text.strip().lower()
+    for unit in ("ms", "s", "m", "h"):
+        if raw.endswith(unit):
+            number, scale = raw[: -len(unit)], _UNITS[unit]
+            break
+    else:
+        number, scale = raw, 1.0
+    try:
+        value = float(number) * scale
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise GsupError(f"invalid duration {text!r}: use a number with ms, s, m or h (3, 3s, 500ms, 1m)")
+    return value
+
+
+def parse_signal(text: str) -> signal.Signals:
+    """``9``, ``KILL``, ``SIGKILL``, ``kill`` → ``signal.SIGKILL``."""
+    raw = text.strip()
+    try:
+        if raw.isdigit():
+            return signal.Signals(int(raw))
+        name = raw.upper()
+        return signal.Signals[name if name.startswith("SIG") else "SIG" + name]
+    except (KeyError, ValueError):
+        raise GsupError(f"invalid signal {text!r}: use a number or a name such as TERM, INT, KILL, HUP") from None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Who a signal goes to: one of :data:`TARGET_KINDS`, or ``pid`` with a pid."""
+
+    kind: str
+    pid: int | None = None
+
+    def __str__(self) -> str:
+        return f"pid:{self.pid}" if self.kind == "pid" else self.kind
+
+
+def parse_target(text: str) -> Target:
+    """``parent``, ``child``, ``group``, ``tree`` or ``pid:N``."""
+    raw = text.strip().lower()
+    if raw in TARGET_KINDS:
+        return Target(raw)
+    if raw.startswith("pid:") and raw[4:].isdigit() and int(raw[4:]) > 0:
+        return Target("pid", int(raw[4:]))
+    raise GsupError(f"invalid target {text!r}: use parent, child, group, tree or pid:N")

@@ -1,0 +1,303 @@
+"""Build the report: probe events + tree history + wait statuses → :class:`Report`.
+
+A pure function of its inputs (``build``), so every rule is unit-testable and
+a report can be rebuilt later from a session's files.  Nothing here is
+inferred from the program's output: handler outcomes come from the probe's
+events, endings from wait statuses (gsup's own, or an instrumented parent's).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Optional
+
+from supervisor.events import Event, Image
+from supervisor.explain import explain
+from supervisor.model import (
+    EXEC, EXITED, INTERRUPTED, LEFT_RUNNING, NOT_RUN, OS_EXIT, RAISED, RAN, SIGNALED, UNKNOWN,
+    UNREGISTERED, Action, End, Handler, Process, Report, SignalHandler,
+)
+from supervisor.reaper import ExitStatus
+from supervisor.signals import signal_name
+from supervisor.tree import Seen
+
+
+@dataclass
+class RunFacts:
+    """What the runner gathered, in the form ``build`` needs."""
+
+    command: list[str]
+    session: str
+    started_wall: float
+    launched: float  # time.monotonic() at launch: "at" fields count from here
+    root_pid: int
+    images: list[Image]
+    seen: list[Seen]
+    statuses: list[ExitStatus]  # reaped by gsup
+    actions: list[Action]
+    leftovers: list[int]
+    finished: float
+    incomplete: list[str] = field(default_factory=list)
+    version: str = ""
+
+
+@dataclass
+class _Proc:
+    """A process being assembled: its images, psutil sighting and status."""
+
+    pid: int
+    starttime: int
+    images: list[Image] = field(default_factory=list)
+    seen: Optional[Seen] = None
+    status: Optional[ExitStatus] = None
+    reaped_by: Optional[str] = None
+    ppid_hint: Optional[int] = None
+
+    @property
+    def ppid(self) -> Optional[int]:
+        if self.images and self.images[0].start is not None:
+            return int(self.images[0].start["ppid"])
+        if self.seen is not None:
+            return self.seen.ppid
+        return self.ppid_hint
+
+    @property
+    def began(self) -> float:
+        if self.images:
+            return float(self.images[0].events[0]["t"]) if self.images[0].events else 0.0
+        return self.seen.first_seen if self.seen else float("inf")
+
+
+def build(facts: RunFacts) -> Report:
+    procs = _collect(facts)
+    leftovers = set(facts.leftovers)
+    processes: list[Process] = []
+    for proc in sorted(procs, key=lambda p: (p.pid != facts.root_pid, p.began, p.pid)):
+        processes.extend(_entries(proc, facts, leftovers))
+    _mark_orphans(processes, procs)
+    for process in processes:
+        process.explanation = explain(process, processes, facts.actions)
+    return Report(
+        command=facts.command, session=facts.session, started=facts.started_wall,
+        duration=facts.finished - facts.launched, processes=processes, actions=facts.actions,
+        leftovers=sorted(leftovers), incomplete=list(facts.incomplete), version=facts.version,
+    )
+
+
+def _collect(facts: RunFacts) -> list[_Proc]:
+    """Join images, sightings and statuses into one record per process."""
+    by_key: dict[tuple[int, int], _Proc] = {}
+    for image in facts.images:
+        key = (image.pid, image.starttime)
+        by_key.setdefault(key, _Proc(*key)).images.append(image)
+    for seen in facts.seen:
+        key = (seen.pid, seen.starttime)
+        if key not in by_key:  # the probe and psutil may round start ticks apart by one
+            key = next((k for k in by_key if k[0] == seen.pid and abs(k[1] - seen.starttime) <= 1), key)
+        by_key.setdefault(key, _Proc(*key)).seen = seen
+    for proc in by_key.values():
+        proc.images.sort(key=lambda i: i.opened)
+
+    def claim(pid: int, status: ExitStatus, reaped_by: str, ppid: Optional[int]) -> None:
+        waiting = [p for p in by_key.values() if p.pid == pid and p.status is None]
+        if waiting:
+            proc = min(waiting, key=lambda p: p.starttime)
+        else:
+            proc = by_key.setdefault((pid, -len(by_key) - 1), _Proc(pid, -len(by_key) - 1))
+            proc.ppid_hint = ppid
+        proc.status, proc.reaped_by = status, reaped_by
+
+    for status in facts.statuses:
+        claim(status.pid, status, "gsup", None)
+    for image in facts.images:
+        for event in image.of_kind("reaped"):
+            status = ExitStatus.from_wait_status(int(event["pid"]), int(event["status"]), float(event["t"]))
+            claim(status.pid, status, f"parent {image.pid}", image.pid)
+    return list(by_key.values())
+
+
+def _entries(proc: _Proc, facts: RunFacts, leftovers: set[int]) -> list[Process]:
+    """One report entry per program image the process ran."""
+    role = _role(proc.pid, proc.ppid, facts)
+    final = _final_end(proc, proc.pid in leftovers)
+    if not proc.images:
+        argv = proc.seen.argv if proc.seen else []
+        entry = Process(pid=proc.pid, ppid=proc.ppid, role=role, argv=argv, instrumented=False, end=final,
+                        uninstrumented_reason=_why_uninstrumented(argv, facts))
+        _set_times(entry, None, proc, facts)
+        return [entry]
+    entries = []
+    for index, image in enumerate(proc.images):
+        last = index == len(proc.images) - 1
+        exec_event = _last_of(image.events, "exec")
+        if not last:
+            end = End(EXEC, exec_argv=exec_event.get("argv") if exec_event else None)
+        elif exec_event is not None and _is_last_meaningful(image, exec_event) and proc.status is not None:
+            # exec'd into a program the probe could not follow (not Python, or -I/-E)
+            end = End(EXEC, exec_argv=exec_event.get("argv"))
+            entries.append(_from_image(image, proc, role, end, facts))
+            argv = [str(a) for a in exec_event.get("argv") or []]
+            after = Process(pid=proc.pid, ppid=proc.ppid, role=role, argv=argv, instrumented=False, end=final,
+                            uninstrumented_reason=_why_uninstrumented(argv, facts))
+            _set_times(after, None, proc, facts)
+            entries.append(after)
+            continue
+        else:
+            end = final
+            if end.how == EXITED and _last_of(image.events, "os_exit") is not None:
+                end.how = OS_EXIT
+        entries.append(_from_image(image, proc, role, end, facts))
+    return entries
+
+
+def _final_end(proc: _Proc, left_running: bool) -> End:
+    status = proc.status
+    if status is None:
+        return End(UNKNOWN, reason=_why_unknown(proc))
+    if status.signal is not None:
+        end = End(SIGNALED, signal=signal_name(status.signal), reaped_by=proc.reaped_by)
+    else:
+        end = End(EXITED, code=status.code, reaped_by=proc.reaped_by)
+    if left_running:
+        return End(LEFT_RUNNING, then=end)
+    return end
+
+
+def _why_unknown(proc: _Proc) -> str:
+    if proc.seen is not None and proc.seen.alive:
+        return "still running when gsup stopped watching"
+    parent = proc.ppid
+    if parent is not None:
+        return f"reaped by its parent (pid {parent}), which is not instrumented"
+    return "no wait status reached gsup"
+
+
+def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts) -> Process:
+    start = image.start or {}
+    argv = [str(a) for a in start.get("argv") or (proc.seen.argv if proc.seen else [])]
+    entry = Process(
+        pid=proc.pid, ppid=int(start["ppid"]) if "ppid" in start else proc.ppid, role=role, argv=argv,
+        instrumented=True, end=end, python=start.get("py"), forked=bool(start.get("fork")),
+        opaque_handlers=int(start.get("ncb") or 0), unreadable_events=image.unreadable,
+    )
+    entry.handlers = _handlers(image.events)
+    entry.signal_handlers = _signal_handlers(image.events, entry)
+    exit_event = image.first("exit")
+    entry.atexit_began = exit_event is not None
+    entry.atexit_finished = image.first("done") is not None
+    entry.exception = exit_event.get("exc") if exit_event else None
+    entry.kills = [(int(e.get("pid", -e.get("pgid", 0))), int(e["sig"])) for e in image.of_kind("kill")]
+    entry.signals_received = [int(e["sig"]) for e in image.of_kind("sigrun")]
+    _set_times(entry, image, proc, facts)
+    return entry
+
+
+def _handlers(events: list[Event]) -> list[Handler]:
+    """Replay reg/inherit/unreg/begin/end/raise events into handler outcomes."""
+    handlers: dict[int, Handler] = {}
+    order = 0
+    for event in events:
+        kind, hid = event.get("k"), event.get("h")
+        if not isinstance(hid, int):
+            continue
+        if kind in ("reg", "inherit"):
+            handlers[hid] = Handler(kind=str(event.get("kind", "atexit")), name=str(event.get("name", "?")),
+                                    module=str(event.get("module", "")), where=str(event.get("where", "")),
+                                    inherited=kind == "inherit")
+            continue
+        handler = handlers.get(hid)
+        if handler is None:
+            continue
+        if kind == "unreg":
+            handler.status = UNREGISTERED
+        elif kind == "begin" and handler.order is None:
+            order += 1
+            handler.order, handler.status = order, INTERRUPTED
+        elif kind == "raise":
+            handler.status, handler.exception = RAISED, str(event.get("exc"))
+        elif kind == "end" and handler.status != RAISED:
+            handler.status, handler.duration = RAN, float(event.get("dur", 0.0))
+    return list(handlers.values())
+
+
+def _signal_handlers(events: list[Event], entry: Process) -> list[SignalHandler]:
+    """The last Python handler installed per signal, and whether it ran.
+
+    Before 3.11 the probe leaves CPython's default SIGINT handler bare (a wrapper
+    would show in KeyboardInterrupt tracebacks); its runs are then unknown
+    (None) unless a KeyboardInterrupt ended the program, which proves one.
+    """
+    installed: dict[int, str] = {}
+    for event in events:
+        if event.get("k") in ("sig0", "sig") and isinstance(event.get("sig"), int):
+            installed[int(event["sig"])] = str(event.get("handler"))
+    runs: dict[int, int] = defaultdict(int)
+    for event in events:
+        if event.get("k") == "sigrun" and isinstance(event.get("sig"), int):
+            runs[int(event["sig"])] += 1
+    out = []
+    for signum, handler in sorted(installed.items()):
+        if handler in ("SIG_DFL", "None"):
+            continue
+        invoked: Optional[bool] = runs[signum] > 0
+        if handler == "default_int_handler" and (entry.python or "3.11") < "3.11" and not runs[signum]:
+            invoked = True if entry.exception == "KeyboardInterrupt" else None
+        out.append(SignalHandler(signal_name(signum), handler, invoked, runs[signum]))
+    return out
+
+
+def _set_times(entry: Process, image: Optional[Image], proc: _Proc, facts: RunFacts) -> None:
+    if image is not None and image.events:
+        entry.started = float(image.events[0]["t"]) - facts.launched
+    elif proc.seen is not None:
+        entry.started = proc.seen.first_seen - facts.launched
+    if proc.status is not None:
+        entry.ended = proc.status.at - facts.launched
+
+
+def _mark_orphans(processes: list[Process], procs: list[_Proc]) -> None:
+    """A process is orphaned if its parent ended while it still ran."""
+    ended_at = {p.pid: p.status.at for p in procs if p.status is not None}
+    for process in processes:
+        if process.role == "parent" or process.ppid not in ended_at:
+            continue
+        own = ended_at.get(process.pid)
+        process.orphaned = own is None or ended_at[process.ppid] < own or process.end.how == LEFT_RUNNING
+
+
+def _role(pid: int, ppid: Optional[int], facts: RunFacts) -> str:
+    if pid == facts.root_pid:
+        return "parent"
+    if ppid == facts.root_pid:
+        return "child"
+    return "grandchild" if ppid is not None else "unknown"
+
+
+def _last_of(events: list[Event], kind: str) -> Optional[Event]:
+    for event in reversed(events):
+        if event.get("k") == kind:
+            return event
+    return None
+
+
+def _is_last_meaningful(image: Image, event: Event) -> bool:
+    """Nothing but failed-exec noise followed ``event``: the exec went through."""
+    return all(e.get("n", 0) <= event.get("n", 0) for e in image.events)
+
+
+def _why_uninstrumented(argv: list[str], facts: RunFacts) -> str:
+    if not argv:
+        return "never seen running: only its exit status is known"
+    name = argv[0].rsplit("/", 1)[-1]
+    if "python" not in name:
+        return "not a Python program"
+    flags = {a for a in argv[1:] if a.startswith("-") and not a.startswith("--")}
+    for flag in ("-I", "-E", "-S"):
+        if any(flag[1] in f[1:] and not f.startswith("-m") and not f.startswith("-c") for f in flags):
+            return f"started with {flag}: Python ignored the probe's PYTHONPATH"
+    return "no probe events: its environment did not carry gsup's (scrubbed env?)"
+
+
+__all__ = ["RunFacts", "build", "RAN", "RAISED", "INTERRUPTED", "NOT_RUN", "UNREGISTERED", "EXITED",
+           "SIGNALED", "OS_EXIT", "EXEC", "LEFT_RUNNING", "UNKNOWN"]

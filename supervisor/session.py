@@ -1,0 +1,185 @@
+"""The per-run directory that lets ``gsup kill`` and ``gsup ps`` find a run.
+
+Layout of one session, under :func:`sessions_root`::
+
+    <id>/session.json    who is running what (written atomically, 0600)
+    <id>/events/         one append-only file per Python process image (the probe)
+    <id>/exits.jsonl     every wait status gsup reaped, as it reaped it
+    <id>/actions.jsonl   every signal gsup or ``gsup kill`` sent
+
+Everything a report needs is in these files, so a report can be rebuilt after
+the fact, and ``gsup kill --wait`` can say how its targets ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from supervisor.errors import GsupError
+from supervisor.signals import Identity, identity
+
+SCHEMA = "gsup.session/1"
+
+
+def sessions_root() -> Path:
+    """``$GSUP_HOME``, else ``$XDG_RUNTIME_DIR/gsup``, else ``/tmp/gsup-<uid>``."""
+    if os.environ.get("GSUP_HOME"):
+        return Path(os.environ["GSUP_HOME"])
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isdir(runtime):
+        return Path(runtime) / "gsup"
+    return Path(f"/tmp/gsup-{os.getuid()}")
+
+
+def _private_dir(path: Path) -> Path:
+    """Create ``path`` 0700, or check an existing one is ours and not a link."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise GsupError(f"refusing session directory {path}: not a plain directory")
+    if info.st_uid != os.getuid():
+        raise GsupError(f"refusing session directory {path}: owned by uid {info.st_uid}, not {os.getuid()}")
+    return path
+
+
+@dataclass
+class Session:
+    """One ``gsup run``: where its files are and which processes are its own."""
+
+    id: str
+    dir: Path
+    command: list[str]
+    gsup: Identity
+    started: float = field(default_factory=time.time)
+    root: Identity | None = None
+    pgid: int | None = None
+    finished: bool = False
+
+    @property
+    def events_dir(self) -> Path:
+        return self.dir / "events"
+
+    @property
+    def exits_file(self) -> Path:
+        return self.dir / "exits.jsonl"
+
+    @property
+    def actions_file(self) -> Path:
+        return self.dir / "actions.jsonl"
+
+    def save(self) -> None:
+        """Write session.json atomically: readers never see half a file."""
+        state = {
+            "schema": SCHEMA,
+            "id": self.id,
+            "command": self.command,
+            "gsup": asdict(self.gsup),
+            "root": asdict(self.root) if self.root else None,
+            "pgid": self.pgid,
+            "started": self.started,
+            "finished": self.finished,
+        }
+        tmp = self.dir / f".session.json.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(state, out)
+        os.replace(tmp, self.dir / "session.json")
+
+    def append(self, file: Path, record: dict[str, Any]) -> None:
+        """Append one JSON line in one write, so a crash never splits a record."""
+        line = (json.dumps(record) + "\n").encode()
+        fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+    def is_live(self) -> bool:
+        """The gsup that owns it still runs (same pid *and* start time)."""
+        return not self.finished and identity(self.gsup.pid) == self.gsup
+
+
+def create(command: list[str]) -> Session:
+    """A fresh private session directory for this gsup process."""
+    me = identity(os.getpid())
+    assert me is not None
+    root = _private_dir(sessions_root())
+    session_id = f"{os.getpid()}-{os.urandom(2).hex()}"
+    directory = root / session_id
+    directory.mkdir(mode=0o700)
+    (directory / "events").mkdir(mode=0o700)
+    session = Session(id=session_id, dir=directory, command=command, gsup=me)
+    session.save()
+    return session
+
+
+def load(session_id: str) -> Session:
+    """Read a session's state, refusing anything malformed, foreign or linked."""
+    root = sessions_root()
+    directory = root / session_id
+    if "/" in session_id or session_id.startswith(".") or not directory.is_dir():
+        raise GsupError(f"unknown session {session_id!r}: see `gsup ps` for live sessions")
+    path = directory / "session.json"
+    try:
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid():
+            raise GsupError(f"refusing session {session_id}: session.json is a link or not yours")
+        state = json.loads(path.read_text())
+        if state.get("schema") != SCHEMA:
+            raise ValueError("schema")
+        session = Session(
+            id=str(state["id"]),
+            dir=directory,
+            command=[str(a) for a in state["command"]],
+            gsup=Identity(int(state["gsup"]["pid"]), float(state["gsup"]["create_time"])),
+            started=float(state["started"]),
+            root=Identity(int(state["root"]["pid"]), float(state["root"]["create_time"])) if state["root"] else None,
+            pgid=int(state["pgid"]) if state["pgid"] is not None else None,
+            finished=bool(state["finished"]),
+        )
+    except GsupError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError):
+        raise GsupError(f"malformed session file {path}: not written by this gsup") from None
+    return session
+
+
+def all_sessions() -> list[Session]:
+    """Every readable session, newest first; unreadable ones are skipped."""
+    root = sessions_root()
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        if entry.name.startswith("."):
+            continue
+        try:
+            found.append(load(entry.name))
+        except GsupError:
+            continue
+    return sorted(found, key=lambda s: s.started, reverse=True)
+
+
+def choose(session_id: str | None) -> tuple[Session, str | None]:
+    """The session a command means, and a note when gsup had to pick one."""
+    if session_id is not None:
+        session = load(session_id)
+        if session.finished:
+            raise GsupError(f"session {session_id} has finished: nothing to signal")
+        if not session.is_live():
+            raise GsupError(f"stale session {session_id}: its gsup (pid {session.gsup.pid}) is gone")
+        return session, None
+    live = [s for s in all_sessions() if s.is_live()]
+    if not live:
+        raise GsupError("no live gsup session: start one with `gsup run`")
+    note = None
+    if len(live) > 1:
+        others = ", ".join(s.id for s in live[1:])
+        note = f"{len(live)} live sessions; chose the newest, {live[0].id} (others: {others}; use --session)"
+    return live[0], note

@@ -1,0 +1,82 @@
+"""Send signals to exactly the processes meant, never to a recycled pid.
+
+A pid alone is not an identity: between looking a process up and signalling it,
+it can end and its pid be reused.  Every send here goes through a pidfd opened
+on the pid and checked against the process's start time, so a recycled pid is
+refused instead of signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A process as psutil identifies it: pid plus creation time."""
+
+    pid: int
+    create_time: float
+
+
+def identity(pid: int) -> Identity | None:
+    """The identity of a live process, or None if there is none."""
+    try:
+        return Identity(pid, psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIG{signum}"
+
+
+def send(target: Identity, signum: int) -> bool:
+    """Signal ``target`` if it is still the same process; True if sent.
+
+    The pidfd pins the process: once it is open, the pid cannot be reused
+    behind our back, so checking the start time *after* opening it closes the
+    race that ``os.kill`` after a lookup leaves open.
+    """
+    try:
+        fd = os.pidfd_open(target.pid)
+    except OSError:
+        return False
+    try:
+        if identity(target.pid) != target:
+            return False
+        signal.pidfd_send_signal(fd, signum)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def send_group(pgid: int, members: list[Identity], signum: int) -> bool:
+    """``killpg`` as a terminal's Ctrl-C does, if the group still has a known member.
+
+    A process group id is the pid of its leader; it stays valid while any member
+    lives, so it is checked against the tree's known members first.
+    """
+    if not any(identity(m.pid) == m and _pgid(m.pid) == pgid for m in members):
+        return False
+    try:
+        os.killpg(pgid, signum)
+        return True
+    except OSError:
+        return False
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None

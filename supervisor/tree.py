@@ -1,0 +1,88 @@
+"""Who belongs to the tree, seen from outside with psutil, and remembered.
+
+``Process.children()`` cannot see a descendant whose parent already died, and
+a short-lived process can come and go between two looks.  So the tree is
+everything below gsup (a subreaper keeps orphans below it), and every process
+ever seen is remembered with its first parent, which decides its role.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import psutil
+
+from supervisor.signals import Identity
+
+
+@dataclass
+class Seen:
+    """A process of the tree as psutil saw it, from its first sighting on."""
+
+    pid: int
+    create_time: float
+    ppid: int  # the parent when first seen: orphans later show gsup instead
+    argv: list[str]
+    first_seen: float
+    alive: bool = True
+
+    @property
+    def identity(self) -> Identity:
+        return Identity(self.pid, self.create_time)
+
+    @property
+    def starttime(self) -> int:
+        """Clock ticks since boot, the probe's way of naming the same process."""
+        return round((self.create_time - psutil.boot_time()) * CLOCK_TICKS)
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class Tree:
+    """Snapshots of gsup's descendants and the history of everything seen."""
+
+    def __init__(self, gsup_pid: int, root_pid: int) -> None:
+        self.gsup_pid = gsup_pid
+        self.root_pid = root_pid
+        self.history: dict[Identity, Seen] = {}
+
+    def snapshot(self) -> list[Seen]:
+        """Look at the tree now; returns the processes never seen before."""
+        try:
+            live = psutil.Process(self.gsup_pid).children(recursive=True)
+        except psutil.Error:
+            live = []
+        now = time.monotonic()
+        new: list[Seen] = []
+        current = set()
+        for proc in live:
+            try:
+                key = Identity(proc.pid, proc.create_time())
+                current.add(key)
+                if key in self.history:
+                    continue
+                with proc.oneshot():
+                    seen = Seen(proc.pid, key.create_time, proc.ppid(), proc.cmdline() or [proc.name()], now)
+            except psutil.Error:
+                continue
+            self.history[key] = seen
+            new.append(seen)
+        for key, seen in self.history.items():
+            seen.alive = key in current
+        return new
+
+    def live(self) -> list[Seen]:
+        return [s for s in self.history.values() if s.alive]
+
+    def role(self, pid: int, ppid: int | None) -> str:
+        if pid == self.root_pid:
+            return "parent"
+        if ppid == self.root_pid:
+            return "child"
+        return "grandchild" if ppid is not None else "unknown"
+
+    def children_of_root(self) -> list[Seen]:
+        return [s for s in self.live() if s.ppid == self.root_pid and s.pid != self.root_pid]
