@@ -20,7 +20,7 @@ PORT = int(os.environ.get("PORT", "5000"))
 @atexit.register
 def shutdown() -> None:
     print("shutdown: closing the database", flush=True)
-    time.sleep(0.05)
+    time.sleep(0.5)  # the seed slept 1 s: long enough to be cut off by a Ctrl-C
 
 
 @atexit.register

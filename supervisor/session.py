@@ -60,6 +60,7 @@ class Session:
     root: Identity | None = None
     pgid: int | None = None
     finished: bool = False
+    launched: float = 0.0  # CLOCK_MONOTONIC at launch (system-wide): "at" fields count from it
 
     @property
     def events_dir(self) -> Path:
@@ -83,6 +84,7 @@ class Session:
             "root": asdict(self.root) if self.root else None,
             "pgid": self.pgid,
             "started": self.started,
+            "launched": self.launched,
             "finished": self.finished,
         }
         tmp = self.dir / f".session.json.{os.getpid()}"
@@ -103,6 +105,23 @@ class Session:
     def is_live(self) -> bool:
         """The gsup that owns it still runs (same pid *and* start time)."""
         return not self.finished and identity(self.gsup.pid) == self.gsup
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON-object lines of ``path``; anything else (a cut-off last line) is skipped."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return []
+    records = []
+    for line in data.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
 
 
 def create(command: list[str]) -> Session:
@@ -142,6 +161,7 @@ def load(session_id: str) -> Session:
             root=Identity(int(state["root"]["pid"]), float(state["root"]["create_time"])) if state["root"] else None,
             pgid=int(state["pgid"]) if state["pgid"] is not None else None,
             finished=bool(state["finished"]),
+            launched=float(state.get("launched", 0.0)),
         )
     except GsupError:
         raise

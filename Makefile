@@ -1,0 +1,31 @@
+# gsup's developer commands.  `make help` lists them.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install demo test lint clean
+
+help:  ## List the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv/ and install gsup with its test extra
+
+demo: $(STAMP)  ## Run the seed experiment: SIGKILL the Flask reloader's child, show the report
+	PORT=5077 $(BIN)/gsup run --python $(BIN)/python --signal KILL --target child --grace 3s examples/flask_app.py
+
+test: $(STAMP)  ## Run the whole test suite
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)  ## ruff and mypy --strict
+	$(BIN)/ruff check supervisor tests
+	$(BIN)/mypy
+
+clean:  ## Remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

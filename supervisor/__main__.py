@@ -1,0 +1,5 @@
+"""``python -m supervisor``: the same as the ``gsup`` command."""
+
+from supervisor.cli import main
+
+main()

@@ -1,0 +1,142 @@
+"""``gsup kill`` and ``gsup ps``: act on a live session from another terminal.
+
+Only processes that belong to the session's tree are ever signalled: the tree
+is read fresh from the session's gsup (a subreaper, so every descendant is below
+it), and every send re-checks the process's identity through a pidfd.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass
+
+from supervisor import events, report, session as sessions, signals
+from supervisor.errors import GsupError
+from supervisor.model import Action, Process
+from supervisor.options import Target
+from supervisor.reaper import ExitStatus
+from supervisor.runner import describe_live, read_actions, resolve_target
+from supervisor.tree import Seen, Tree
+
+STATUS_WAIT = 2.0  # seconds for the run's gsup to record a status after a death
+
+
+@dataclass
+class KillResult:
+    session: sessions.Session
+    action: Action
+    targets: list[Seen]
+    note: str | None
+
+
+def session_tree(session: sessions.Session) -> Tree:
+    if session.root is None:
+        raise GsupError(f"session {session.id} has not launched its program yet")
+    tree = Tree(session.gsup.pid, session.root.pid)
+    tree.snapshot()
+    return tree
+
+
+def kill(session_id: str | None, signum: signal.Signals, target: Target) -> KillResult:
+    session, note = sessions.choose(session_id)
+    tree = session_tree(session)
+    live = tree.live()
+    assert session.root is not None
+    if target.kind == "group":
+        pgid = session.pgid or session.root.pid
+        members = [p for p in live if _pgid(p.pid) == pgid]
+        if not members or not signals.send_group(pgid, [p.identity for p in members], signum):
+            raise GsupError(f"process group {pgid} of session {session.id} has no running member")
+        chosen = members
+        sent = [p.pid for p in members]
+    else:
+        chosen = resolve_target(target, live, session.root.pid, tree)
+        sent = [p.pid for p in chosen if signals.send(p.identity, signum)]
+        if not sent:
+            raise GsupError(f"{target}: ended before the signal could be sent; the tree is: {describe_live(live, tree)}")
+    action = Action(signal=signum.name, signum=int(signum), target=str(target), pids=sent,
+                    at=time.monotonic() - session.launched, by="gsup kill",
+                    group=(session.pgid or session.root.pid) if target.kind == "group" else None)
+    session.append(session.actions_file, action.to_json())
+    return KillResult(session, action, [p for p in chosen if p.pid in sent], note)
+
+
+def wait_for(targets: list[Seen], timeout: float | None) -> list[Seen]:
+    """Block until every target has ended (pidfds: no polling); those still running."""
+    fds = {}
+    for proc in targets:
+        try:
+            fd = os.pidfd_open(proc.pid)
+        except OSError:
+            continue
+        if signals.identity(proc.pid) == proc.identity:
+            fds[fd] = proc
+        else:
+            os.close(fd)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while fds:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select(list(fds), [], [], remaining)
+            if not ready:
+                break
+            for fd in ready:
+                del fds[fd]
+                os.close(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return list(fds.values())
+
+
+def outcomes(session: sessions.Session, pids: list[int]) -> list[Process]:
+    """How ``pids`` ended, from the session's files, once a status is recorded."""
+    deadline = time.monotonic() + STATUS_WAIT
+    while True:
+        built = rebuild(session)
+        found = [p for p in built.processes if p.pid in pids]
+        if all(p.end.how != "unknown" for p in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)  # the run's gsup writes the status a moment after the death
+
+
+def rebuild(session: sessions.Session) -> report.Report:
+    """A report from a session's files alone (what ``gsup kill --wait`` and a
+    later look at a dead session can know)."""
+    statuses = []
+    for record in sessions.read_jsonl(session.exits_file):
+        try:
+            statuses.append(ExitStatus(int(record["pid"]), record.get("code"), record.get("signal"),
+                                       float(record["at"]) + session.launched))
+        except (KeyError, TypeError, ValueError):
+            continue
+    facts = report.RunFacts(
+        command=session.command, session=session.id, started_wall=session.started, launched=session.launched,
+        root_pid=session.root.pid if session.root else 0, images=events.read_all(session.events_dir), seen=[],
+        statuses=statuses, actions=read_actions(session), leftovers=[], finished=time.monotonic(),
+    )
+    return report.build(facts)
+
+
+@dataclass
+class LiveSession:
+    session: sessions.Session
+    tree: Tree
+
+
+def live_sessions() -> list[LiveSession]:
+    found = []
+    for session in sessions.all_sessions():
+        if session.is_live() and session.root is not None:
+            found.append(LiveSession(session, session_tree(session)))
+    return found
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None

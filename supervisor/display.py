@@ -1,0 +1,123 @@
+"""What gsup says while a program runs: a live rich tree on a terminal, plain
+lines otherwise (CI logs, pipes).  Both write to stderr only, so stdout stays
+the program's (or, with --json, the report's).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING, Optional
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from supervisor import events
+from supervisor.model import Action
+from supervisor.reaper import ExitStatus
+from supervisor.signals import signal_name
+from supervisor.tree import Seen
+
+if TYPE_CHECKING:
+    from supervisor.runner import Runner
+
+LIVE_REFRESH = 0.5  # seconds: the live view re-reads handler counts this often
+
+
+def describe_status(status: ExitStatus) -> str:
+    if status.signal is not None:
+        return f"killed by {signal_name(status.signal)}"
+    return f"exited with code {status.code}"
+
+
+class PlainDisplay:
+    """One line per thing that happened, prefixed ``gsup:``."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def _say(self, text: str) -> None:
+        if not self.quiet:
+            print(f"gsup: {text}", file=sys.stderr, flush=True)
+
+    def started(self, session_id: str, pid: int, argv: list[str]) -> None:
+        self._say(f"session {session_id}: started pid {pid} (parent): {' '.join(argv)}")
+
+    def seen(self, proc: Seen, role: str) -> None:
+        self._say(f"pid {proc.pid} ({role}) running: {' '.join(proc.argv)}")
+
+    def ended(self, status: ExitStatus, role: str) -> None:
+        self._say(f"pid {status.pid} ({role}) {describe_status(status)}")
+
+    def action(self, action: Action) -> None:
+        pids = ", ".join(map(str, action.pids)) or "no process"
+        self._say(f"sent {action.signal} to {action.target}: {pids}")
+
+    def note(self, text: str) -> None:
+        self._say(text)
+
+    def tick(self, runner: Runner) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class LiveDisplay(PlainDisplay):
+    """A table of the tree that redraws in place: pid, role, state, handlers, command."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+        self.live = Live(console=console, auto_refresh=False, transient=False)
+        self.ended_status: dict[int, str] = {}
+        self.roles: dict[int, str] = {}
+        self.lines: list[str] = []
+        self.next_draw = 0.0
+        self.started_live = False
+
+    def _say(self, text: str) -> None:
+        self.lines = (self.lines + [text])[-4:]
+        self.next_draw = 0.0
+
+    def ended(self, status: ExitStatus, role: str) -> None:
+        self.ended_status[status.pid] = describe_status(status)
+        super().ended(status, role)
+
+    def tick(self, runner: Runner) -> None:
+        now = time.monotonic()
+        if now < self.next_draw or runner.tree is None:
+            return
+        self.next_draw = now + LIVE_REFRESH
+        if not self.started_live:
+            self.live.start()
+            self.started_live = True
+        self.live.update(self._table(runner), refresh=True)
+
+    def _table(self, runner: Runner) -> Table:
+        assert runner.tree is not None
+        registered: dict[int, int] = {}
+        for image in events.read_all(runner.session.events_dir):
+            registered[image.pid] = len(image.of_kind("reg", "inherit"))
+        table = Table(title=f"gsup session {runner.session.id}", title_justify="left", expand=False)
+        for column in ("pid", "role", "state", "handlers", "command"):
+            table.add_column(column, overflow="fold" if column == "command" else "ellipsis")
+        for seen in sorted(runner.tree.history.values(), key=lambda s: s.first_seen):
+            state = self.ended_status.get(seen.pid) or ("running" if seen.alive else "ended")
+            table.add_row(str(seen.pid), runner.tree.role(seen.pid, seen.ppid), state,
+                          str(registered.get(seen.pid, "-")), " ".join(seen.argv)[:60])
+        table.caption = "\n".join(self.lines)
+        return table
+
+    def close(self) -> None:
+        if self.started_live:
+            self.live.stop()
+
+
+def make_display(quiet: bool, console: Optional[Console] = None) -> PlainDisplay:
+    console = console or Console(stderr=True)
+    if not quiet and console.is_terminal:
+        return LiveDisplay(console)
+    return PlainDisplay(quiet)

@@ -1,0 +1,108 @@
+"""Report → rich renderables.  No data logic: everything shown is in the Report.
+
+Readable at 80 columns; colour only where rich finds a terminal and NO_COLOR is
+unset (rich checks both).
+"""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.text import Text
+from rich.tree import Tree
+
+from supervisor.model import INTERRUPTED, NOT_RUN, RAISED, RAN, UNREGISTERED, End, Handler, Process, Report
+
+_MARK = {RAN: ("✓", "green"), RAISED: ("!", "red"), INTERRUPTED: ("✗", "yellow"),
+         NOT_RUN: ("·", "dim"), UNREGISTERED: ("-", "dim")}
+
+
+def render(report: Report) -> RenderableType:
+    head = Text.assemble(("gsup report", "bold"), ": ", " ".join(report.command))
+    head.append(f"\nsession {report.session}, {report.duration:.2f}s", style="dim")
+    parts: list[RenderableType] = [head]
+    for action in report.actions:
+        pids = ", ".join(map(str, action.pids)) or "nobody"
+        parts.append(Text(f"  {action.at:6.2f}s  {action.signal} to {action.target} ({pids}) by {action.by}",
+                          style="cyan"))
+    parts.append(process_tree(report))
+    if report.leftovers:
+        parts.append(Text(f"left running: {', '.join(map(str, report.leftovers))} (ended by gsup)", style="yellow"))
+    else:
+        parts.append(Text("nothing left running", style="dim"))
+    for missing in report.incomplete:
+        parts.append(Text(f"incomplete: {missing}", style="red"))
+    return Group(*parts)
+
+
+def process_tree(report: Report) -> Tree:
+    """Processes nested under their parents; orphans of unknown parents at the top."""
+    tree = Tree(Text("processes", style="bold"), guide_style="dim")
+    nodes: dict[int, Tree] = {}
+    for proc in report.processes:
+        parent = nodes.get(proc.ppid or -1) if proc.role != "parent" else None
+        node = (parent or tree).add(process_text(proc))
+        nodes[proc.pid] = node
+    return tree
+
+
+def process_text(proc: Process) -> Text:
+    text = Text.assemble((f"{proc.pid} ", "bold"), (proc.role, "magenta"), "  ")
+    text.append(_short_argv(proc.argv), style="dim")
+    text.append("\n")
+    text.append_text(end_text(proc.end))
+    if proc.handlers:
+        text.append("\n")
+        text.append_text(handlers_text(proc.handlers))
+    for sig in proc.signal_handlers:
+        invoked = {True: "invoked", False: "not invoked", None: "invocation not observable"}[sig.invoked]
+        text.append(f"\n{sig.signal} → {sig.handler} ({invoked})", style="dim")
+    text.append(f"\n→ {proc.explanation}", style="italic")
+    return text
+
+
+def end_text(end: End) -> Text:
+    if end.how == "signaled":
+        body = f"killed by {end.signal}"
+    elif end.how == "left-running":
+        body = "left running" + (f", then {end.then.signal or end.then.code}" if end.then else "")
+    elif end.how == "os._exit":
+        body = f"os._exit({end.code})"
+    elif end.how == "exited":
+        body = f"exited {end.code}"
+    else:
+        body = end.how
+    style = "green" if end.how == "exited" and end.code == 0 else "yellow"
+    return Text.assemble("ended: ", (body, style))
+
+
+def handlers_text(handlers: list[Handler]) -> Text:
+    """Handlers in the order they ran, then the rest in the order they would have
+    run (last registered first), as atexit would have called them."""
+    text = Text("handlers: ")
+    began = sorted((h for h in handlers if h.order is not None), key=lambda h: h.order or 0)
+    rest = [h for h in reversed(handlers) if h.order is None]
+    for index, handler in enumerate(began + rest):
+        mark, style = _MARK.get(handler.status, ("?", "red"))
+        if index:
+            text.append("  ")
+        label = f"{mark} {qualified(handler)}"
+        if handler.status == RAISED:
+            label += f" raised {handler.exception}"
+        elif handler.status in (INTERRUPTED, NOT_RUN, UNREGISTERED):
+            label += f" {handler.status}"
+        elif handler.duration is not None and handler.duration >= 0.001:
+            label += f" {handler.duration * 1000:.0f}ms"
+        text.append(label, style=style)
+    return text
+
+
+def qualified(handler: Handler) -> str:
+    """The program's own handlers by name; library ones with their module."""
+    if handler.module in ("__main__", "__mp_main__", ""):
+        return handler.name
+    return f"{handler.module}.{handler.name}"
+
+
+def _short_argv(argv: list[str], width: int = 50) -> str:
+    line = " ".join(a.rsplit("/", 1)[-1] if i == 0 else a for i, a in enumerate(argv)) or "?"
+    return line if len(line) <= width else line[: width - 1] + "…"

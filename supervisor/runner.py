@@ -1,0 +1,393 @@
+"""``gsup run``'s loop: launch, watch, signal, escalate, reap, report.
+
+The loop sleeps in ``select`` on a self-pipe that ``signal.set_wakeup_fd``
+writes to, so a child's death (SIGCHLD), a Ctrl-C or a TERM wakes it at once
+and nothing is polled while the program sleeps; psutil looks at the tree on a
+timer that backs off as the tree stays quiet.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Optional, Protocol
+
+from supervisor import __version__, events, launch, reaper, report, session as sessions, signals
+from supervisor.errors import ExitCode, GsupError
+from supervisor.model import Action, Report
+from supervisor.options import Target
+from supervisor.reaper import ExitStatus
+from supervisor.signals import Identity
+from supervisor.tree import Seen, Tree
+
+FAST_LOOK = 0.05  # seconds between tree snapshots while something is expected
+SLOW_LOOK = 1.0  # ... once the tree has been quiet for a while
+QUIET_AFTER = 2.0
+
+
+@dataclass
+class RunOptions:
+    argv: list[str]
+    json_stdout: bool = False
+    signal: Optional[signal.Signals] = None
+    target: Optional[Target] = None
+    after: Optional[float] = None
+    grace: float = 10.0
+    settle: float = 0.5
+
+
+class Display(Protocol):
+    """What the runner tells the user while it runs (see ``display.py``)."""
+
+    def started(self, session_id: str, pid: int, argv: list[str]) -> None: ...
+    def seen(self, proc: Seen, role: str) -> None: ...
+    def ended(self, status: ExitStatus, role: str) -> None: ...
+    def action(self, action: Action) -> None: ...
+    def note(self, text: str) -> None: ...
+    def tick(self, runner: Runner) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class _Signals:
+    """Signals gsup itself received, counted by its handlers, acted on by the loop."""
+
+    interrupts: int = 0
+    terms: list[int] = field(default_factory=list)
+
+    def on_int(self, signum: int, frame: Optional[FrameType]) -> None:
+        self.interrupts += 1
+
+    def on_term(self, signum: int, frame: Optional[FrameType]) -> None:
+        self.terms.append(signum)
+
+
+class Runner:
+    """One run of one program; ``run()`` returns its report."""
+
+    def __init__(self, options: RunOptions, display: Display) -> None:
+        self.options = options
+        self.display = display
+        self.session = sessions.create(options.argv)
+        self.statuses: list[ExitStatus] = []
+        self.actions: list[Action] = []
+        self.leftovers: list[int] = []
+        self.incomplete: list[str] = []
+        self.received = _Signals()
+        self.launched = 0.0
+        self.root_pid = 0
+        self.tree: Optional[Tree] = None
+        self.root_ended: Optional[float] = None
+        self.deadline: Optional[float] = None  # grace end: then SIGKILL whatever is left
+        self.pending_shot = options.signal is not None
+        self.shot_error: Optional[GsupError] = None
+        self.last_change = 0.0
+        self.events_size = 0
+        self.next_look = 0.0
+
+    # -- the loop -----------------------------------------------------------
+
+    def run(self) -> Report:
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        previous = self._install_handlers(wake_w)
+        reaper.become_subreaper()
+        try:
+            self._launch()
+            self._loop(wake_r)
+        except BaseException as err:
+            self.incomplete.append(f"gsup stopped watching early: {type(err).__name__}: {err}")
+            self._kill_everything("gsup failed")
+            raise
+        finally:
+            self._restore_handlers(previous)
+            os.close(wake_r)
+            os.close(wake_w)
+            self.display.close()
+        return self.report()
+
+    def _launch(self) -> None:
+        env = launch.probe_env(dict(os.environ), self.session.events_dir)
+        self.launched = time.monotonic()
+        self.root_pid = launch.spawn(self.options.argv, env, self.options.json_stdout)
+        self.tree = Tree(os.getpid(), self.root_pid)
+        self.session.root = signals.identity(self.root_pid) or Identity(self.root_pid, 0.0)
+        self.session.pgid = self.root_pid
+        self.session.launched = self.launched
+        self.session.save()
+        self.display.started(self.session.id, self.root_pid, self.options.argv)
+        self.last_change = self.launched
+        self._look(self.launched)
+
+    def _loop(self, wake_r: int) -> None:
+        while True:
+            reaped, any_left = reaper.reap_ready()
+            now = time.monotonic()
+            for status in reaped:
+                self._on_reaped(status, now)
+            if not any_left:
+                return
+            self._on_own_signals(now)
+            if now >= self.next_look:
+                self._look(now)
+            if self.pending_shot:
+                self._maybe_shoot(now)
+            if self.deadline is not None and now >= self.deadline:
+                self._on_grace_over()
+            self.display.tick(self)
+            timeout = self._next_wakeup(now)
+            select.select([wake_r], [], [], timeout)
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def _next_wakeup(self, now: float) -> float:
+        times = [self.next_look]
+        if self.deadline is not None:
+            times.append(self.deadline)
+        return max(0.0, min(times) - now)
+
+    # -- what happens -------------------------------------------------------
+
+    def _on_reaped(self, status: ExitStatus, now: float) -> None:
+        self.statuses.append(status)
+        self.session.append(self.session.exits_file, {
+            "pid": status.pid, "code": status.code, "signal": status.signal, "at": status.at - self.launched})
+        self.display.ended(status, self._role(status.pid))
+        self.last_change = now
+        self.next_look = now
+        if status.pid == self.root_pid and self.root_ended is None:
+            self.root_ended = now
+            if self.deadline is None:
+                self.deadline = now + self.options.grace
+
+    def _look(self, now: float) -> None:
+        assert self.tree is not None
+        for proc in self.tree.snapshot():
+            self.last_change = now
+            if proc.pid != self.root_pid:
+                self.display.seen(proc, self.tree.role(proc.pid, proc.ppid))
+        size = _dir_size(self.session.events_dir)
+        if size != self.events_size:
+            self.events_size, self.last_change = size, now
+        busy = self.pending_shot or now - self.last_change < QUIET_AFTER
+        self.next_look = now + (FAST_LOOK if busy else SLOW_LOOK)
+
+    def _maybe_shoot(self, now: float) -> None:
+        options = self.options
+        assert options.signal is not None and options.target is not None
+        if options.after is not None and now < self.launched + options.after:
+            return
+        if not self._target_exists(options.target):
+            return
+        if options.after is None and now - self.last_change < options.settle:
+            return
+        self.pending_shot = False
+        try:
+            self.send(options.signal, options.target, by="gsup")
+        except GsupError as err:
+            self.shot_error = err
+            self._kill_everything("the signal could not be sent")
+            return
+        self.deadline = time.monotonic() + options.grace
+
+    def _on_own_signals(self, now: float) -> None:
+        """Ctrl-C: forward SIGINT to the program's group, as a terminal would; a
+        second one (or a second TERM/HUP) ends what is left with SIGKILL."""
+        received = self.received
+        while received.interrupts:
+            received.interrupts -= 1
+            if any(a.by == "ctrl-c" for a in self.actions):
+                self._kill_everything("second Ctrl-C", by="ctrl-c")
+            else:
+                self.display.note("Ctrl-C: SIGINT to the program's process group (again to SIGKILL)")
+                self._send_group(signal.SIGINT, by="ctrl-c")
+                self.deadline = self.deadline or now + self.options.grace
+        while received.terms:
+            signum = received.terms.pop(0)
+            if any(a.by == "gsup received" for a in self.actions):
+                self._kill_everything(f"second {signals.signal_name(signum)}", by="gsup received")
+            else:
+                self._send_group(signal.Signals(signum), by="gsup received")
+                self.deadline = self.deadline or now + self.options.grace
+
+    def _on_grace_over(self) -> None:
+        self.deadline = None
+        assert self.tree is not None
+        self.tree.snapshot()
+        live = self.tree.live()
+        if not live:
+            return
+        if self.root_ended is not None:
+            self.leftovers = sorted({p.pid for p in live} | set(self.leftovers))
+            self.display.note(f"left running after the grace period: {', '.join(map(str, self.leftovers))}")
+            self._kill(live, "tree", by="leftovers")
+        else:
+            self.display.note(f"grace period of {self.options.grace:g}s over: SIGKILL to what is left")
+            self._kill(live, "tree", by="grace")
+
+    # -- sending --------------------------------------------------------------
+
+    def send(self, signum: signal.Signals, target: Target, by: str) -> Action:
+        """Send ``signum`` to ``target`` within this tree; raises GsupError if it has none."""
+        assert self.tree is not None
+        self.tree.snapshot()
+        if target.kind == "group":
+            return self._send_group(signum, by)
+        chosen = resolve_target(target, self.tree.live(), self.root_pid, self.tree)
+        sent = [p.pid for p in chosen if signals.send(p.identity, signum)]
+        return self._record(signum, str(target), sent, by)
+
+    def _send_group(self, signum: signal.Signals, by: str) -> Action:
+        assert self.tree is not None
+        self.tree.snapshot()
+        live = self.tree.live()
+        members = [p.identity for p in live]
+        pgid = self.root_pid
+        sent = signals.send_group(pgid, members, signum)
+        in_group = [p.pid for p in live if _pgid(p.pid) == pgid] if sent else []
+        return self._record(signum, "group", in_group, by, group=pgid)
+
+    def _kill(self, procs: list[Seen], target: str, by: str) -> None:
+        sent = [p.pid for p in procs if signals.send(p.identity, signal.SIGKILL)]
+        self._record(signal.SIGKILL, target, sent, by)
+
+    def _kill_everything(self, why: str, by: str = "gsup") -> None:
+        """SIGKILL every live descendant, however the run is going."""
+        self.pending_shot = False
+        if self.tree is None:
+            return
+        self.tree.snapshot()
+        live = self.tree.live()
+        if live:
+            self.display.note(f"{why}: SIGKILL to {len(live)} process(es)")
+            self._kill(live, "tree", by)
+
+    def _record(self, signum: signal.Signals, target: str, pids: list[int], by: str,
+                group: Optional[int] = None) -> Action:
+        action = Action(signal=signum.name, signum=int(signum), target=target, pids=pids,
+                        at=time.monotonic() - self.launched, by=by, group=group)
+        self.actions.append(action)
+        self.session.append(self.session.actions_file, action.to_json())
+        self.display.action(action)
+        return action
+
+    # -- the end --------------------------------------------------------------
+
+    def report(self) -> Report:
+        finished = time.monotonic()
+        self.session.finished = True
+        self.session.save()
+        # The session's log holds gsup's own actions and those of `gsup kill`.
+        logged = read_actions(self.session)
+        facts = report.RunFacts(
+            command=self.options.argv, session=self.session.id, started_wall=self.session.started,
+            launched=self.launched, root_pid=self.root_pid,
+            images=events.read_all(self.session.events_dir),
+            seen=list(self.tree.history.values()) if self.tree else [],
+            statuses=self.statuses, actions=sorted(logged or self.actions, key=lambda a: a.at),
+            leftovers=self.leftovers, finished=finished, incomplete=self.incomplete, version=__version__,
+        )
+        built = report.build(facts)
+        (self.session.dir / "report.json").write_text(_dumps(built.to_json()))
+        return built
+
+    def _role(self, pid: int) -> str:
+        if self.tree is None:
+            return "unknown"
+        for seen in self.tree.history.values():
+            if seen.pid == pid:
+                return self.tree.role(pid, seen.ppid)
+        return "parent" if pid == self.root_pid else "unknown"
+
+    def _target_exists(self, target: Target) -> bool:
+        assert self.tree is not None
+        try:
+            return bool(resolve_target(target, self.tree.live(), self.root_pid, self.tree))
+        except GsupError:
+            return False
+
+    # -- gsup's own signal handling ----------------------------------------------
+
+    def _install_handlers(self, wake_w: int) -> dict[int, object]:
+        previous: dict[int, object] = {}
+        handlers = {signal.SIGCHLD: lambda s, f: None, signal.SIGINT: self.received.on_int,
+                    signal.SIGTERM: self.received.on_term, signal.SIGHUP: self.received.on_term}
+        for signum, handler in handlers.items():
+            previous[signum] = signal.signal(signum, handler)
+        previous[-1] = signal.set_wakeup_fd(wake_w)
+        return previous
+
+    def _restore_handlers(self, previous: dict[int, object]) -> None:
+        signal.set_wakeup_fd(int(previous.pop(-1)))  # type: ignore[call-overload]
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+def resolve_target(target: Target, live: list[Seen], root_pid: int, tree: Tree) -> list[Seen]:
+    """The live processes ``target`` names, or a GsupError saying what is there."""
+    if target.kind == "parent":
+        chosen = [p for p in live if p.pid == root_pid]
+        if not chosen:
+            raise GsupError(f"no parent: the launched process (pid {root_pid}) has ended")
+    elif target.kind == "child":
+        chosen = [p for p in live if p.ppid == root_pid and p.pid != root_pid]
+        if not chosen:
+            raise GsupError(f"no child of pid {root_pid} is running; the tree is: {describe_live(live, tree)}")
+    elif target.kind in ("tree", "group"):
+        chosen = list(live)
+        if not chosen:
+            raise GsupError("no process of the tree is running")
+    else:
+        chosen = [p for p in live if p.pid == target.pid]
+        if not chosen:
+            raise GsupError(f"pid {target.pid} is not in the tree; the tree is: {describe_live(live, tree)}")
+    return chosen
+
+
+def describe_live(live: list[Seen], tree: Tree) -> str:
+    if not live:
+        return "empty"
+    return ", ".join(f"{p.pid} ({tree.role(p.pid, p.ppid)})" for p in sorted(live, key=lambda p: p.pid))
+
+
+def read_actions(session: sessions.Session) -> list[Action]:
+    """Actions from the session's log (own and ``gsup kill``'s); bad lines skipped."""
+    found = []
+    for record in sessions.read_jsonl(session.actions_file):
+        try:
+            found.append(Action(signal=str(record["signal"]), signum=int(record["signum"]),
+                                target=str(record["target"]), pids=[int(p) for p in record["pids"]],
+                                at=float(record["at"]), by=str(record.get("by", "gsup")),
+                                group=record.get("group")))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return found
+
+
+def _pgid(pid: int) -> Optional[int]:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _dir_size(path: os.PathLike[str] | str) -> int:
+    try:
+        return sum(entry.stat().st_size for entry in os.scandir(path))
+    except OSError:
+        return 0
+
+
+def _dumps(data: object) -> str:
+    import json
+
+    return json.dumps(data, indent=2) + "\n"
+
+
+__all__ = ["RunOptions", "Runner", "resolve_target", "read_actions", "ExitCode"]
