@@ -59,7 +59,7 @@ def main() -> None:
               context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
 @click.option("-m", "module", metavar="MODULE", help="Run a module, as python -m does.")
 @click.option("--python", "python", metavar="PATH", help="Interpreter for SCRIPT and -m (default: python on PATH).")
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON report alone on stdout (program output goes to stderr).")
+@click.option("--json", "as_json", is_flag=True, help="JSON report alone on stdout (program output goes to stderr).")
 @click.option("-s", "--signal", "sig", metavar="SIG", help="Send this signal once: 9, KILL, SIGKILL, term...")
 @click.option("-t", "--target", metavar="WHO", help="parent (default), child, group, tree or pid:N.")
 @click.option("--after", metavar="DURATION", help="Send that long after launch (3, 3s, 500ms, 1m).")
@@ -188,7 +188,7 @@ def _guard(action: Any) -> None:
         sys.exit(int(ExitCode.INTERRUPTED))
     except (SystemExit, click.exceptions.Exit, click.ClickException):
         raise
-    except Exception as err:  # noqa: BLE001 (the last line of defence: no traceback for users)
+    except Exception as err:
         if os.environ.get("GSUP_DEBUG"):
             raise
         fail(f"internal error: {type(err).__name__}: {err} (set GSUP_DEBUG=1 for a traceback)", ExitCode.INCOMPLETE)

@@ -13,9 +13,10 @@ import signal
 import time
 from dataclasses import dataclass
 
-from supervisor import events, report, session as sessions, signals
+from supervisor import events, report, signals
+from supervisor import session as sessions
 from supervisor.errors import GsupError
-from supervisor.model import Action, Process
+from supervisor.model import Action, Process, Report
 from supervisor.options import Target
 from supervisor.reaper import ExitStatus
 from supervisor.runner import describe_live, read_actions, resolve_target
@@ -56,7 +57,8 @@ def kill(session_id: str | None, signum: signal.Signals, target: Target) -> Kill
         chosen = resolve_target(target, live, session.root.pid, tree)
         sent = [p.pid for p in chosen if signals.send(p.identity, signum)]
         if not sent:
-            raise GsupError(f"{target}: ended before the signal could be sent; the tree is: {describe_live(live, tree)}")
+            raise GsupError(f"{target}: ended before the signal could be sent; "
+                            f"the tree is: {describe_live(live, tree)}")
     action = Action(signal=signum.name, signum=int(signum), target=str(target), pids=sent,
                     at=time.monotonic() - session.launched, by="gsup kill",
                     group=(session.pgid or session.root.pid) if target.kind == "group" else None)
@@ -103,7 +105,7 @@ def outcomes(session: sessions.Session, pids: list[int]) -> list[Process]:
         time.sleep(0.02)  # the run's gsup writes the status a moment after the death
 
 
-def rebuild(session: sessions.Session) -> report.Report:
+def rebuild(session: sessions.Session) -> Report:
     """A report from a session's files alone (what ``gsup kill --wait`` and a
     later look at a dead session can know)."""
     statuses = []

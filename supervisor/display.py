@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Optional
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-from rich.text import Text
 
 from supervisor import events
 from supervisor.model import Action
@@ -79,7 +78,7 @@ class LiveDisplay(PlainDisplay):
         self.started_live = False
 
     def _say(self, text: str) -> None:
-        self.lines = (self.lines + [text])[-4:]
+        self.lines = [*self.lines, text][-4:]
         self.next_draw = 0.0
 
     def ended(self, status: ExitStatus, role: str) -> None:

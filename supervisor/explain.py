@@ -7,7 +7,16 @@ Rules are checked most specific first; each reads only the report's facts
 from __future__ import annotations
 
 from supervisor.model import (
-    EXEC, EXITED, INTERRUPTED, LEFT_RUNNING, NOT_RUN, OS_EXIT, RAISED, SIGNALED, UNKNOWN, Action, Process,
+    EXEC,
+    INTERRUPTED,
+    LEFT_RUNNING,
+    NOT_RUN,
+    OS_EXIT,
+    RAISED,
+    SIGNALED,
+    UNKNOWN,
+    Action,
+    Process,
 )
 from supervisor.signals import signal_name
 
@@ -32,13 +41,13 @@ def _ending(proc: Process, everyone: list[Process], actions: list[Action]) -> st
         return f"exit status unknown: {end.reason}{_handlers_summary(proc)}"
     if end.how == SIGNALED:
         return _signaled(proc, everyone, actions)
-    return _exited(proc)
+    return _exited(proc, everyone)
 
 
 def _signaled(proc: Process, everyone: list[Process], actions: list[Action]) -> str:
     sig = proc.end.signal or "?"
     sender = _sender(proc, sig, everyone, actions)
-    interrupted = [h.name for h in proc.handlers if h.status == INTERRUPTED]
+    interrupted = [h.label for h in proc.handlers if h.status == INTERRUPTED]
     if interrupted:
         return (f"killed with {sig}{sender} while exit handler {interrupted[0]} was running "
                 f"(interrupted){_skipped(proc, 'also ')}")
@@ -57,20 +66,40 @@ def _signaled(proc: Process, everyone: list[Process], actions: list[Action]) -> 
     return f"killed by {sig}{sender}{_ran_or_skipped(proc)}"
 
 
-def _exited(proc: Process) -> str:
+def _exited(proc: Process, everyone: list[Process]) -> str:
     code = proc.end.code
     start = f"exited with code {code}"
     received = [s for s in proc.signal_handlers if s.invoked]
-    if received:
+    if received and received[0].handler == "default_int_handler":
+        start = f"got SIGINT: the KeyboardInterrupt it raised was caught, and the process exited with code {code}"
+    elif received:
         start = (f"got {received[0].signal}: its Python handler {received[0].handler} ran and the "
                  f"process exited with code {code}")
     if proc.exception:
         start += f" after an unhandled {proc.exception}"
     if not proc.instrumented:
         return start
+    start += _children_first(proc, everyone)
     if proc.atexit_began:
         return f"{start}; atexit ran{_ran_summary(proc)}"
     return f"{start} without running atexit{_skipped(proc)}"
+
+
+def _children_first(proc: Process, everyone: list[Process]) -> str:
+    """Children this process reaped itself: often why it exited (werkzeug's 247)."""
+    reaped = [p for p in everyone if p.end.reaped_by == f"parent {proc.pid}"]
+    if not reaped:
+        return ""
+    ends = ", ".join(f"{p.pid} {_short_end(p)}" for p in reaped)
+    return f", after its child{'ren' if len(reaped) > 1 else ''} ended ({ends})"
+
+
+def _short_end(proc: Process) -> str:
+    if proc.end.how == SIGNALED:
+        return f"killed by {proc.end.signal}"
+    if proc.end.how == OS_EXIT:
+        return f"os._exit({proc.end.code})"
+    return f"exit {proc.end.code}"
 
 
 def _left_running(proc: Process, everyone: list[Process], actions: list[Action]) -> str:
@@ -88,7 +117,7 @@ def _sender(proc: Process, sig: str, everyone: list[Process], actions: list[Acti
     """Who sent ``sig``: gsup's own actions first, then a kill() the probe saw."""
     for action in reversed(actions):
         if action.signal == sig and proc.pid in action.pids:
-            return " from gsup" if action.by != "gsup kill" else " from `gsup kill`"
+            return " by gsup" if action.by != "gsup kill" else " by `gsup kill`"
     for other in everyone:
         for pid, signum in other.kills:
             if pid == proc.pid and signal_name(signum) == sig and other.pid != proc.pid:
@@ -98,10 +127,10 @@ def _sender(proc: Process, sig: str, everyone: list[Process], actions: list[Acti
 
 
 def _ran_summary(proc: Process) -> str:
-    ran = proc.fired
+    ran = [h.label for h in sorted(proc.handlers, key=lambda h: h.order or 0) if h.order is not None]
     if not ran:
         return " (no handlers registered)" if not proc.handlers else " (none of its handlers began)"
-    raised = [h.name for h in proc.handlers if h.status == RAISED]
+    raised = [h.label for h in proc.handlers if h.status == RAISED]
     text = f" {', '.join(ran)}"
     if raised:
         text += f" ({', '.join(raised)} raised)"
@@ -113,12 +142,12 @@ def _ran_or_skipped(proc: Process) -> str:
 
 
 def _not_run(proc: Process) -> str:
-    waiting = [h.name for h in proc.handlers if h.status == NOT_RUN]
+    waiting = [h.label for h in reversed(proc.handlers) if h.status == NOT_RUN]
     return f"; not run: {', '.join(waiting)}" if waiting else ""
 
 
 def _skipped(proc: Process, also: str = "") -> str:
-    waiting = [h.name for h in proc.handlers if h.status == NOT_RUN]
+    waiting = [h.label for h in reversed(proc.handlers) if h.status == NOT_RUN]
     if not waiting:
         return ""
     return f"; {also}not run: {', '.join(waiting)}"
@@ -127,5 +156,3 @@ def _skipped(proc: Process, also: str = "") -> str:
 def _handlers_summary(proc: Process) -> str:
     return f"; handlers that began: {', '.join(proc.fired)}" if proc.fired else _skipped(proc)
 
-
-__all__ = ["explain", "EXITED"]

@@ -80,6 +80,13 @@ class Handler:
     exception: Optional[str] = None
     inherited: bool = False  # registered in the parent before a fork
 
+    @property
+    def label(self) -> str:
+        """The program's own handlers by name; library ones with their module."""
+        if self.module in ("__main__", "__mp_main__", ""):
+            return self.name
+        return f"{self.module}.{self.name}"
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "name": self.name, "module": self.module,
                                "where": self.where, "status": self.status, "order": self.order}

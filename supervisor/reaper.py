@@ -46,7 +46,7 @@ def become_subreaper() -> bool:
 
 def reap_ready() -> tuple[list[ExitStatus], bool]:
     """Collect every child that has ended; also whether any child is left."""
-    reaped = []
+    reaped: list[ExitStatus] = []
     while True:
         try:
             info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG)

@@ -85,7 +85,7 @@ def handlers_text(handlers: list[Handler]) -> Text:
         mark, style = _MARK.get(handler.status, ("?", "red"))
         if index:
             text.append("  ")
-        label = f"{mark} {qualified(handler)}"
+        label = f"{mark} {handler.label}"
         if handler.status == RAISED:
             label += f" raised {handler.exception}"
         elif handler.status in (INTERRUPTED, NOT_RUN, UNREGISTERED):
@@ -94,13 +94,6 @@ def handlers_text(handlers: list[Handler]) -> Text:
             label += f" {handler.duration * 1000:.0f}ms"
         text.append(label, style=style)
     return text
-
-
-def qualified(handler: Handler) -> str:
-    """The program's own handlers by name; library ones with their module."""
-    if handler.module in ("__main__", "__mp_main__", ""):
-        return handler.name
-    return f"{handler.module}.{handler.name}"
 
 
 def _short_argv(argv: list[str], width: int = 50) -> str:

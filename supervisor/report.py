@@ -15,8 +15,22 @@ from typing import Optional
 from supervisor.events import Event, Image
 from supervisor.explain import explain
 from supervisor.model import (
-    EXEC, EXITED, INTERRUPTED, LEFT_RUNNING, NOT_RUN, OS_EXIT, RAISED, RAN, SIGNALED, UNKNOWN,
-    UNREGISTERED, Action, End, Handler, Process, Report, SignalHandler,
+    EXEC,
+    EXITED,
+    INTERRUPTED,
+    LEFT_RUNNING,
+    OS_EXIT,
+    RAISED,
+    RAN,
+    SIGNALED,
+    UNKNOWN,
+    UNREGISTERED,
+    Action,
+    End,
+    Handler,
+    Process,
+    Report,
+    SignalHandler,
 )
 from supervisor.reaper import ExitStatus
 from supervisor.signals import signal_name
@@ -298,6 +312,3 @@ def _why_uninstrumented(argv: list[str], facts: RunFacts) -> str:
             return f"started with {flag}: Python ignored the probe's PYTHONPATH"
     return "no probe events: its environment did not carry gsup's (scrubbed env?)"
 
-
-__all__ = ["RunFacts", "build", "RAN", "RAISED", "INTERRUPTED", "NOT_RUN", "UNREGISTERED", "EXITED",
-           "SIGNALED", "OS_EXIT", "EXEC", "LEFT_RUNNING", "UNKNOWN"]

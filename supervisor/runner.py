@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Optional, Protocol
 
-from supervisor import __version__, events, launch, reaper, report, session as sessions, signals
-from supervisor.errors import ExitCode, GsupError
+from supervisor import __version__, events, launch, reaper, report, signals
+from supervisor import session as sessions
+from supervisor.errors import GsupError
 from supervisor.model import Action, Report
 from supervisor.options import Target
 from supervisor.reaper import ExitStatus
@@ -389,5 +390,3 @@ def _dumps(data: object) -> str:
 
     return json.dumps(data, indent=2) + "\n"
 
-
-__all__ = ["RunOptions", "Runner", "resolve_target", "read_actions", "ExitCode"]

@@ -48,9 +48,9 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
     Everything lives in this closure so that the probe adds one name to
     ``sitecustomize`` and its hot path uses fast local lookups.
     """
+    import _signal
     import atexit
     import time
-    import _signal
 
     write = os.write
     getpid = os.getpid
