@@ -176,6 +176,8 @@ class Runner:
         size = _dir_size(self.session.events_dir)
         if size != self.events_size:
             self.events_size, self.last_change = size, now
+        if self.pending_shot and self.tree.busy():
+            self.last_change = now
         busy = self.pending_shot or now - self.last_change < QUIET_AFTER
         self.next_look = now + (FAST_LOOK if busy else SLOW_LOOK)
 

@@ -48,6 +48,7 @@ class Tree:
         self.gsup_pid = gsup_pid
         self.root_pid = root_pid
         self.history: dict[Identity, Seen] = {}
+        self._procs: dict[Identity, psutil.Process] = {}
 
     def snapshot(self) -> list[Seen]:
         """Look at the tree now; returns the processes never seen before."""
@@ -69,10 +70,28 @@ class Tree:
             except psutil.Error:
                 continue
             self.history[key] = seen
+            self._procs[key] = proc
             new.append(seen)
         for key, seen in self.history.items():
             seen.alive = key in current
+            if not seen.alive:
+                self._procs.pop(key, None)
         return new
+
+    def busy(self) -> bool:
+        """Is any live process on a CPU, waiting for one, or in disk I/O?
+
+        A program still importing shows as running (R) or in disk sleep (D),
+        even while starved of CPU on a loaded machine; a server waiting for
+        work sleeps (S).  So "settled" does not rest on a timer alone.
+        """
+        for proc in list(self._procs.values()):
+            try:
+                if proc.status() in (psutil.STATUS_RUNNING, psutil.STATUS_DISK_SLEEP):
+                    return True
+            except psutil.Error:
+                continue
+        return False
 
     def live(self) -> list[Seen]:
         return [s for s in self.history.values() if s.alive]

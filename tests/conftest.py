@@ -1,0 +1,168 @@
+"""Test harness: run the real ``gsup`` command on real programs.
+
+Every test gets its own session home (``GSUP_HOME``), and after it the harness
+checks that no process that carried that home's probe environment is still
+alive: a leftover fails the test (and is killed, so one failure does not
+cascade).  Synchronisation is on files and ports with deadlines, never sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+PYTHON = sys.executable  # the venv's interpreter: it has Flask
+_SCRIPT = Path(sys.executable).with_name("gsup")
+GSUP = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "supervisor"]
+DEADLINE = 30.0
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it is truthy; fail the test after ``timeout``."""
+    end = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(port: int, path: str = "/") -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return str(response.read().decode())
+    except Exception:
+        return None
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return dict(json.loads(self.stdout))
+
+
+class Gsup:
+    """Runs ``gsup`` with an isolated session home and a known environment."""
+
+    def __init__(self, home: Path, workdir: Path) -> None:
+        self.home = home
+        self.workdir = workdir
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GSUP_")}
+        self.env.update(GSUP_HOME=str(home), NO_COLOR="1", PYTHONDONTWRITEBYTECODE="1")
+        self.started: list[subprocess.Popen[str]] = []
+
+    def run(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None,
+            stdin: int | None = subprocess.DEVNULL) -> Result:
+        done = subprocess.run([*GSUP, *args], capture_output=True, text=True, timeout=timeout,
+                              env={**self.env, **(env or {})}, cwd=self.workdir, stdin=stdin, check=False)
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    def report(self, *args: str, **kwargs: Any) -> dict[str, Any]:
+        """``gsup run --json ARGS`` that must succeed; its report."""
+        result = self.run("run", "--json", "--python", PYTHON, *args, **kwargs)
+        assert result.returncode == 0, result.stderr
+        return result.report
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        proc = subprocess.Popen([*GSUP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**self.env, **(env or {})}, cwd=self.workdir, stdin=subprocess.DEVNULL)
+        self.started.append(proc)
+        return proc
+
+    def probe_env(self) -> dict[str, str]:
+        return dict(self.env)
+
+    def leftovers(self) -> list[psutil.Process]:
+        """Live processes started under this home: gsup itself or its program."""
+        found = []
+        marker = str(self.home)
+        for proc in psutil.process_iter():
+            try:
+                environ = proc.environ()
+            except psutil.Error:
+                continue
+            if environ.get("GSUP_HOME") == marker or environ.get("GSUP_EVENTS", "").startswith(marker):
+                found.append(proc)
+        return found
+
+
+@pytest.fixture
+def gsup(tmp_path: Path) -> Iterator[Gsup]:
+    home = tmp_path / "gsup-home"
+    runner = Gsup(home, tmp_path)
+    yield runner
+    for proc in runner.started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    left = runner.leftovers()
+    for proc in left:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(left, timeout=5)
+    assert not left, f"processes left running: {[(p.pid, p.info if hasattr(p, 'info') else '') for p in left]}"
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Callable[[str, str], Path]:
+    """Write a program from a dedented source; returns its path."""
+
+    def write(source: str, name: str = "prog.py") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(source).lstrip())
+        return path
+
+    return write
+
+
+# -- reading reports ----------------------------------------------------------
+
+
+def role(report: dict[str, Any], name: str) -> dict[str, Any]:
+    """The one process with that role (fails if there is not exactly one)."""
+    found = [p for p in report["processes"] if p["role"] == name]
+    assert len(found) == 1, f"expected one {name}, got {[(p['pid'], p['role']) for p in report['processes']]}"
+    return found[0]
+
+
+def statuses(proc: dict[str, Any], module: str = "__main__") -> dict[str, str]:
+    """handler name -> status, for the program's own handlers."""
+    return {h["name"]: h["status"] for h in proc["handlers"] if h["module"] == module}
+
+
+def own_fired(proc: dict[str, Any], module: str = "__main__") -> list[str]:
+    """The program's own handlers that began, in order (libraries register theirs too)."""
+    began = [h for h in proc["handlers"] if h["module"] == module and h["order"] is not None]
+    return [h["name"] for h in sorted(began, key=lambda h: h["order"])]
