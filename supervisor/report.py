@@ -67,9 +67,12 @@ class _Proc:
     status: Optional[ExitStatus] = None
     reaped_by: Optional[str] = None
     ppid_hint: Optional[int] = None
+    spawned_by: Optional[int] = None  # from the parent's own "spawn" event: survives adoption
 
     @property
     def ppid(self) -> Optional[int]:
+        if self.spawned_by is not None:
+            return self.spawned_by
         if self.images and self.images[0].start is not None:
             return int(self.images[0].start["ppid"])
         if self.seen is not None:
@@ -121,6 +124,14 @@ def _collect(facts: RunFacts) -> list[_Proc]:
             proc = by_key.setdefault((pid, -len(by_key) - 1), _Proc(pid, -len(by_key) - 1))
             proc.ppid_hint = ppid
         proc.status, proc.reaped_by = status, reaped_by
+
+    spawner: dict[int, int] = {}
+    for image in facts.images:
+        for event in image.of_kind("spawn"):
+            if isinstance(event.get("pid"), int):
+                spawner[int(event["pid"])] = image.pid
+    for proc in by_key.values():
+        proc.spawned_by = spawner.get(proc.pid)
 
     for status in facts.statuses:
         claim(status.pid, status, "gsup", None)
@@ -191,7 +202,7 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     start = image.start or {}
     argv = [str(a) for a in start.get("argv") or (proc.seen.argv if proc.seen else [])]
     entry = Process(
-        pid=proc.pid, ppid=int(start["ppid"]) if "ppid" in start else proc.ppid, role=role, argv=argv,
+        pid=proc.pid, ppid=proc.ppid, role=role, argv=argv,
         instrumented=True, end=end, python=start.get("py"), forked=bool(start.get("fork")),
         opaque_handlers=int(start.get("ncb") or 0), unreadable_events=image.unreadable,
     )

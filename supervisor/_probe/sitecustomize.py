@@ -290,45 +290,13 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
 
         mod._register_atexit = _register_atexit
 
-    class Finder:
-        """Patches ``threading`` when the program imports it, and costs one
-        dict lookup for every other first import."""
+    def patch_posixsubprocess(mod):
+        """``subprocess`` starts children through ``fork_exec``: record their pids,
+        so a child adopted by gsup before its probe ran still has a known parent."""
+        real = getattr(mod, "fork_exec", None)
+        if real is not None:
+            mod.fork_exec = passthrough_fn(real, "fork_exec", after=on_spawn)
 
-        patches = {"threading": patch_threading}
-
-        def find_spec(self, name, path=None, target=None):
-            patch = self.patches.get(name)
-            if patch is None:
-                return None
-            spec = PathFinder.find_spec(name, path)
-            if spec is not None and spec.loader is not None:
-                spec.loader = Loader(spec.loader, patch)
-            return spec
-
-    class Loader:
-        def __init__(self, loader, patch):
-            self.loader = loader
-            self.patch = patch
-
-        def create_module(self, spec):
-            return self.loader.create_module(spec)
-
-        def exec_module(self, module):
-            module.__loader__ = self.loader
-            self.loader.exec_module(module)
-            try:
-                self.patch(module)
-            except Exception:
-                pass
-
-        def __getattr__(self, name):
-            return getattr(self.loader, name)
-
-    PathFinder = sys.modules["_frozen_importlib_external"].PathFinder
-    if "threading" in sys.modules:
-        patch_threading(sys.modules["threading"])
-    else:
-        sys.meta_path.insert(0, Finder())
 
     # -- signal handlers -----------------------------------------------------
 
@@ -387,10 +355,11 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
 
     # -- ways out: os._exit, exec, and the wait family ------------------------
 
-    def passthrough(name, before=None, after=None):
-        real = getattr(os, name, None)
-        if real is None:
-            return
+    def passthrough_fn(real, name, before=None, after=None):
+        """Wrap ``real``: note the call before and/or its result after, change nothing.
+
+        On an exception the wrapper's own frame is cut from the traceback (3.11+
+        keeps it out of what is printed; before 3.11 ``hide_probe_frames`` does)."""
 
         def wrapper(*args, **kwargs):
             if before is not None:
@@ -407,14 +376,23 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
 
         wrapper.__name__ = wrapper.__qualname__ = name
         wrapper.__doc__ = real.__doc__
-        wrapper.__module__ = "os"
-        setattr(os, name, wrapper)
+        wrapper.__module__ = getattr(real, "__module__", None)
+        return wrapper
+
+    def passthrough(name, before=None, after=None):
+        real = getattr(os, name, None)
+        if real is not None:
+            setattr(os, name, passthrough_fn(real, name, before, after))
 
     def on_exit(code, *_):
         emit("os_exit", ',"code":%s' % (int(code) if isinstance(code, int) else js(code)))
 
     def on_exec(path, args, *_):
         emit("exec", ',"argv":[%s]' % ",".join(js(a) for a in args))
+
+    def on_spawn(pid, *_):
+        if isinstance(pid, int) and pid > 0:
+            emit("spawn", ',"pid":%d' % pid)
 
     def on_kill(pid, sig):
         emit("kill", ',"pid":%d,"sig":%d' % (pid, sig))
@@ -439,6 +417,9 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
     for name in ("execv", "execve"):
         passthrough(name, before=on_exec)
     passthrough("kill", before=on_kill)
+    passthrough("fork", after=on_spawn)
+    passthrough("posix_spawn", after=on_spawn)
+    passthrough("posix_spawnp", after=on_spawn)
     passthrough("killpg", before=on_killpg)
     passthrough("wait", after=lambda r, *a: reaped(r[0], r[1]))
     passthrough("waitpid", after=lambda r, *a: reaped(r[0], r[1]))
@@ -461,6 +442,53 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
 
     if not py311:
         hide_probe_frames(sys.modules[__name__].__dict__)
+
+    class Finder:
+        """Patches a few modules when the program imports them, and costs one
+        dict lookup for every other first import."""
+
+        patches = {"threading": patch_threading, "_posixsubprocess": patch_posixsubprocess}
+
+        def find_spec(self, name, path=None, target=None):
+            patch = self.patches.get(name)
+            if patch is None:
+                return None
+            finders = sys.meta_path
+            for finder in finders[finders.index(self) + 1:] if self in finders else ():
+                find = getattr(finder, "find_spec", None)
+                spec = find(name, path, target) if find is not None else None
+                if spec is not None:
+                    break
+            else:
+                return None
+            if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                spec.loader = Loader(spec.loader, patch)
+            return spec
+
+    class Loader:
+        def __init__(self, loader, patch):
+            self.loader = loader
+            self.patch = patch
+
+        def create_module(self, spec):
+            return self.loader.create_module(spec)
+
+        def exec_module(self, module):
+            module.__loader__ = self.loader
+            self.loader.exec_module(module)
+            try:
+                self.patch(module)
+            except Exception:
+                pass
+
+        def __getattr__(self, name):
+            return getattr(self.loader, name)
+
+    finder = Finder()  # last: its patches use the wrappers above
+    for name, patch in finder.patches.items():
+        if name in sys.modules:
+            patch(sys.modules[name])
+    sys.meta_path.insert(0, finder)
 
     emit_start(False)
     real_register(done)
