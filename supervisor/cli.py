@@ -37,6 +37,19 @@ def fail(message: str, code: int = ExitCode.USAGE) -> NoReturn:
     sys.exit(int(code))
 
 
+def entry() -> None:
+    """The console script: click's usage errors become one line and exit 2, too."""
+    try:
+        code = main(standalone_mode=False)
+    except click.exceptions.Abort:
+        fail("interrupted", ExitCode.INTERRUPTED)
+    except click.UsageError as err:
+        fail(err.format_message(), ExitCode.USAGE)
+    except click.ClickException as err:
+        fail(err.format_message(), err.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 class _Command(click.Command):
     """Remembers whether the program came after ``--`` (a command, not a script)."""
 
@@ -120,7 +133,7 @@ def _execute(run_options: Any, quiet: bool) -> None:
     if runner.shot_error is not None:
         fail(str(runner.shot_error))
     if report.incomplete:
-        sys.exit(int(ExitCode.INCOMPLETE))
+        fail("report incomplete: " + "; ".join(report.incomplete), ExitCode.INCOMPLETE)
 
 
 @main.command()

@@ -79,7 +79,7 @@ def _exited(proc: Process, everyone: list[Process]) -> str:
         start += f" after an unhandled {proc.exception}"
     if not proc.instrumented:
         return start
-    start += _children_first(proc, everyone)
+    start += _children_first(proc, everyone) + _kills_sent(proc, everyone)
     if proc.atexit_began:
         return f"{start}; atexit ran{_ran_summary(proc)}"
     return f"{start} without running atexit{_skipped(proc)}"
@@ -92,6 +92,16 @@ def _children_first(proc: Process, everyone: list[Process]) -> str:
         return ""
     ends = ", ".join(f"{p.pid} {_short_end(p)}" for p in reaped)
     return f", after its child{'ren' if len(reaped) > 1 else ''} ended ({ends})"
+
+
+def _kills_sent(proc: Process, everyone: list[Process]) -> str:
+    """Signals this process sent to others of the tree (``Popen.kill`` and friends)."""
+    sent = []
+    for pid, signum in proc.kills:
+        if pid != proc.pid and any(p.pid == pid for p in everyone):
+            relation = "child " if any(p.pid == pid and p.ppid == proc.pid for p in everyone) else ""
+            sent.append(f"{signal_name(signum)} to its {relation}{pid}")
+    return f", having sent {', '.join(sent)}" if sent else ""
 
 
 def _short_end(proc: Process) -> str:

@@ -54,6 +54,8 @@ def process_text(proc: Process) -> Text:
         text.append("\n")
         text.append_text(handlers_text(proc.handlers))
     for sig in proc.signal_handlers:
+        if sig.handler == "default_int_handler" and not sig.invoked:
+            continue  # Python's own default: worth a line only when it fired
         invoked = {True: "invoked", False: "not invoked", None: "invocation not observable"}[sig.invoked]
         text.append(f"\n{sig.signal} → {sig.handler} ({invoked})", style="dim")
     text.append(f"\n→ {proc.explanation}", style="italic")
@@ -76,24 +78,25 @@ def end_text(end: End) -> Text:
 
 
 def handlers_text(handlers: list[Handler]) -> Text:
-    """Handlers in the order they ran, then the rest in the order they would have
-    run (last registered first), as atexit would have called them."""
-    text = Text("handlers: ")
+    """One line per handler: those that began in the order they began, then
+    the rest in the order atexit would have called them (last registered first)."""
     began = sorted((h for h in handlers if h.order is not None), key=lambda h: h.order or 0)
     rest = [h for h in reversed(handlers) if h.order is None]
-    for index, handler in enumerate(began + rest):
+    lines = []
+    for handler in began + rest:
         mark, style = _MARK.get(handler.status, ("?", "red"))
-        if index:
-            text.append("  ")
-        label = f"{mark} {handler.label}"
+        number = f"{handler.order}." if handler.order is not None else "  "
+        label = f"  {mark} {number} {handler.label}"
         if handler.status == RAISED:
-            label += f" raised {handler.exception}"
-        elif handler.status in (INTERRUPTED, NOT_RUN, UNREGISTERED):
-            label += f" {handler.status}"
+            label += f"  raised {handler.exception}"
+        elif handler.status != RAN:
+            label += f"  {handler.status}"
         elif handler.duration is not None and handler.duration >= 0.001:
-            label += f" {handler.duration * 1000:.0f}ms"
-        text.append(label, style=style)
-    return text
+            label += f"  {handler.duration * 1000:.0f} ms"
+        if handler.kind != "atexit":
+            label += f"  ({handler.kind})"
+        lines.append(Text(label, style=style))
+    return Text("\n").join(lines)
 
 
 def _short_argv(argv: list[str], width: int = 50) -> str:

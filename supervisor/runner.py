@@ -13,6 +13,7 @@ import select
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Optional, Protocol
 
@@ -99,15 +100,24 @@ class Runner:
         try:
             self._launch()
             self._loop(wake_r)
-        except BaseException as err:
+        except GsupError:
+            self._kill_everything("gsup could not go on")
+            raise
+        except Exception as err:  # a bug or a vanished session dir: keep what is known
             self.incomplete.append(f"gsup stopped watching early: {type(err).__name__}: {err}")
             self._kill_everything("gsup failed")
+            self._reap_after_failure()
+        except BaseException:
+            self._kill_everything("gsup interrupted")
             raise
         finally:
             self._restore_handlers(previous)
             os.close(wake_r)
             os.close(wake_w)
             self.display.close()
+        if self.pending_shot:
+            self.shot_error = GsupError(f"--signal was never sent: {self.options.target} never existed "
+                                        "before the tree ended")
         return self.report()
 
     def _launch(self) -> None:
@@ -157,7 +167,7 @@ class Runner:
 
     def _on_reaped(self, status: ExitStatus, now: float) -> None:
         self.statuses.append(status)
-        self.session.append(self.session.exits_file, {
+        self._log(self.session.exits_file, {
             "pid": status.pid, "code": status.code, "signal": status.signal, "at": status.at - self.launched})
         self.display.ended(status, self._role(status.pid))
         self.last_change = now
@@ -186,9 +196,13 @@ class Runner:
         assert options.signal is not None and options.target is not None
         if options.after is not None and now < self.launched + options.after:
             return
+        settled = now - self.last_change >= options.settle
         if not self._target_exists(options.target):
-            return
-        if options.after is None and now - self.last_change < options.settle:
+            if not settled:
+                return  # not yet: it may still appear
+            # The tree has settled without it: fall through, so that send()
+            # says what is there instead of waiting forever.
+        elif options.after is None and not settled:
             return
         self.pending_shot = False
         try:
@@ -276,16 +290,31 @@ class Runner:
         action = Action(signal=signum.name, signum=int(signum), target=target, pids=pids,
                         at=time.monotonic() - self.launched, by=by, group=group)
         self.actions.append(action)
-        self.session.append(self.session.actions_file, action.to_json())
+        self._log(self.session.actions_file, action.to_json())
         self.display.action(action)
         return action
 
     # -- the end --------------------------------------------------------------
 
+    def _reap_after_failure(self) -> None:
+        """After a failure, still collect the statuses of what was just killed."""
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            reaped, any_left = reaper.reap_ready()
+            for status in reaped:
+                self.statuses.append(status)
+            if not any_left:
+                return
+            time.sleep(0.01)
+
     def report(self) -> Report:
+        """Build, save and return the report; never fails for want of the session's files."""
         finished = time.monotonic()
         self.session.finished = True
-        self.session.save()
+        try:
+            self.session.save()
+        except OSError as err:
+            self.incomplete.append(f"session state not saved: {err.strerror}")
         # The session's log holds gsup's own actions and those of `gsup kill`.
         logged = read_actions(self.session)
         facts = report.RunFacts(
@@ -297,8 +326,20 @@ class Runner:
             leftovers=self.leftovers, finished=finished, incomplete=self.incomplete, version=__version__,
         )
         built = report.build(facts)
-        (self.session.dir / "report.json").write_text(_dumps(built.to_json()))
+        try:
+            (self.session.dir / "report.json").write_text(_dumps(built.to_json()))
+        except OSError as err:
+            built.incomplete.append(f"report.json not saved: {err.strerror}")
         return built
+
+    def _log(self, file: Path, record: dict[str, object]) -> None:
+        """Append to a session log; a failure is noted in the report, never fatal."""
+        try:
+            self.session.append(file, record)
+        except OSError as err:
+            note = f"could not write {file.name}: {err.strerror}"
+            if note not in self.incomplete:
+                self.incomplete.append(note)
 
     def _role(self, pid: int) -> str:
         if self.tree is None:

@@ -39,7 +39,12 @@ def sessions_root() -> Path:
 
 def _private_dir(path: Path) -> Path:
     """Create ``path`` 0700, or check an existing one is ours and not a link."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise GsupError(f"refusing session directory {path}: not a plain directory") from None
+    except OSError as err:
+        raise GsupError(f"cannot create session directory {path}: {err.strerror}") from None
     info = path.lstat()
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise GsupError(f"refusing session directory {path}: not a plain directory")
@@ -150,7 +155,7 @@ def load(session_id: str) -> Session:
         if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid():
             raise GsupError(f"refusing session {session_id}: session.json is a link or not yours")
         state = json.loads(path.read_text())
-        if state.get("schema") != SCHEMA:
+        if not isinstance(state, dict) or state.get("schema") != SCHEMA:
             raise ValueError("schema")
         session = Session(
             id=str(state["id"]),
@@ -165,7 +170,7 @@ def load(session_id: str) -> Session:
         )
     except GsupError:
         raise
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise GsupError(f"malformed session file {path}: not written by this gsup") from None
     return session
 

@@ -1,0 +1,156 @@
+"""gsup's exit codes (``supervisor.errors.ExitCode``), each reached for real.
+
+0: the report is complete, whatever the program did.  1: reserved for
+--expect (not reachable yet).  2: bad input.  3: gsup failed part-way.
+130: gsup was interrupted before it could report.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from supervisor.errors import ExitCode, GsupError
+from tests.conftest import PYTHON, Gsup, role, wait_until
+
+Program = Callable[..., Path]
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("gsup: error:")]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def test_exit_code_values_are_as_documented() -> None:
+    assert {code.name: int(code) for code in ExitCode} == {
+        "OK": 0, "EXPECTATION_FAILED": 1, "USAGE": 2, "INCOMPLETE": 3, "INTERRUPTED": 130}
+    assert GsupError("x").exit_code is ExitCode.USAGE
+    assert GsupError("x", ExitCode.INCOMPLETE).exit_code is ExitCode.INCOMPLETE
+
+
+# -- 0 ------------------------------------------------------------------------------
+
+
+def test_ok_when_the_program_ends_by_itself(gsup: Gsup, program: Program) -> None:
+    path = program("import sys\nprint('out')\nsys.exit(5)\n")
+    result = gsup.run("run", "--json", "--python", PYTHON, str(path))
+    assert result.returncode == ExitCode.OK, result.stderr
+    report = result.report
+    assert report["complete"] is True and report["incomplete"] == []
+    assert role(report, "parent")["end"]["code"] == 5
+
+
+def test_ok_when_gsup_signals_the_program(gsup: Gsup, program: Program) -> None:
+    path = program("import time\ntime.sleep(60)\n")
+    result = gsup.run("run", "--json", "--signal", "TERM", "--settle", "200ms", "--python", PYTHON, str(path),
+                      timeout=60)
+    assert result.returncode == ExitCode.OK, result.stderr
+    report = result.report
+    assert report["complete"] is True
+    assert [(a["signal"], a["by"]) for a in report["actions"]] == [("SIGTERM", "gsup")]
+    assert role(report, "parent")["end"]["signal"] == "SIGTERM"
+
+
+def test_ok_after_ctrl_c_is_forwarded(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    """Ctrl-C during the run goes to the program; gsup still reports, so 0, not 130."""
+    ready = tmp_path / "ready"
+    path = program(f"import time\nopen({str(ready)!r}, 'w').close()\ntime.sleep(60)\n")
+    proc = gsup.start("run", "--json", "--python", PYTHON, str(path))
+    wait_until(ready.exists, what="the program to start")
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.OK, stderr
+    parent = role(json.loads(stdout), "parent")
+    assert parent["exception"] == "KeyboardInterrupt"
+
+
+# -- 2 ------------------------------------------------------------------------------
+
+
+def test_usage(gsup: Gsup) -> None:
+    result = gsup.run("run", "--python", PYTHON, "no-such-script.py")
+    assert result.returncode == ExitCode.USAGE
+    assert "no such file" in one_error_line(result.stderr)
+
+
+def test_usage_when_gsup_home_is_a_symlink(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    real = tmp_path / "real-home"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "link-home"
+    link.symlink_to(real)
+    result = gsup.run("run", "--python", PYTHON, str(program("pass\n")), env={"GSUP_HOME": str(link)})
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert "not a plain directory" in one_error_line(result.stderr)
+    assert list(real.iterdir()) == [], "nothing should have been run"
+
+
+@pytest.mark.parametrize("below", [False, True], ids=["file", "below-file"])
+def test_usage_when_gsup_home_is_a_file(gsup: Gsup, program: Program, tmp_path: Path, below: bool) -> None:
+    plain = tmp_path / "plain-file"
+    plain.write_text("not a directory\n")
+    home = plain / "sub" if below else plain
+    result = gsup.run("run", "--python", PYTHON, str(program("pass\n")), env={"GSUP_HOME": str(home)})
+    message = one_error_line(result.stderr)
+    assert result.returncode == ExitCode.USAGE, message
+    assert str(plain) in message
+    assert "internal error" not in message
+
+
+# -- 3 ------------------------------------------------------------------------------
+
+
+def _lose_session_mid_run(gsup: Gsup, program: Program, tmp_path: Path) -> subprocess.Popen[str]:
+    """Start a run, then delete its session directory under it (a real fault, no mocks)."""
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    path = program(f"""
+        import os, time
+        open({str(ready)!r}, "w").close()
+        deadline = time.monotonic() + 30
+        while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    """)
+    proc = gsup.start("run", "--json", "--python", PYTHON, str(path))
+    wait_until(ready.exists, what="the program to start")
+    for session_dir in gsup.home.iterdir():
+        shutil.rmtree(session_dir)
+    go.touch()
+    return proc
+
+
+def test_incomplete_prints_a_partial_report(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    proc = _lose_session_mid_run(gsup, program, tmp_path)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.INCOMPLETE, stderr
+    report = json.loads(stdout)
+    assert report["complete"] is False
+    assert any("exits.jsonl" in missing for missing in report["incomplete"]), report["incomplete"]
+    assert role(report, "parent")["end"]["code"] == 0  # what was known is still there
+    message = one_error_line(stderr)
+    assert message.startswith("gsup: error: report incomplete:")
+
+
+# -- 130 ----------------------------------------------------------------------------
+
+
+def test_interrupted_before_the_report(gsup: Gsup, tmp_path: Path) -> None:
+    """SIGINT while gsup checks that the interpreter has the module (before launch)."""
+    ready = tmp_path / "python-ready"
+    slow_python = tmp_path / "slow-python"
+    slow_python.write_text(f"#!{PYTHON}\nimport time\nopen({str(ready)!r}, 'w').close()\ntime.sleep(30)\n")
+    slow_python.chmod(0o755)
+    proc = gsup.start("run", "--python", str(slow_python), "-m", "some_module")
+    wait_until(ready.exists, what="gsup to ask the interpreter for the module")
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert stderr.strip().splitlines() == ["gsup: interrupted"]
+    assert stdout == ""
+    assert not gsup.home.exists() or not any(gsup.home.iterdir()), "nothing should have been launched"
