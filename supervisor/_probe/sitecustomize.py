@@ -537,6 +537,28 @@ def hide_probe_frames(namespace):
     sys.excepthook = sys.__excepthook__ = excepthook
 
 
+def _cache_own_bytecode():
+    """Write this file's .pyc if it was just compiled from source.
+
+    Compiling the probe costs more than everything else it does at start-up,
+    and every process of the tree loads it.  ``PYTHONDONTWRITEBYTECODE`` (or a
+    read-only install) would make every one of them compile it again; Python
+    still *reads* a cached file then, so the probe writes its own, once per
+    interpreter version, in gsup's directory and nowhere else.
+    """
+    spec = globals().get("__spec__")
+    cached = getattr(spec, "cached", None)
+    if not cached or not sys.dont_write_bytecode:
+        return  # Python caches it itself
+    import os
+
+    if os.path.exists(cached):
+        return
+    import py_compile
+
+    py_compile.compile(__file__, cfile=cached, doraise=False, quiet=2)
+
+
 def _main():
     if _STATE_KEY in sys.modules:
         return  # a second run of site in this process (subinterpreter, path listed twice)
@@ -547,6 +569,7 @@ def _main():
         events_dir = os.environ.get("GSUP_EVENTS")
         if events_dir:
             _install(os, events_dir)
+            _cache_own_bytecode()
     except Exception:
         pass
 
