@@ -117,6 +117,10 @@ def _collect(facts: RunFacts) -> list[_Proc]:
         proc.images.sort(key=lambda i: i.opened)
 
     def claim(pid: int, status: ExitStatus, reaped_by: str, ppid: Optional[int]) -> None:
+        same = (status.code, status.signal)
+        if any(p.pid == pid and p.status is not None and (p.status.code, p.status.signal) == same
+               and abs(p.status.at - status.at) < 5.0 for p in by_key.values()):
+            return  # the same death seen twice: the parent peeked, then died and gsup reaped it
         waiting = [p for p in by_key.values() if p.pid == pid and p.status is None]
         if waiting:
             proc = min(waiting, key=lambda p: p.starttime)

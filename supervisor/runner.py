@@ -315,6 +315,8 @@ class Runner:
             self.session.save()
         except OSError as err:
             self.incomplete.append(f"session state not saved: {err.strerror}")
+        if self.tree is not None:
+            self.tree.snapshot()  # so nothing that has died is reported as still running
         # The session's log holds gsup's own actions and those of `gsup kill`.
         logged = read_actions(self.session)
         facts = report.RunFacts(

@@ -413,6 +413,47 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
             status = result.si_status & 0x7F
         reaped(result.si_pid, status)
 
+    def install_waitpid():
+        """``waitpid`` that records a child's status *before* reaping it.
+
+        It peeks with ``waitid(WNOWAIT)``, records, then reaps.  If this process
+        dies in between (a signal to the whole group lands while it waits), the
+        child stays a zombie for gsup, the subreaper, to reap with the same
+        status; recording after reaping would lose the status with the parent.
+        """
+        real = os.waitpid
+        real_waitid = getattr(os, "waitid", None)
+        exited, nowait = getattr(os, "WEXITED", 4), getattr(os, "WNOWAIT", 0x1000000)
+        nohang = os.WNOHANG
+        p_pid, p_all, p_pgid = getattr(os, "P_PID", 1), getattr(os, "P_ALL", 0), getattr(os, "P_PGID", 2)
+
+        def waitpid(pid, options):
+            peeked = False
+            try:
+                if real_waitid is not None and not options & ~nohang:
+                    if pid > 0:
+                        idtype, ident = p_pid, pid
+                    elif pid == -1:
+                        idtype, ident = p_all, 0
+                    else:
+                        idtype, ident = p_pgid, -pid if pid < -1 else os.getpgid(0)
+                    info = real_waitid(idtype, ident, exited | nowait | (options & nohang))
+                    if info is not None and info.si_pid:
+                        on_waitid(info, idtype, ident, exited)
+                        pid, peeked = info.si_pid, True
+                result = real(pid, options)
+            except BaseException as exc:
+                if exc.__traceback__ is not None:
+                    exc.__traceback__ = exc.__traceback__.tb_next
+                raise
+            if not peeked:
+                reaped(result[0], result[1])
+            return result
+
+        waitpid.__doc__ = real.__doc__
+        waitpid.__module__ = "os"
+        os.waitpid = waitpid
+
     passthrough("_exit", before=on_exit)
     for name in ("execv", "execve"):
         passthrough(name, before=on_exec)
@@ -422,7 +463,7 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
     passthrough("posix_spawnp", after=on_spawn)
     passthrough("killpg", before=on_killpg)
     passthrough("wait", after=lambda r, *a: reaped(r[0], r[1]))
-    passthrough("waitpid", after=lambda r, *a: reaped(r[0], r[1]))
+    install_waitpid()
     passthrough("wait3", after=lambda r, *a: reaped(r[0], r[1]))
     passthrough("wait4", after=lambda r, *a: reaped(r[0], r[1]))
     passthrough("waitid", after=on_waitid)
