@@ -62,6 +62,12 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
     esc[34] = '\\"'
     esc[92] = "\\\\"
 
+    def cut(exc):
+        """Drop this wrapper's frame from ``exc``'s traceback before a bare raise
+        (effective from 3.11; before that ``hide_probe_frames`` covers printing)."""
+        if exc.__traceback__ is not None:
+            exc.__traceback__ = exc.__traceback__.tb_next
+
     def js(value):
         return '"' + str(value).translate(esc) + '"'
 
@@ -231,20 +237,28 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
     real_clear = atexit._clear
 
     def register(func, *args, **kwargs):
-        if not callable(func):
-            return real_register(func, *args, **kwargs)  # let atexit raise its TypeError
-        hid = new_handler(func, "atexit")
-        if not py310:
-            real_register(Wrapped(hid, func), *args, **kwargs)
+        try:
+            if not callable(func):
+                return real_register(func, *args, **kwargs)  # let atexit raise its TypeError
+            hid = new_handler(func, "atexit")
+            if not py310:
+                real_register(Wrapped(hid, func), *args, **kwargs)
+                return func
+            entry = handlers[hid]
+            real_register(entry[3])
+            real_register(func, *args, **kwargs)
+            real_register(entry[2])
             return func
-        entry = handlers[hid]
-        real_register(entry[3])
-        real_register(func, *args, **kwargs)
-        real_register(entry[2])
-        return func
+        except BaseException as exc:
+            cut(exc)
+            raise
 
     def unregister(func):
-        real_unregister(func)
+        try:
+            real_unregister(func)
+        except BaseException as exc:
+            cut(exc)
+            raise
         for hid, entry in list(handlers.items()):
             try:
                 same = entry[1] == "atexit" and entry[0] == func
@@ -338,13 +352,20 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
         return wrapper
 
     def signal(signalnum, handler):
-        wrapped = wrap_handler(signalnum, handler)
-        old = real_signal(signalnum, wrapped)
+        try:
+            old = real_signal(signalnum, wrap_handler(signalnum, handler))
+        except BaseException as exc:
+            cut(exc)
+            raise
         emit("sig", ',"sig":%d,"handler":%s' % (signalnum, js(handler_name(handler))))
         return unwrap(old)
 
     def getsignal(signalnum):
-        return unwrap(real_getsignal(signalnum))
+        try:
+            return unwrap(real_getsignal(signalnum))
+        except BaseException as exc:
+            cut(exc)
+            raise
 
     signal.__doc__ = real_signal.__doc__
     getsignal.__doc__ = real_getsignal.__doc__
@@ -405,8 +426,8 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
             emit("reaped", ',"pid":%d,"status":%d' % (pid, status))
 
     def on_waitid(result, idtype, ident, options, *_):
-        if result is None or options & getattr(os, "WNOWAIT", 0):
-            return
+        if result is None or options & getattr(os, "WNOWAIT", 0) or result.si_code not in (1, 2, 3):
+            return  # nothing, a peek, or a stop/continue: not a death
         if result.si_code == 1:  # CLD_EXITED
             status = (result.si_status & 0xFF) << 8
         else:  # CLD_KILLED, CLD_DUMPED: wait status carries the signal number
@@ -484,11 +505,31 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
     if not py311:
         hide_probe_frames(sys.modules[__name__].__dict__)
 
+    probe_globals = globals()
+
+    def patch_traceback(mod):
+        """Before 3.11 a re-raise keeps the wrapper's frame (see ``cut``): tracebacks
+        the program prints itself (logging, traceback.print_exc) skip probe frames."""
+        real_walk = getattr(mod, "walk_tb", None)
+        if real_walk is None:
+            return
+
+        def walk_tb(tb):
+            for frame, lineno in real_walk(tb):
+                if frame.f_globals is not probe_globals:
+                    yield frame, lineno
+
+        walk_tb.__doc__ = real_walk.__doc__
+        walk_tb.__module__ = "traceback"
+        mod.walk_tb = walk_tb
+
     class Finder:
         """Patches a few modules when the program imports them, and costs one
         dict lookup for every other first import."""
 
         patches = {"threading": patch_threading, "_posixsubprocess": patch_posixsubprocess}
+        if not py311:
+            patches["traceback"] = patch_traceback
 
         def find_spec(self, name, path=None, target=None):
             patch = self.patches.get(name)
@@ -593,8 +634,11 @@ def _cache_own_bytecode():
         return  # Python caches it itself
     import os
 
-    if os.path.exists(cached):
-        return
+    try:
+        if os.stat(cached).st_mtime >= os.stat(__file__).st_mtime:
+            return
+    except OSError:
+        pass
     import py_compile
 
     py_compile.compile(__file__, cfile=cached, doraise=False, quiet=2)
