@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, NoReturn, Optional
 
 import click
 
 from supervisor import __version__
 from supervisor.errors import ExitCode, GsupError
+
+if TYPE_CHECKING:
+    from supervisor.runner import RunOptions
 
 RUN_HELP = """Run a Python program, watch its whole process tree, and report which exit
 handlers ran in which process and how each process ended.
@@ -117,7 +120,7 @@ def _run(is_command: bool, module: Optional[str], python: Optional[str], as_json
     _execute(run_options, quiet)
 
 
-def _execute(run_options: Any, quiet: bool) -> None:
+def _execute(run_options: RunOptions, quiet: bool) -> None:
     from rich.console import Console
 
     from supervisor.display import make_display

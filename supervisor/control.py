@@ -48,11 +48,11 @@ def kill(session_id: str | None, signum: signal.Signals, target: Target) -> Kill
     assert session.root is not None
     if target.kind == "group":
         pgid = session.pgid or session.root.pid
-        members = [p for p in live if _pgid(p.pid) == pgid]
-        if not members or not signals.send_group(pgid, [p.identity for p in members], signum):
+        reached = {m.pid for m in signals.send_group(pgid, [p.identity for p in live], signum)}
+        if not reached:
             raise GsupError(f"process group {pgid} of session {session.id} has no running member")
-        chosen = members
-        sent = [p.pid for p in members]
+        chosen = [p for p in live if p.pid in reached]
+        sent = sorted(reached)
     else:
         chosen = resolve_target(target, live, session.root.pid, tree)
         sent = [p.pid for p in chosen if signals.send(p.identity, signum)]
@@ -135,10 +135,3 @@ def live_sessions() -> list[LiveSession]:
         if session.is_live() and session.root is not None:
             found.append(LiveSession(session, session_tree(session)))
     return found
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None

@@ -8,6 +8,7 @@ timer that backs off as the tree stays quiet.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -264,11 +265,8 @@ class Runner:
         assert self.tree is not None
         self.tree.snapshot()
         live = self.tree.live()
-        members = [p.identity for p in live]
-        pgid = self.root_pid
-        sent = signals.send_group(pgid, members, signum)
-        in_group = [p.pid for p in live if _pgid(p.pid) == pgid] if sent else []
-        return self._record(signum, "group", in_group, by, group=pgid)
+        reached = signals.send_group(self.root_pid, [p.identity for p in live], signum)
+        return self._record(signum, "group", sorted(m.pid for m in reached), by, group=self.root_pid)
 
     def _kill(self, procs: list[Seen], target: str, by: str) -> None:
         sent = [p.pid for p in procs if signals.send(p.identity, signal.SIGKILL)]
@@ -416,13 +414,6 @@ def read_actions(session: sessions.Session) -> list[Action]:
     return found
 
 
-def _pgid(pid: int) -> Optional[int]:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
-
-
 def _dir_size(path: os.PathLike[str] | str) -> int:
     try:
         return sum(entry.stat().st_size for entry in os.scandir(path))
@@ -431,7 +422,5 @@ def _dir_size(path: os.PathLike[str] | str) -> int:
 
 
 def _dumps(data: object) -> str:
-    import json
-
     return json.dumps(data, indent=2) + "\n"
 

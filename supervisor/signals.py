@@ -60,22 +60,24 @@ def send(target: Identity, signum: int) -> bool:
         os.close(fd)
 
 
-def send_group(pgid: int, members: list[Identity], signum: int) -> bool:
-    """``killpg`` as a terminal's Ctrl-C does, if the group still has a known member.
+def send_group(pgid: int, members: list[Identity], signum: int) -> list[Identity]:
+    """``killpg`` as a terminal's Ctrl-C does; the known members it reached.
 
-    A process group id is the pid of its leader; it stays valid while any member
-    lives, so it is checked against the tree's known members first.
+    A process group id is the pid of its leader and stays valid while any
+    member lives, so the group is signalled only if a member of the tree, still
+    the same process, is in it.
     """
-    if not any(identity(m.pid) == m and _pgid(m.pid) == pgid for m in members):
-        return False
+    reached = [m for m in members if identity(m.pid) == m and process_group(m.pid) == pgid]
+    if not reached:
+        return []
     try:
         os.killpg(pgid, signum)
-        return True
     except OSError:
-        return False
+        return []
+    return reached
 
 
-def _pgid(pid: int) -> int | None:
+def process_group(pid: int) -> int | None:
     try:
         return os.getpgid(pid)
     except OSError:
