@@ -68,6 +68,7 @@ class _Proc:
     reaped_by: Optional[str] = None
     ppid_hint: Optional[int] = None
     spawned_by: Optional[int] = None  # from the parent's own "spawn" event: survives adoption
+    spawn_argv: Optional[list[str]] = None  # what the parent asked to run, if it said
 
     @property
     def ppid(self) -> Optional[int]:
@@ -129,13 +130,17 @@ def _collect(facts: RunFacts) -> list[_Proc]:
             proc.ppid_hint = ppid
         proc.status, proc.reaped_by = status, reaped_by
 
-    spawner: dict[int, int] = {}
+    spawns: dict[int, tuple[int, Optional[list[str]]]] = {}
     for image in facts.images:
         for event in image.of_kind("spawn"):
             if isinstance(event.get("pid"), int):
-                spawner[int(event["pid"])] = image.pid
+                argv = event.get("argv")
+                spawns[int(event["pid"])] = (image.pid, [str(a) for a in argv] if isinstance(argv, list) else None)
+                known = next((k for k in by_key if k[0] == event["pid"]), None)
+                if known is None:  # never seen, never instrumented, never reaped by gsup: still part of the tree
+                    by_key[(int(event["pid"]), -len(by_key) - 1)] = _Proc(int(event["pid"]), -len(by_key) - 1)
     for proc in by_key.values():
-        proc.spawned_by = spawner.get(proc.pid)
+        proc.spawned_by, proc.spawn_argv = spawns.get(proc.pid, (None, None))
 
     for status in facts.statuses:
         claim(status.pid, status, "gsup", None)
@@ -151,7 +156,7 @@ def _entries(proc: _Proc, facts: RunFacts, leftovers: set[int]) -> list[Process]
     role = _role(proc.pid, proc.ppid, facts)
     final = _final_end(proc, proc.pid in leftovers)
     if not proc.images:
-        argv = proc.seen.argv if proc.seen else []
+        argv = proc.seen.argv if proc.seen else (proc.spawn_argv or [])
         entry = Process(pid=proc.pid, ppid=proc.ppid, role=role, argv=argv, instrumented=False, end=final,
                         uninstrumented_reason=_why_uninstrumented(argv, facts))
         _set_times(entry, None, proc, facts)

@@ -30,6 +30,7 @@ from supervisor.tree import Seen, Tree
 FAST_LOOK = 0.05  # seconds between tree snapshots while something is expected
 SLOW_LOOK = 1.0  # ... once the tree has been quiet for a while
 QUIET_AFTER = 2.0
+TARGET_PATIENCE = 5.0  # a quiet tree may still start the target later: wait this long for it
 
 
 @dataclass
@@ -116,9 +117,10 @@ class Runner:
             os.close(wake_r)
             os.close(wake_w)
             self.display.close()
-        if self.pending_shot:
-            self.shot_error = GsupError(f"--signal was never sent: {self.options.target} never existed "
-                                        "before the tree ended")
+        if self.pending_shot and self.tree is not None:
+            everyone = describe_live(list(self.tree.history.values()), self.tree)
+            self.shot_error = GsupError(f"--signal was never sent: no {self.options.target} process appeared "
+                                        f"before the tree ended; the tree was: {everyone}")
         return self.report()
 
     def _launch(self) -> None:
@@ -197,13 +199,14 @@ class Runner:
         assert options.signal is not None and options.target is not None
         if options.after is not None and now < self.launched + options.after:
             return
-        settled = now - self.last_change >= options.settle
+        quiet_for = now - self.last_change
         if not self._target_exists(options.target):
-            if not settled:
+            patience = options.settle if options.target.kind == "pid" else max(options.settle, TARGET_PATIENCE)
+            if quiet_for < patience:
                 return  # not yet: it may still appear
-            # The tree has settled without it: fall through, so that send()
-            # says what is there instead of waiting forever.
-        elif options.after is None and not settled:
+            # Quiet that long without it: fall through, so that send() says
+            # what is there instead of waiting forever.
+        elif options.after is None and quiet_for < options.settle:
             return
         self.pending_shot = False
         try:

@@ -6,9 +6,14 @@ documented behaviour (see shared/design/exit-semantics.md, section 3).
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
+
+import pytest
 
 from tests.conftest import PYTHON, Gsup, own_fired, role, statuses
 
@@ -221,17 +226,134 @@ def test_module_and_command_modes(gsup: Gsup, program: Program) -> None:
     assert [h["status"] for h in by_command["handlers"] if h["name"] == "print"] == ["ran"]
 
 
-def test_output_and_status_pass_through_unchanged(gsup: Gsup, program: Program) -> None:
-    script = program("""
+TRANSPARENT = {
+    "exit 3": """
         import atexit, sys
         atexit.register(lambda: print("at exit", flush=True))
         print("out line"); print("err line", file=sys.stderr)
         raise SystemExit(3)
-    """)
+    """,
+    "unhandled": """
+        import atexit
+        atexit.register(print, "handler")
+        raise KeyError("boom")
+    """,
+    "raising handler": """
+        import atexit
+        def bad(): raise ValueError("in handler")
+        atexit.register(print, "after"); atexit.register(bad); atexit.register(print, "before")
+    """,
+    "os._exit": """
+        import atexit, os, sys
+        atexit.register(print, "never")
+        sys.stdout.write("partial"); sys.stdout.flush()
+        os._exit(9)
+    """,
+    "self SIGTERM": """
+        import atexit, os, signal
+        atexit.register(print, "never")
+        os.kill(os.getpid(), signal.SIGTERM)
+    """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSPARENT))
+def test_output_and_status_pass_through_unchanged(gsup: Gsup, program: Program, name: str) -> None:
+    script = program(TRANSPARENT[name])
     direct = subprocess.run([PYTHON, str(script)], capture_output=True, text=True, check=False)
     through = gsup.run("run", "-q", "--python", PYTHON, str(script))
     assert through.returncode == 0  # gsup worked; the program's status is in the report
     assert through.stdout.startswith(direct.stdout)
-    assert through.stderr == direct.stderr
-    reported = only(gsup.report(str(script)))
-    assert reported["end"]["code"] == direct.returncode == 3
+    assert _addresses(through.stderr) == _addresses(direct.stderr)
+    end = only(gsup.report(str(script)))["end"]
+    if direct.returncode < 0:
+        assert end["signal"] == signal.Signals(-direct.returncode).name
+    else:
+        assert end["code"] == direct.returncode
+
+
+def _addresses(text: str) -> str:
+    return re.sub(r"0x[0-9a-f]+", "0x?", text)
+
+
+def test_exec_into_python_and_into_another_program(gsup: Gsup, program: Program) -> None:
+    second = program("""
+        import atexit, os
+        atexit.register(print, "second image's handler")
+        os.execv("/bin/sh", ["sh", "-c", "exit 6"])
+    """, name="second.py")
+    first = program(f"""
+        import atexit, os, sys
+        atexit.register(print, "never: exec replaces the image")
+        os.execv(sys.executable, [sys.executable, {str(second)!r}])
+    """)
+    report = gsup.report(str(first))
+    images = [p for p in report["processes"] if p["role"] == "parent"]
+    assert [p["end"]["how"] for p in images] == ["exec", "exec", "exited"]
+    assert len({p["pid"] for p in images}) == 1
+    assert images[0]["end"]["exec"][-1] == str(second)
+    assert images[1]["end"]["exec"] == ["sh", "-c", "exit 6"]
+    assert images[2]["instrumented"] is False and images[2]["end"]["code"] == 6
+    assert all(h["status"] == "not-run" for p in images[:2] for h in p["handlers"] if h["name"] == "print")
+    assert images[0]["explanation"].startswith("replaced itself with exec")
+
+
+def test_scrubbed_environment_child_is_uninstrumented(gsup: Gsup, program: Program) -> None:
+    script = program("""
+        import subprocess, sys
+        subprocess.run([sys.executable, "-c", "pass"], env={})
+    """)
+    child = role(gsup.report(str(script)), "child")
+    assert child["instrumented"] is False
+    assert "environment" in child["uninstrumented_reason"]
+    assert child["end"] == {"how": "exited", "code": 0, "signal": None, "reaped_by": f"parent {child['ppid']}"}
+
+
+def test_status_reaped_by_a_non_python_parent_is_unknown(gsup: Gsup, program: Program) -> None:
+    script = program("""
+        import subprocess, sys
+        subprocess.run(["sh", "-c", f"{sys.executable} -c 'import sys; sys.exit(4)'; exit 0"])
+    """)
+    report = gsup.report(str(script))
+    sh, grandchild = role(report, "child"), role(report, "grandchild")
+    assert sh["instrumented"] is False and sh["end"]["code"] == 0
+    assert grandchild["instrumented"] is True and grandchild["ppid"] == sh["pid"]
+    assert grandchild["end"]["how"] == "unknown"
+    assert grandchild["end"]["reason"] == f"reaped by its parent (pid {sh['pid']}), which is not instrumented"
+    assert grandchild["atexit_ran"] is True  # what the probe saw is still reported
+
+
+def test_after_waits_for_a_late_target(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    script = program("""
+        import subprocess, sys, time
+        time.sleep(0.6)
+        subprocess.run([sys.executable, "-c", "import time; time.sleep(30)"])
+    """)
+    report = gsup.report("--signal", "KILL", "--target", "child", "--after", "100ms", str(script))
+    [action] = report["actions"]
+    child = role(report, "child")
+    assert action["pids"] == [child["pid"]] and action["at"] >= 0.6
+    assert child["end"]["signal"] == "SIGKILL"
+    assert role(report, "parent")["end"]["code"] == 0
+
+
+def test_multiprocessing_fork_children(gsup: Gsup, program: Program) -> None:
+    script = program("""
+        import atexit, multiprocessing as mp, sys
+        atexit.register(print, "parent handler")
+        def work():
+            print("in the child", flush=True)
+        if __name__ == "__main__":
+            proc = mp.get_context("fork").Process(target=work)
+            proc.start(); proc.join()
+            sys.exit(proc.exitcode)
+    """)
+    report = gsup.report(str(script))
+    parent, child = role(report, "parent"), role(report, "child")
+    assert child["forked"] is True and child["ppid"] == parent["pid"]
+    inherited = [h for h in child["handlers"] if h["name"] == "print"]
+    assert inherited and all(h["inherited"] for h in inherited)
+    if sys.version_info < (3, 13):  # multiprocessing's fork children leave through os._exit before 3.13
+        assert child["end"] == {"how": "os._exit", "code": 0, "signal": None, "reaped_by": f"parent {parent['pid']}"}
+        assert [h["status"] for h in inherited] == ["not-run"]
+    assert parent["end"]["code"] == 0 and [h["status"] for h in parent["handlers"] if h["name"] == "print"] == ["ran"]

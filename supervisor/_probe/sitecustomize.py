@@ -309,7 +309,7 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
         so a child adopted by gsup before its probe ran still has a known parent."""
         real = getattr(mod, "fork_exec", None)
         if real is not None:
-            mod.fork_exec = passthrough_fn(real, "fork_exec", after=on_spawn)
+            mod.fork_exec = passthrough_fn(real, "fork_exec", after=on_spawn_argv(0))
 
 
     # -- signal handlers -----------------------------------------------------
@@ -415,6 +415,20 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
         if isinstance(pid, int) and pid > 0:
             emit("spawn", ',"pid":%d' % pid)
 
+    def on_spawn_argv(position):
+        """A spawn record with the child's argv, which sits at ``position``."""
+
+        def note(pid, *args):
+            if isinstance(pid, int) and pid > 0:
+                try:
+                    argv = ",".join(js(a.decode("utf-8", "surrogateescape") if isinstance(a, bytes) else a)
+                                    for a in args[position])
+                except Exception:
+                    argv = ""
+                emit("spawn", ',"pid":%d,"argv":[%s]' % (pid, argv))
+
+        return note
+
     def on_kill(pid, sig):
         emit("kill", ',"pid":%d,"sig":%d' % (pid, sig))
 
@@ -480,8 +494,8 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
         passthrough(name, before=on_exec)
     passthrough("kill", before=on_kill)
     passthrough("fork", after=on_spawn)
-    passthrough("posix_spawn", after=on_spawn)
-    passthrough("posix_spawnp", after=on_spawn)
+    passthrough("posix_spawn", after=on_spawn_argv(1))
+    passthrough("posix_spawnp", after=on_spawn_argv(1))
     passthrough("killpg", before=on_killpg)
     passthrough("wait", after=lambda r, *a: reaped(r[0], r[1]))
     install_waitpid()
