@@ -1,5 +1,5 @@
 """``python -m supervisor``: the same as the ``gsup`` command."""
 
-from supervisor.cli import entry
+from supervisor.console import main
 
-entry()
+main()

@@ -6,7 +6,6 @@ inside the commands so that ``gsup --version`` and ``gsup --help`` start fast.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn, Optional
@@ -41,7 +40,7 @@ def fail(message: str, code: int = ExitCode.USAGE) -> NoReturn:
 
 
 def entry() -> None:
-    """The console script: click's usage errors become one line and exit 2, too."""
+    """Run the command line: click's usage errors become one line and exit 2, too."""
     try:
         code = main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -130,6 +129,8 @@ def _execute(run_options: RunOptions, quiet: bool) -> None:
     runner = Runner(run_options, make_display(quiet))
     report = runner.run()
     if run_options.json_stdout:
+        import json
+
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         Console(highlight=False).print(render(report))

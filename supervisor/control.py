@@ -12,15 +12,16 @@ import select
 import signal
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from supervisor import events, report, signals
 from supervisor import session as sessions
+from supervisor import signals
 from supervisor.errors import GsupError
-from supervisor.model import Action, Process, Report
-from supervisor.options import Target
-from supervisor.reaper import ExitStatus
-from supervisor.runner import describe_live, read_actions, resolve_target
 from supervisor.tree import Seen, Tree
+
+if TYPE_CHECKING:  # `gsup ps` must start fast: the report machinery loads only for kill
+    from supervisor.model import Action, Process, Report
+    from supervisor.options import Target
 
 STATUS_WAIT = 2.0  # seconds for the run's gsup to record a status after a death
 
@@ -42,6 +43,9 @@ def session_tree(session: sessions.Session) -> Tree:
 
 
 def kill(session_id: str | None, signum: signal.Signals, target: Target) -> KillResult:
+    from supervisor.model import Action
+    from supervisor.runner import describe_live, resolve_target
+
     session, note = sessions.choose(session_id)
     tree = session_tree(session)
     live = tree.live()
@@ -108,6 +112,10 @@ def outcomes(session: sessions.Session, pids: list[int]) -> list[Process]:
 def rebuild(session: sessions.Session) -> Report:
     """A report from a session's files alone (what ``gsup kill --wait`` and a
     later look at a dead session can know)."""
+    from supervisor import events, report
+    from supervisor.reaper import ExitStatus
+    from supervisor.runner import read_actions
+
     statuses = []
     for record in sessions.read_jsonl(session.exits_file):
         try:
