@@ -167,7 +167,7 @@ def _entries(proc: _Proc, facts: RunFacts, leftovers: set[int]) -> list[Process]
         exec_event = _last_of(image.events, "exec")
         if not last:
             end = End(EXEC, exec_argv=exec_event.get("argv") if exec_event else None)
-        elif exec_event is not None and _is_last_meaningful(image, exec_event) and proc.status is not None:
+        elif exec_event is not None and _is_last(image, exec_event) and proc.status is not None:
             # exec'd into a program the probe could not follow (not Python, or -I/-E)
             end = End(EXEC, exec_argv=exec_event.get("argv"))
             entries.append(_from_image(image, proc, role, end, facts))
@@ -315,8 +315,9 @@ def _last_of(events: list[Event], kind: str) -> Optional[Event]:
     return None
 
 
-def _is_last_meaningful(image: Image, event: Event) -> bool:
-    """Nothing but failed-exec noise followed ``event``: the exec went through."""
+def _is_last(image: Image, event: Event) -> bool:
+    """Nothing followed ``event`` in its image: an exec that went through (a
+    failed one returns to the program, which goes on writing events)."""
     return all(e.get("n", 0) <= event.get("n", 0) for e in image.events)
 
 
