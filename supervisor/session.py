@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,6 +26,7 @@ from supervisor.errors import GsupError
 from supervisor.signals import Identity, identity
 
 SCHEMA = "gsup.session/1"
+KEEP_ENDED = 50  # finished or stale sessions kept for later reading; older ones are removed
 
 
 def sessions_root() -> Path:
@@ -140,7 +142,15 @@ def create(command: list[str]) -> Session:
     (directory / "events").mkdir(mode=0o700)
     session = Session(id=session_id, dir=directory, command=command, gsup=me)
     session.save()
+    prune(keep=KEEP_ENDED)
     return session
+
+
+def prune(keep: int) -> None:
+    """Remove ended sessions beyond the newest ``keep``; live ones are never touched."""
+    ended = [s for s in all_sessions() if not s.is_live()]
+    for old in ended[keep:]:
+        shutil.rmtree(old.dir, ignore_errors=True)
 
 
 def load(session_id: str) -> Session:

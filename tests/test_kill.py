@@ -391,3 +391,25 @@ def test_child_status_survives_parent_killed_in_waitpid(gsup: Gsup, start: Calla
     child = by_pid(report, run.child)
     assert child["end"]["how"] == "signaled", child["end"]
     assert child["end"]["signal"] == "SIGKILL"
+
+
+def test_old_ended_sessions_are_pruned_live_ones_kept(gsup: Gsup, program: Callable[..., Path],
+                                                      monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from supervisor import session as sessions
+
+    quick = program("pass\n", name="quick.py")
+    for _ in range(3):
+        assert gsup.run("run", "-q", "--python", PYTHON, str(quick)).returncode == 0
+    ready = tmp_path / "live-ready"
+    waiting = program(f"import time\nopen({str(ready)!r}, 'w').close()\ntime.sleep(60)\n", name="waiting.py")
+    live = gsup.start("run", "-q", "--python", PYTHON, "--signal", "TERM", "--after", "60s", str(waiting))
+    wait_until(ready.exists, what="the live session's program")
+    monkeypatch.setenv("GSUP_HOME", str(gsup.home))
+    assert len(list(gsup.home.iterdir())) == 4
+    sessions.prune(keep=1)
+    left = sessions.all_sessions()
+    assert len(left) == 2  # the live one, and the newest ended one
+    assert sum(s.is_live() for s in left) == 1
+    live.terminate()  # gsup forwards TERM to the program, then reports
+    live.communicate(timeout=30)
+    assert live.returncode == 0
