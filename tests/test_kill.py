@@ -402,7 +402,7 @@ def test_old_ended_sessions_are_pruned_live_ones_kept(gsup: Gsup, program: Calla
         assert gsup.run("run", "-q", "--python", PYTHON, str(quick)).returncode == 0
     ready = tmp_path / "live-ready"
     waiting = program(f"import time\nopen({str(ready)!r}, 'w').close()\ntime.sleep(60)\n", name="waiting.py")
-    live = gsup.start("run", "-q", "--python", PYTHON, "--signal", "TERM", "--after", "60s", str(waiting))
+    live = gsup.start("run", "-q", "--python", PYTHON, str(waiting))
     wait_until(ready.exists, what="the live session's program")
     monkeypatch.setenv("GSUP_HOME", str(gsup.home))
     assert len(list(gsup.home.iterdir())) == 4
