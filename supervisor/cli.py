@@ -53,15 +53,33 @@ def entry() -> None:
 
 
 class _Command(click.Command):
-    """Remembers whether the program came after ``--`` (a command, not a script)."""
+    """gsup's options end where the program begins: at SCRIPT, at ``--``, or
+    right after ``-m MODULE`` (so ``-m json.tool --help`` is the module's help).
+    Also remembers whether the program came after ``--`` (a command)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = self._end_options_after_module(args)
         original = list(args)
         rest = super().parse_args(ctx, args)
         program = ctx.params.get("program") or ()
         index = len(original) - len(program) - 1
         ctx.meta["gsup.command"] = bool(program) and index >= 0 and original[index] == "--"
         return rest
+
+    def _end_options_after_module(self, args: list[str]) -> list[str]:
+        takes_value = {name for p in self.params if isinstance(p, click.Option) and not p.is_flag
+                       for name in p.opts + p.secondary_opts}
+        position = 0
+        while position < len(args):
+            arg = args[position]
+            if arg == "--" or not arg.startswith("-"):
+                return args  # a command or a script: click's own rules already stop there
+            if arg == "-m":
+                return [*args[: position + 2], "--", *args[position + 2:]]
+            if arg.startswith("-m") and not arg.startswith("--"):
+                return [*args[: position + 1], "--", *args[position + 1:]]
+            position += 2 if arg in takes_value else 1
+        return args
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

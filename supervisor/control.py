@@ -125,7 +125,8 @@ def rebuild(session: sessions.Session) -> Report:
             continue
     facts = report.RunFacts(
         command=session.command, session=session.id, started_wall=session.started, launched=session.launched,
-        root_pid=session.root.pid if session.root else 0, images=events.read_all(session.events_dir), seen=[],
+        root_pid=session.root.pid if session.root else 0, gsup_pid=session.gsup.pid,
+        images=events.read_all(session.events_dir), seen=[],
         statuses=statuses, actions=read_actions(session), leftovers=[], finished=time.monotonic(),
     )
     return report.build(facts)

@@ -52,6 +52,9 @@ def _signaled(proc: Process, everyone: list[Process], actions: list[Action]) -> 
         return (f"killed with {sig}{sender} while exit handler {interrupted[0]} was running "
                 f"(interrupted){_skipped(proc, 'also ')}")
     if sig == "SIGKILL":
+        if proc.fired:
+            began = ", ".join(h.label for h in sorted(proc.handlers, key=lambda h: h.order or 0) if h.order)
+            return f"killed with SIGKILL{sender} after {began} had run{_skipped(proc)}"
         return f"killed with SIGKILL{sender}: SIGKILL cannot be handled, nothing ran{_skipped(proc)}"
     handled = [s for s in proc.signal_handlers if s.signal == sig and s.invoked]
     if sig == "SIGINT" and proc.exception == "KeyboardInterrupt" and proc.atexit_began:
@@ -127,13 +130,22 @@ def _sender(proc: Process, sig: str, everyone: list[Process], actions: list[Acti
     """Who sent ``sig``: gsup's own actions first, then a kill() the probe saw."""
     for action in reversed(actions):
         if action.signal == sig and proc.pid in action.pids:
-            return " by gsup" if action.by != "gsup kill" else " by `gsup kill`"
+            return _BY.get(action.by, " by gsup")
     for other in everyone:
         for pid, signum in other.kills:
             if pid == proc.pid and signal_name(signum) == sig and other.pid != proc.pid:
                 relation = "its parent" if other.pid == proc.ppid else "process"
                 return f" by {relation} (pid {other.pid})"
     return ""
+
+
+_BY = {
+    "gsup kill": " by `gsup kill`",
+    "ctrl-c": " from Ctrl-C (gsup forwarded it to the group)",
+    "gsup received": " forwarded by gsup, which received it",
+    "grace": " by gsup when the grace period ran out",
+    "leftovers": " by gsup, which ended what was left running",
+}
 
 
 def _ran_summary(proc: Process) -> str:
@@ -144,16 +156,11 @@ def _ran_summary(proc: Process) -> str:
     text = f" {', '.join(ran)}"
     if raised:
         text += f" ({', '.join(raised)} raised)"
-    return text + _not_run(proc)
+    return text + _skipped(proc)
 
 
 def _ran_or_skipped(proc: Process) -> str:
     return f"; atexit ran{_ran_summary(proc)}" if proc.atexit_began else _skipped(proc)
-
-
-def _not_run(proc: Process) -> str:
-    waiting = [h.label for h in reversed(proc.handlers) if h.status == NOT_RUN]
-    return f"; not run: {', '.join(waiting)}" if waiting else ""
 
 
 def _skipped(proc: Process, also: str = "") -> str:

@@ -52,9 +52,21 @@ def module_command(python: str, module: str, args: list[str]) -> list[str]:
     """``python -m MODULE``, after checking that interpreter can find the module.
 
     The check runs in the target interpreter, with the program's working
-    directory and path, because gsup's own environment may differ from it.
+    directory and path, because gsup's own environment may differ from it.  It
+    walks the package path without importing anything: ``find_spec`` on a
+    dotted name would run the parent packages' ``__init__`` outside gsup.
     """
-    finder = "import importlib.util,sys; sys.exit(0 if importlib.util.find_spec(sys.argv[1]) else 1)"
+    finder = (
+        "import sys\n"
+        "from importlib.machinery import PathFinder\n"
+        "from importlib.util import find_spec\n"
+        "parts = sys.argv[1].split('.')\n"
+        "spec = find_spec(parts[0])\n"
+        "for i in range(1, len(parts)):\n"
+        "    where = spec and spec.submodule_search_locations\n"
+        "    spec = where and PathFinder.find_spec('.'.join(parts[:i + 1]), list(where))\n"
+        "sys.exit(0 if spec else 1)\n"
+    )
     try:
         found = subprocess.run(
             [python, "-c", finder, module], capture_output=True, timeout=60, check=False

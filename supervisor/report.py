@@ -46,6 +46,7 @@ class RunFacts:
     started_wall: float
     launched: float  # time.monotonic() at launch: "at" fields count from here
     root_pid: int
+    gsup_pid: int  # a parent seen as gsup means: adopted before anyone saw its real parent
     images: list[Image]
     seen: list[Seen]
     statuses: list[ExitStatus]  # reaped by gsup
@@ -70,15 +71,20 @@ class _Proc:
     spawned_by: Optional[int] = None  # from the parent's own "spawn" event: survives adoption
     spawn_argv: Optional[list[str]] = None  # what the parent asked to run, if it said
 
-    @property
-    def ppid(self) -> Optional[int]:
+    def ppid(self, facts: RunFacts) -> Optional[int]:
+        """The parent that started it: a spawn record first, then what the probe and
+        psutil saw; None when all that was seen is gsup, which adopted it."""
         if self.spawned_by is not None:
             return self.spawned_by
+        if self.pid == facts.root_pid:
+            return facts.gsup_pid
         if self.images and self.images[0].start is not None:
-            return int(self.images[0].start["ppid"])
-        if self.seen is not None:
-            return self.seen.ppid
-        return self.ppid_hint
+            seen: Optional[int] = int(self.images[0].start["ppid"])
+        elif self.seen is not None:
+            seen = self.seen.ppid
+        else:
+            seen = self.ppid_hint
+        return None if seen == facts.gsup_pid else seen
 
     @property
     def began(self) -> float:
@@ -93,7 +99,7 @@ def build(facts: RunFacts) -> Report:
     processes: list[Process] = []
     for proc in sorted(procs, key=lambda p: (p.pid != facts.root_pid, p.began, p.pid)):
         processes.extend(_entries(proc, facts, leftovers))
-    _mark_orphans(processes, procs)
+    _mark_orphans(processes, procs, facts)
     for process in processes:
         process.explanation = explain(process, processes, facts.actions)
     return Report(
@@ -153,11 +159,13 @@ def _collect(facts: RunFacts) -> list[_Proc]:
 
 def _entries(proc: _Proc, facts: RunFacts, leftovers: set[int]) -> list[Process]:
     """One report entry per program image the process ran."""
-    role = _role(proc.pid, proc.ppid, facts)
-    final = _final_end(proc, proc.pid in leftovers)
+    role = _role(proc.pid, proc.ppid(facts), facts)
+    final = _final_end(proc, proc.pid in leftovers, facts)
     if not proc.images:
         argv = proc.seen.argv if proc.seen else (proc.spawn_argv or [])
-        entry = Process(pid=proc.pid, ppid=proc.ppid, role=role, argv=argv, instrumented=False, end=final,
+        if not argv and proc.pid == facts.root_pid:
+            argv = list(facts.command)
+        entry = Process(pid=proc.pid, ppid=proc.ppid(facts), role=role, argv=argv, instrumented=False, end=final,
                         uninstrumented_reason=_why_uninstrumented(argv, facts))
         _set_times(entry, None, proc, facts)
         return [entry]
@@ -172,7 +180,7 @@ def _entries(proc: _Proc, facts: RunFacts, leftovers: set[int]) -> list[Process]
             end = End(EXEC, exec_argv=exec_event.get("argv"))
             entries.append(_from_image(image, proc, role, end, facts))
             argv = [str(a) for a in exec_event.get("argv") or []]
-            after = Process(pid=proc.pid, ppid=proc.ppid, role=role, argv=argv, instrumented=False, end=final,
+            after = Process(pid=proc.pid, ppid=proc.ppid(facts), role=role, argv=argv, instrumented=False, end=final,
                             uninstrumented_reason=_why_uninstrumented(argv, facts))
             _set_times(after, None, proc, facts)
             entries.append(after)
@@ -185,10 +193,10 @@ def _entries(proc: _Proc, facts: RunFacts, leftovers: set[int]) -> list[Process]
     return entries
 
 
-def _final_end(proc: _Proc, left_running: bool) -> End:
+def _final_end(proc: _Proc, left_running: bool, facts: RunFacts) -> End:
     status = proc.status
     if status is None:
-        return End(UNKNOWN, reason=_why_unknown(proc))
+        return End(UNKNOWN, reason=_why_unknown(proc, facts))
     if status.signal is not None:
         end = End(SIGNALED, signal=signal_name(status.signal), reaped_by=proc.reaped_by)
     else:
@@ -198,12 +206,14 @@ def _final_end(proc: _Proc, left_running: bool) -> End:
     return end
 
 
-def _why_unknown(proc: _Proc) -> str:
+def _why_unknown(proc: _Proc, facts: RunFacts) -> str:
     if proc.seen is not None and proc.seen.alive:
         return "still running when gsup stopped watching"
-    parent = proc.ppid
+    parent = proc.ppid(facts)
     if parent is not None:
         return f"reaped by its parent (pid {parent}), which is not instrumented"
+    if proc.seen is None and not proc.images:
+        return "only its parent's record of starting it is known"
     return "no wait status reached gsup"
 
 
@@ -211,7 +221,7 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     start = image.start or {}
     argv = [str(a) for a in start.get("argv") or (proc.seen.argv if proc.seen else [])]
     entry = Process(
-        pid=proc.pid, ppid=proc.ppid, role=role, argv=argv,
+        pid=proc.pid, ppid=proc.ppid(facts), role=role, argv=argv,
         instrumented=True, end=end, python=start.get("py"), forked=bool(start.get("fork")),
         opaque_handlers=int(start.get("ncb") or 0), unreadable_events=image.unreadable,
     )
@@ -290,14 +300,20 @@ def _set_times(entry: Process, image: Optional[Image], proc: _Proc, facts: RunFa
         entry.ended = proc.status.at - facts.launched
 
 
-def _mark_orphans(processes: list[Process], procs: list[_Proc]) -> None:
-    """A process is orphaned if its parent ended while it still ran."""
+def _mark_orphans(processes: list[Process], procs: list[_Proc], facts: RunFacts) -> None:
+    """Orphaned: its parent ended while it still ran, or gsup adopted it before
+    anyone saw its parent.  An ending nobody saw proves neither."""
     ended_at = {p.pid: p.status.at for p in procs if p.status is not None}
     for process in processes:
-        if process.role == "parent" or process.ppid not in ended_at:
+        if process.role == "parent":
+            continue
+        if process.ppid is None:
+            process.orphaned = True
             continue
         own = ended_at.get(process.pid)
-        process.orphaned = own is None or ended_at[process.ppid] < own or process.end.how == LEFT_RUNNING
+        parent_end = ended_at.get(process.ppid)
+        process.orphaned = process.end.how == LEFT_RUNNING or (
+            parent_end is not None and own is not None and parent_end < own)
 
 
 def _role(pid: int, ppid: Optional[int], facts: RunFacts) -> str:
@@ -327,9 +343,22 @@ def _why_uninstrumented(argv: list[str], facts: RunFacts) -> str:
     name = argv[0].rsplit("/", 1)[-1]
     if "python" not in name:
         return "not a Python program"
-    flags = {a for a in argv[1:] if a.startswith("-") and not a.startswith("--")}
-    for flag in ("-I", "-E", "-S"):
-        if any(flag[1] in f[1:] and not f.startswith("-m") and not f.startswith("-c") for f in flags):
-            return f"started with {flag}: Python ignored the probe's PYTHONPATH"
+    for option in _interpreter_options(argv[1:]):
+        for flag in "IES":
+            if flag in option[1:]:
+                return f"started with -{flag}: Python ignored the probe's PYTHONPATH"
     return "no probe events: its environment did not carry gsup's (scrubbed env?)"
 
+
+def _interpreter_options(args: list[str]) -> list[str]:
+    """Python's own short options: those before the script, ``-m`` or ``-c``."""
+    options: list[str] = []
+    values = iter(args)
+    for arg in values:
+        if not arg.startswith("-") or arg.startswith("--") or arg[1:2] in ("m", "c"):
+            break
+        if arg in ("-W", "-X"):
+            next(values, None)  # their value is the next argument
+            continue
+        options.append(arg)
+    return options

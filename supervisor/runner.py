@@ -60,11 +60,11 @@ class Display(Protocol):
 class _Signals:
     """Signals gsup itself received, counted by its handlers, acted on by the loop."""
 
-    interrupts: int = 0
+    interrupts: list[int] = field(default_factory=list)  # appended by the handler, popped by the loop
     terms: list[int] = field(default_factory=list)
 
     def on_int(self, signum: int, frame: Optional[FrameType]) -> None:
-        self.interrupts += 1
+        self.interrupts.append(signum)
 
     def on_term(self, signum: int, frame: Optional[FrameType]) -> None:
         self.terms.append(signum)
@@ -98,30 +98,33 @@ class Runner:
     def run(self) -> Report:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         previous = self._install_handlers(wake_w)
-        reaper.become_subreaper()
-        try:
-            self._launch()
-            self._loop(wake_r)
-        except GsupError:
-            self._kill_everything("gsup could not go on")
-            raise
-        except Exception as err:  # a bug or a vanished session dir: keep what is known
-            self.incomplete.append(f"gsup stopped watching early: {type(err).__name__}: {err}")
-            self._kill_everything("gsup failed")
-            self._reap_after_failure()
-        except BaseException:
-            self._kill_everything("gsup interrupted")
-            raise
+        if not reaper.become_subreaper():
+            self.incomplete.append("gsup could not become a child subreaper: orphans' endings are unknown")
+        try:  # gsup's own handlers stay until the report is built: a late Ctrl-C cannot lose it
+            try:
+                self._launch()
+                self._loop(wake_r)
+            except GsupError:
+                self._kill_everything("gsup could not go on")
+                raise
+            except Exception as err:  # a bug or a vanished session dir: keep what is known
+                self.incomplete.append(f"gsup stopped watching early: {type(err).__name__}: {err}")
+                self._kill_everything("gsup failed")
+                self._reap_after_failure()
+            except BaseException:
+                self._kill_everything("gsup interrupted")
+                raise
+            finally:
+                self.display.close()
+            if self.pending_shot and self.tree is not None:
+                everyone = describe_live(list(self.tree.history.values()), self.tree)
+                self.shot_error = GsupError(f"--signal was never sent: no {self.options.target} process "
+                                            f"appeared before the tree ended; the tree was: {everyone}")
+            return self.report()
         finally:
             self._restore_handlers(previous)
             os.close(wake_r)
             os.close(wake_w)
-            self.display.close()
-        if self.pending_shot and self.tree is not None:
-            everyone = describe_live(list(self.tree.history.values()), self.tree)
-            self.shot_error = GsupError(f"--signal was never sent: no {self.options.target} process appeared "
-                                        f"before the tree ended; the tree was: {everyone}")
-        return self.report()
 
     def _launch(self) -> None:
         env = launch.probe_env(dict(os.environ), self.session.events_dir)
@@ -222,7 +225,7 @@ class Runner:
         second one (or a second TERM/HUP) ends what is left with SIGKILL."""
         received = self.received
         while received.interrupts:
-            received.interrupts -= 1
+            received.interrupts.pop(0)
             if any(a.by == "ctrl-c" for a in self.actions):
                 self._kill_everything("second Ctrl-C", by="ctrl-c")
             else:
@@ -241,16 +244,15 @@ class Runner:
         self.deadline = None
         assert self.tree is not None
         self.tree.snapshot()
-        live = self.tree.live()
-        if not live:
+        if not self.tree.live():
             return
         if self.root_ended is not None:
-            self.leftovers = sorted({p.pid for p in live} | set(self.leftovers))
+            killed = self._kill("tree", by="leftovers")
+            self.leftovers = sorted({p.pid for p in killed} | set(self.leftovers))
             self.display.note(f"left running after the grace period: {', '.join(map(str, self.leftovers))}")
-            self._kill(live, "tree", by="leftovers")
         else:
             self.display.note(f"grace period of {self.options.grace:g}s over: SIGKILL to what is left")
-            self._kill(live, "tree", by="grace")
+            self._kill("tree", by="grace")
 
     # -- sending --------------------------------------------------------------
 
@@ -262,6 +264,8 @@ class Runner:
             return self._send_group(signum, by)
         chosen = resolve_target(target, self.tree.live(), self.root_pid, self.tree)
         sent = [p.pid for p in chosen if signals.send(p.identity, signum)]
+        if not sent:
+            raise GsupError(f"{target}: ended before the signal could be sent")
         return self._record(signum, str(target), sent, by)
 
     def _send_group(self, signum: signal.Signals, by: str) -> Action:
@@ -271,9 +275,27 @@ class Runner:
         reached = signals.send_group(self.root_pid, [p.identity for p in live], signum)
         return self._record(signum, "group", sorted(m.pid for m in reached), by, group=self.root_pid)
 
-    def _kill(self, procs: list[Seen], target: str, by: str) -> None:
-        sent = [p.pid for p in procs if signals.send(p.identity, signal.SIGKILL)]
-        self._record(signal.SIGKILL, target, sent, by)
+    def _kill(self, target: str, by: str) -> list[Seen]:
+        """SIGKILL every live process of the tree, and what it starts meanwhile.
+
+        One look then one kill misses children forked in between, and a process
+        forking in a loop outruns it.  So everything seen is stopped first, the
+        tree looked at again until nothing new appears, and only then killed.
+        """
+        assert self.tree is not None
+        stopped: dict[Identity, Seen] = {}
+        for _ in range(1000):
+            self.tree.snapshot()
+            fresh = [p for p in self.tree.live() if p.identity not in stopped]
+            if not fresh:
+                break
+            for proc in fresh:
+                signals.send(proc.identity, signal.SIGSTOP)
+                stopped[proc.identity] = proc
+        killed = [p for p in stopped.values() if signals.send(p.identity, signal.SIGKILL)]
+        if killed:
+            self._record(signal.SIGKILL, target, [p.pid for p in killed], by)
+        return killed
 
     def _kill_everything(self, why: str, by: str = "gsup") -> None:
         """SIGKILL every live descendant, however the run is going."""
@@ -281,10 +303,9 @@ class Runner:
         if self.tree is None:
             return
         self.tree.snapshot()
-        live = self.tree.live()
-        if live:
-            self.display.note(f"{why}: SIGKILL to {len(live)} process(es)")
-            self._kill(live, "tree", by)
+        if self.tree.live():
+            self.display.note(f"{why}: SIGKILL to what is left")
+            self._kill("tree", by)
 
     def _record(self, signum: signal.Signals, target: str, pids: list[int], by: str,
                 group: Optional[int] = None) -> Action:
@@ -322,7 +343,7 @@ class Runner:
         logged = read_actions(self.session)
         facts = report.RunFacts(
             command=self.options.argv, session=self.session.id, started_wall=self.session.started,
-            launched=self.launched, root_pid=self.root_pid,
+            launched=self.launched, root_pid=self.root_pid, gsup_pid=os.getpid(),
             images=events.read_all(self.session.events_dir),
             seen=list(self.tree.history.values()) if self.tree else [],
             statuses=self.statuses, actions=sorted(logged or self.actions, key=lambda a: a.at),
@@ -397,10 +418,13 @@ def resolve_target(target: Target, live: list[Seen], root_pid: int, tree: Tree) 
     return chosen
 
 
-def describe_live(live: list[Seen], tree: Tree) -> str:
+def describe_live(live: list[Seen], tree: Tree, most: int = 8) -> str:
+    """``1234 (parent), 1240 (child)``: what an error message can show in one line."""
     if not live:
         return "empty"
-    return ", ".join(f"{p.pid} ({tree.role(p.pid, p.ppid)})" for p in sorted(live, key=lambda p: p.pid))
+    shown = [f"{p.pid} ({tree.role(p.pid, p.ppid)})" for p in sorted(live, key=lambda p: p.pid)[:most]]
+    more = f" and {len(live) - most} more" if len(live) > most else ""
+    return ", ".join(shown) + more
 
 
 def read_actions(session: sessions.Session) -> list[Action]:

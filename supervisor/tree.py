@@ -62,6 +62,8 @@ class Tree:
         for proc in live:
             try:
                 key = Identity(proc.pid, proc.create_time())
+                if key in self.history and proc.status() == psutil.STATUS_ZOMBIE:
+                    continue  # dead, waiting to be reaped: not running
                 current.add(key)
                 if key in self.history:
                     continue

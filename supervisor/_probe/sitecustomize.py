@@ -72,7 +72,8 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
         return '"' + str(value).translate(esc) + '"'
 
     real_excepthook = sys.__excepthook__
-    st = {"fd": -1, "pid": 0, "seq": 0, "current": None, "exit_noted": False}
+    st = {"fd": -1, "pid": 0, "seq": 0, "current": None, "exit_noted": False, "path": "", "id": None,
+          "ncb": atexit._ncallbacks()}  # handlers registered before the probe: it cannot follow them
     handlers = {}  # handler id -> [func, kind, begin marker, end marker]
 
     def open_file():
@@ -84,16 +85,30 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
         except Exception:
             pass
         name = "%s/%d-%s-%d.jsonl" % (events_dir, pid, start, time.monotonic_ns())
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        st["fd"] = os.open(name, flags, 0o600)
+        attach(os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), name)
         st["pid"] = pid
         st["seq"] = 0
         return start
+
+    def attach(fd, path):
+        info = os.fstat(fd)
+        st["fd"], st["path"], st["id"] = fd, path, (info.st_dev, info.st_ino)
+
+    def ours(fd):
+        """Is ``fd`` still our event file?  A program that closes every fd (as
+        daemons do) may get that number back for a file of its own."""
+        try:
+            info = os.fstat(fd)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == st["id"]
 
     def emit(kind, body=""):
         try:
             if st["pid"] != getpid():
                 return  # a fork the at-fork hook did not see (raw C fork)
+            if not ours(st["fd"]):
+                attach(os.open(st["path"], os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC), st["path"])
             st["seq"] += 1
             line = '{"k":"%s","n":%d,"t":%.6f%s}\n' % (kind, st["seq"], monotonic(), body)
             write(st["fd"], line.encode("utf-8", "backslashreplace"))
@@ -115,7 +130,7 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
             "start",
             ',"pid":%d,"ppid":%d,"st":%s,"argv":[%s],"exe":%s,"py":"%d.%d.%d","fork":%s,"ncb":%d'
             % (getpid(), os.getppid(), start, argv, js(sys.executable), *sys.version_info[:3],
-               "true" if forked else "false", atexit._ncallbacks()),
+               "true" if forked else "false", st["ncb"]),
         )
 
     # -- exit handlers -------------------------------------------------------
@@ -161,7 +176,8 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
             return self.hook(args)
 
     def begin(hid):
-        note_exit()
+        if handlers[hid][1] == "atexit":
+            note_exit()  # threading callbacks run earlier, before thread joins
         st["current"] = hid
         hook = sys.unraisablehook
         if not isinstance(hook, HookProxy):
@@ -314,7 +330,7 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
 
     # -- signal handlers -----------------------------------------------------
 
-    originals = {}  # id(wrapper) -> (wrapper, original handler)
+    originals = {}  # signal number -> (wrapper installed, original handler)
     real_signal = _signal.signal
     real_getsignal = _signal.getsignal
     default_int = _signal.default_int_handler
@@ -328,8 +344,8 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
             return "None"
         return getattr(handler, "__qualname__", None) or type(handler).__qualname__
 
-    def unwrap(handler):
-        pair = originals.get(id(handler))
+    def unwrap(signum, handler):
+        pair = originals.get(signum)
         return pair[1] if pair is not None and pair[0] is handler else handler
 
     def wrap_handler(signum, handler):
@@ -348,7 +364,7 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
                     exc.__traceback__ = exc.__traceback__.tb_next
                 raise
 
-        originals[id(wrapper)] = (wrapper, handler)
+        originals[signum] = (wrapper, handler)
         return wrapper
 
     def signal(signalnum, handler):
@@ -358,11 +374,11 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
             cut(exc)
             raise
         emit("sig", ',"sig":%d,"handler":%s' % (signalnum, js(handler_name(handler))))
-        return unwrap(old)
+        return unwrap(signalnum, old)
 
     def getsignal(signalnum):
         try:
-            return unwrap(real_getsignal(signalnum))
+            return unwrap(signalnum, real_getsignal(signalnum))
         except BaseException as exc:
             cut(exc)
             raise
@@ -505,6 +521,8 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
 
     def after_fork():
         try:
+            if ours(st["fd"]):
+                os.close(st["fd"])  # the parent's file: this process gets its own
             st["pid"] = 0
             st["current"] = None
             emit_start(True)

@@ -1,0 +1,151 @@
+"""Harder endings: daemons, fork loops, shells in the middle, adoption.
+
+Each case once produced a wrong report or a stuck gsup; each test fails if it
+comes back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from tests.conftest import PYTHON, Gsup, role, statuses
+
+Program = Callable[..., Path]
+
+
+def test_probe_never_writes_into_a_file_the_program_reopened(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    """Daemons close every fd; the probe's number may come back for the program's log."""
+    log = tmp_path / "app.log"
+    script = program(f"""
+        import atexit, os
+        os.closerange(3, 256)
+        out = open({str(log)!r}, "w")
+        @atexit.register
+        def close_log():
+            out.write("closed\\n")
+            out.close()
+    """)
+    proc = role(gsup.report(str(script)), "parent")
+    assert log.read_text() == "closed\n"
+    assert statuses(proc) == {"close_log": "ran"}
+    assert proc["atexit_ran"] is True
+
+
+def test_a_process_forking_in_a_loop_cannot_outrun_the_grace_kill(gsup: Gsup, program: Program) -> None:
+    script = program("""
+        import os, signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for _ in range(1000):
+            if os.fork() == 0:
+                time.sleep(60)
+                os._exit(0)
+            time.sleep(0.002)
+    """)
+    # a tree that forks every 2 ms never settles: --after sends the TERM (ignored) mid-loop
+    result = gsup.run("run", "-q", "--json", "--python", PYTHON, "--signal", "TERM", "--after", "300ms",
+                      "--grace", "500ms", str(script), timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = result.report
+    kills = [a for a in report["actions"] if a["by"] == "grace"]
+    assert len(kills) == 1 and role(report, "parent")["pid"] in kills[0]["pids"]
+    assert report["duration"] < 20
+    assert all(p["end"]["how"] != "unknown" for p in report["processes"])
+    # the gsup fixture fails the test if any forked child is still alive
+
+
+def test_children_of_a_shell_that_already_exited(gsup: Gsup) -> None:
+    """``sh -c 'python … & exit 0'``: the shell is gone before anyone sees its child."""
+    result = gsup.run("run", "-q", "--json", "--", "sh", "-c", f"{PYTHON} -c 'import time; time.sleep(0.5)' & exit 0")
+    assert result.returncode == 0, result.stderr
+    report = result.report
+    root = role(report, "parent")
+    assert root["argv"][:2] == ["sh", "-c"] and root["instrumented"] is False
+    adopted = [p for p in report["processes"] if p["pid"] != root["pid"]]
+    assert len(adopted) == 1
+    assert adopted[0]["role"] == "unknown" and adopted[0]["ppid"] is None
+    assert adopted[0]["orphaned"] is True
+    assert adopted[0]["end"]["reaped_by"] == "gsup" and adopted[0]["end"]["code"] == 0
+
+
+def test_unknown_ending_is_not_called_orphaned(gsup: Gsup) -> None:
+    result = gsup.run("run", "-q", "--json", "--", "sh", "-c", f"{PYTHON} -c pass; true")
+    report = result.report
+    python = role(report, "child")
+    assert python["end"]["how"] == "unknown"
+    assert python["orphaned"] is False
+
+
+def test_sigkill_after_threading_callbacks_ran(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    """threading._register_atexit callbacks run before thread joins and before atexit."""
+    joining = tmp_path / "joining"
+    script = program(f"""
+        import atexit, threading, time
+        from concurrent.futures import ThreadPoolExecutor
+        atexit.register(print, "atexit handler")
+        def hold():
+            open({str(joining)!r}, "w").close()
+            time.sleep(60)
+        threading.Thread(target=hold).start()   # non-daemon: shutdown joins it
+    """)
+    report = gsup.report("--signal", "KILL", str(script))  # sent once the tree has settled: in the join
+    assert joining.exists()
+    proc = role(report, "parent")
+    [threaded] = [h for h in proc["handlers"] if h["kind"] == "threading"]
+    assert threaded["status"] == "ran"  # threading._shutdown runs these first, then joins
+    assert proc["atexit_ran"] is False
+    assert "_python_exit had run" in proc["explanation"]
+    assert "nothing ran" not in proc["explanation"]
+    assert statuses(proc, "builtins") == {"print": "not-run"}
+
+
+def test_forked_children_hold_one_event_file_and_count_no_probe_markers(gsup: Gsup, program: Program) -> None:
+    script = program("""
+        import atexit, os, sys
+        atexit.register(print, "handler")
+        def event_fds():
+            fds = []
+            for fd in os.listdir("/proc/self/fd"):
+                try:
+                    if os.readlink(f"/proc/self/fd/{fd}").endswith(".jsonl"):
+                        fds.append(fd)
+                except OSError:
+                    pass
+            return len(fds)
+        pid = os.fork()
+        if pid == 0:
+            grandchild = os.fork()
+            if grandchild == 0:
+                sys.stderr.write(f"event fds in grandchild: {event_fds()}\\n")
+                os._exit(0)
+            os.waitpid(grandchild, 0)
+            os._exit(0)
+        os.waitpid(pid, 0)
+    """)
+    result = gsup.run("run", "--json", "-q", "--python", PYTHON, str(script))
+    assert "event fds in grandchild: 1\n" in result.stderr
+    report = result.report
+    forked = [p for p in report["processes"] if p["forked"]]
+    assert len(forked) == 2
+    assert {p["opaque_handlers"] for p in report["processes"]} == {0}
+
+
+def test_module_run_imports_its_package_once(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("print('package init')\n")
+    (tmp_path / "pkg" / "mod.py").write_text("print('module body')\n")
+    result = gsup.run("run", "-q", "--python", PYTHON, "-m", "pkg.mod")
+    assert result.returncode == 0
+    assert result.stdout.count("package init") == 1
+    missing = gsup.run("run", "-q", "--python", PYTHON, "-m", "pkg.nothere")
+    assert missing.returncode == 2 and "unknown module 'pkg.nothere'" in missing.stderr
+    assert "package init" not in missing.stdout
+
+
+def test_everything_after_the_module_belongs_to_it(gsup: Gsup, tmp_path: Path) -> None:
+    (tmp_path / "data.json").write_text('{"a": 1}')
+    result = gsup.run("run", "-q", "--python", PYTHON, "-m", "json.tool", "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: python -m json.tool")
+    report = gsup.run("run", "-q", "--json", "--python", PYTHON, "-mjson.tool", "data.json", "--sort-keys").report
+    assert role(report, "parent")["argv"][1:] == ["-m", "json.tool", "data.json", "--sort-keys"]
