@@ -44,7 +44,7 @@ def session_tree(session: sessions.Session) -> Tree:
 
 def kill(session_id: str | None, signum: signal.Signals, target: Target) -> KillResult:
     from supervisor.model import Action
-    from supervisor.runner import describe_live, resolve_target
+    from supervisor.tree import describe_live, resolve_target
 
     session, note = sessions.choose(session_id)
     tree = session_tree(session)
@@ -114,7 +114,6 @@ def rebuild(session: sessions.Session) -> Report:
     later look at a dead session can know)."""
     from supervisor import events, report
     from supervisor.reaper import ExitStatus
-    from supervisor.runner import read_actions
 
     statuses = []
     for record in sessions.read_jsonl(session.exits_file):
@@ -127,7 +126,7 @@ def rebuild(session: sessions.Session) -> Report:
         command=session.command, session=session.id, started_wall=session.started, launched=session.launched,
         root_pid=session.root.pid if session.root else 0, gsup_pid=session.gsup.pid,
         images=events.read_all(session.events_dir), seen=[],
-        statuses=statuses, actions=read_actions(session), leftovers=[], finished=time.monotonic(),
+        statuses=statuses, actions=sessions.read_actions(session), leftovers=[], finished=time.monotonic(),
     )
     return report.build(facts)
 

@@ -33,6 +33,14 @@ class Action:
     by: str = "gsup"  # gsup, gsup kill, ctrl-c, grace, leftovers
     group: Optional[int] = None
 
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Action:
+        """The inverse of ``to_json``; raises KeyError, TypeError or ValueError on a bad record."""
+        group = record.get("group")
+        return cls(signal=str(record["signal"]), signum=int(record["signum"]), target=str(record["target"]),
+                   pids=[int(p) for p in record["pids"]], at=float(record["at"]), by=str(record.get("by", "gsup")),
+                   group=int(group) if group is not None else None)
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"signal": self.signal, "signum": self.signum, "target": self.target,
                                "pids": self.pids, "at": round(self.at, 3), "by": self.by}
@@ -128,7 +136,6 @@ class Process:
     ended: Optional[float] = None
     exception: Optional[str] = None  # unhandled exception that began shutdown
     atexit_began: bool = False
-    atexit_finished: bool = False
     opaque_handlers: int = 0  # registered before the probe loaded: cannot be watched
     uninstrumented_reason: Optional[str] = None
     orphaned: bool = False
@@ -136,7 +143,6 @@ class Process:
     unreadable_events: int = 0
     explanation: str = ""
     kills: list[tuple[int, int]] = field(default_factory=list)  # (pid, signum) it sent
-    signals_received: list[int] = field(default_factory=list)  # Python handlers run, by signum
 
     @property
     def fired(self) -> list[str]:

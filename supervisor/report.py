@@ -34,7 +34,7 @@ from supervisor.model import (
 )
 from supervisor.reaper import ExitStatus
 from supervisor.signals import signal_name
-from supervisor.tree import Seen
+from supervisor.tree import Seen, role_of
 
 
 @dataclass
@@ -229,10 +229,8 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     entry.signal_handlers = _signal_handlers(image.events, entry)
     exit_event = image.first("exit")
     entry.atexit_began = exit_event is not None
-    entry.atexit_finished = image.first("done") is not None
     entry.exception = exit_event.get("exc") if exit_event else None
     entry.kills = [(int(e.get("pid", -e.get("pgid", 0))), int(e["sig"])) for e in image.of_kind("kill")]
-    entry.signals_received = [int(e["sig"]) for e in image.of_kind("sigrun")]
     _set_times(entry, image, proc, facts)
     return entry
 
@@ -317,11 +315,7 @@ def _mark_orphans(processes: list[Process], procs: list[_Proc], facts: RunFacts)
 
 
 def _role(pid: int, ppid: Optional[int], facts: RunFacts) -> str:
-    if pid == facts.root_pid:
-        return "parent"
-    if ppid == facts.root_pid:
-        return "child"
-    return "grandchild" if ppid is not None else "unknown"
+    return role_of(pid, ppid, facts.root_pid)
 
 
 def _last_of(events: list[Event], kind: str) -> Optional[Event]:

@@ -25,7 +25,7 @@ from supervisor.model import Action, Report
 from supervisor.options import Target
 from supervisor.reaper import ExitStatus
 from supervisor.signals import Identity
-from supervisor.tree import Seen, Tree
+from supervisor.tree import Seen, Tree, describe_live, resolve_target
 
 FAST_LOOK = 0.05  # seconds between tree snapshots while something is expected
 SLOW_LOOK = 1.0  # ... once the tree has been quiet for a while
@@ -340,7 +340,7 @@ class Runner:
         if self.tree is not None:
             self.tree.snapshot()  # so nothing that has died is reported as still running
         # The session's log holds gsup's own actions and those of `gsup kill`.
-        logged = read_actions(self.session)
+        logged = sessions.read_actions(self.session)
         facts = report.RunFacts(
             command=self.options.argv, session=self.session.id, started_wall=self.session.started,
             launched=self.launched, root_pid=self.root_pid, gsup_pid=os.getpid(),
@@ -395,50 +395,6 @@ class Runner:
         signal.set_wakeup_fd(int(previous.pop(-1)))  # type: ignore[call-overload]
         for signum, handler in previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
-
-
-def resolve_target(target: Target, live: list[Seen], root_pid: int, tree: Tree) -> list[Seen]:
-    """The live processes ``target`` names, or a GsupError saying what is there."""
-    if target.kind == "parent":
-        chosen = [p for p in live if p.pid == root_pid]
-        if not chosen:
-            raise GsupError(f"no parent: the launched process (pid {root_pid}) has ended")
-    elif target.kind == "child":
-        chosen = [p for p in live if p.ppid == root_pid and p.pid != root_pid]
-        if not chosen:
-            raise GsupError(f"no child of pid {root_pid} is running; the tree is: {describe_live(live, tree)}")
-    elif target.kind in ("tree", "group"):
-        chosen = list(live)
-        if not chosen:
-            raise GsupError("no process of the tree is running")
-    else:
-        chosen = [p for p in live if p.pid == target.pid]
-        if not chosen:
-            raise GsupError(f"pid {target.pid} is not in the tree; the tree is: {describe_live(live, tree)}")
-    return chosen
-
-
-def describe_live(live: list[Seen], tree: Tree, most: int = 8) -> str:
-    """``1234 (parent), 1240 (child)``: what an error message can show in one line."""
-    if not live:
-        return "empty"
-    shown = [f"{p.pid} ({tree.role(p.pid, p.ppid)})" for p in sorted(live, key=lambda p: p.pid)[:most]]
-    more = f" and {len(live) - most} more" if len(live) > most else ""
-    return ", ".join(shown) + more
-
-
-def read_actions(session: sessions.Session) -> list[Action]:
-    """Actions from the session's log (own and ``gsup kill``'s); bad lines skipped."""
-    found = []
-    for record in sessions.read_jsonl(session.actions_file):
-        try:
-            found.append(Action(signal=str(record["signal"]), signum=int(record["signum"]),
-                                target=str(record["target"]), pids=[int(p) for p in record["pids"]],
-                                at=float(record["at"]), by=str(record.get("by", "gsup")),
-                                group=record.get("group")))
-        except (KeyError, TypeError, ValueError):
-            continue
-    return found
 
 
 def _dir_size(path: os.PathLike[str] | str) -> int:

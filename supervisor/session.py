@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.errors import GsupError
+from supervisor.model import Action
 from supervisor.signals import Identity, identity
 
 SCHEMA = "gsup.session/1"
@@ -129,6 +130,17 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+def read_actions(session: Session) -> list[Action]:
+    """Actions from the session's log (gsup's own and ``gsup kill``'s); bad lines skipped."""
+    found = []
+    for record in read_jsonl(session.actions_file):
+        try:
+            found.append(Action.from_json(record))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return found
 
 
 def create(command: list[str]) -> Session:

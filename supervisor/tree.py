@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from supervisor.errors import GsupError
+from supervisor.options import Target
 from supervisor.signals import Identity
 
 
@@ -99,11 +101,43 @@ class Tree:
         return [s for s in self.history.values() if s.alive]
 
     def role(self, pid: int, ppid: int | None) -> str:
-        if pid == self.root_pid:
-            return "parent"
-        if ppid == self.root_pid:
-            return "child"
-        return "grandchild" if ppid is not None else "unknown"
+        return role_of(pid, ppid, self.root_pid)
 
-    def children_of_root(self) -> list[Seen]:
-        return [s for s in self.live() if s.ppid == self.root_pid and s.pid != self.root_pid]
+
+def role_of(pid: int, ppid: int | None, root_pid: int) -> str:
+    """parent: the process gsup launched; child: one it started; grandchild: deeper."""
+    if pid == root_pid:
+        return "parent"
+    if ppid == root_pid:
+        return "child"
+    return "grandchild" if ppid is not None else "unknown"
+
+
+def resolve_target(target: Target, live: list[Seen], root_pid: int, tree: Tree) -> list[Seen]:
+    """The live processes ``target`` names, or a GsupError saying what is there."""
+    if target.kind == "parent":
+        chosen = [p for p in live if p.pid == root_pid]
+        if not chosen:
+            raise GsupError(f"no parent: the launched process (pid {root_pid}) has ended")
+    elif target.kind == "child":
+        chosen = [p for p in live if p.ppid == root_pid and p.pid != root_pid]
+        if not chosen:
+            raise GsupError(f"no child of pid {root_pid} is running; the tree is: {describe_live(live, tree)}")
+    elif target.kind in ("tree", "group"):
+        chosen = list(live)
+        if not chosen:
+            raise GsupError("no process of the tree is running")
+    else:
+        chosen = [p for p in live if p.pid == target.pid]
+        if not chosen:
+            raise GsupError(f"pid {target.pid} is not in the tree; the tree is: {describe_live(live, tree)}")
+    return chosen
+
+
+def describe_live(live: list[Seen], tree: Tree, most: int = 8) -> str:
+    """``1234 (parent), 1240 (child)``: what an error message can show in one line."""
+    if not live:
+        return "empty"
+    shown = [f"{p.pid} ({tree.role(p.pid, p.ppid)})" for p in sorted(live, key=lambda p: p.pid)[:most]]
+    more = f" and {len(live) - most} more" if len(live) > most else ""
+    return ", ".join(shown) + more
