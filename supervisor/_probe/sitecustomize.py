@@ -42,223 +42,331 @@ def _chain_sitecustomize():
             sys.modules["sitecustomize"] = this
 
 
-def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path cheap)
-    """Patch atexit, threading, signals and process-ending calls of ``os``.
+PY310 = sys.version_info >= (3, 10)
+PY311 = sys.version_info >= (3, 11)
 
-    Everything lives in this closure so that the probe adds one name to
-    ``sitecustomize`` and its hot path uses fast local lookups.
+_ESCAPES = {i: "\\u%04x" % i for i in range(32)}
+_ESCAPES[34] = '\\"'
+_ESCAPES[92] = "\\\\"
+
+
+def _js(value):
+    """A JSON string, written by hand: importing ``json`` would cost more than the probe."""
+    text = str(value)
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return '"' + text + '"'
+    return '"' + text.translate(_ESCAPES) + '"'
+
+
+def _cut(exc):
+    """Drop the current wrapper's frame from ``exc``'s traceback before a bare
+    ``raise`` (effective from 3.11; before that ``hide_probe_frames`` covers it)."""
+    if exc.__traceback__ is not None:
+        exc.__traceback__ = exc.__traceback__.tb_next
+
+
+def _describe(func):
+    """The JSON fields naming ``func``: qualname, module, file:line."""
+    inner = func
+    for _ in range(5):  # functools.partial, bound methods, decorators
+        nxt = getattr(inner, "func", None) or getattr(inner, "__func__", None)
+        if nxt is None or nxt is inner:
+            break
+        inner = nxt
+    name = getattr(inner, "__qualname__", None) or type(inner).__qualname__
+    code = getattr(inner, "__code__", None)
+    where = "%s:%d" % (code.co_filename, code.co_firstlineno) if code else ""
+    return ',"name":%s,"module":%s,"where":%s' % (_js(name), _js(getattr(inner, "__module__", None) or ""), _js(where))
+
+
+def _handler_name(handler):
+    if handler == 0:
+        return "SIG_DFL"
+    if handler == 1:
+        return "SIG_IGN"
+    if handler is None:
+        return "None"
+    return getattr(handler, "__qualname__", None) or type(handler).__qualname__
+
+
+class _Recorder:
+    """This process's event file: one ``os.write`` of one JSON line per event.
+
+    The file's descriptor is moved to a high number (programs allocate from the
+    lowest free one, so they practically never reach it): a daemon that closes
+    fds 3-255 and opens its log cannot be handed our number.  A program that
+    closes *every* fd makes the next write fail, and the file is opened again.
+    Where no high number is available (a tiny fd limit), each write first checks
+    that the descriptor is still the file it was.
     """
-    import _signal
-    import atexit
-    import time
 
-    write = os.write
-    getpid = os.getpid
-    monotonic = time.monotonic
-    py310 = sys.version_info >= (3, 10)
-    py311 = sys.version_info >= (3, 11)
+    HIGH_FDS = (1009, 1013, 1019, 1021)
 
-    esc = {i: "\\u%04x" % i for i in range(32)}
-    esc[34] = '\\"'
-    esc[92] = "\\\\"
+    def __init__(self, os, events_dir):
+        import atexit
+        import time
 
-    def cut(exc):
-        """Drop this wrapper's frame from ``exc``'s traceback before a bare raise
-        (effective from 3.11; before that ``hide_probe_frames`` covers printing)."""
-        if exc.__traceback__ is not None:
-            exc.__traceback__ = exc.__traceback__.tb_next
+        self.os = os
+        self.events_dir = events_dir
+        self.monotonic = time.monotonic
+        self.monotonic_ns = time.monotonic_ns
+        self._getpid, self._write, self._fstat = os.getpid, os.write, os.fstat
+        self.fd = -1
+        self.path = ""
+        self.identity = None
+        self.check = False  # True when the fd is low: verify it before each write
+        self.pid = 0
+        self.seq = 0
+        self.opaque = atexit._ncallbacks()  # registered before the probe: it cannot follow them
 
-    def js(value):
-        return '"' + str(value).translate(esc) + '"'
+    def emit(self, kind, body=""):
+        try:
+            if self.pid != self._getpid():
+                return  # a fork the at-fork hook did not see (raw C fork)
+            if self.check and not self.owns(self.fd):
+                self._open(create=False)
+            self.seq += 1
+            data = ('{"k":"%s","n":%d,"t":%.6f%s}\n' % (kind, self.seq, self.monotonic(), body)).encode(
+                "utf-8", "backslashreplace")
+            try:
+                self._write(self.fd, data)
+            except OSError:  # closed under us: open it again
+                self._open(create=False)
+                self._write(self.fd, data)
+        except Exception:
+            pass
 
-    real_excepthook = sys.__excepthook__
-    st = {"fd": -1, "pid": 0, "seq": 0, "current": None, "exit_noted": False, "path": "", "id": None,
-          "ncb": atexit._ncallbacks()}  # handlers registered before the probe: it cannot follow them
-    handlers = {}  # handler id -> [func, kind, begin marker, end marker]
+    def owns(self, fd):
+        """Is ``fd`` still our event file?"""
+        try:
+            info = self._fstat(fd)
+        except OSError:
+            return False
+        return (info.st_dev, info.st_ino) == self.identity
 
-    def open_file():
-        pid = getpid()
-        start = "0"
+    def _open(self, create):
+        os = self.os
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | (os.O_CREAT | os.O_EXCL if create else 0)
+        fd = os.open(self.path, flags, 0o600)
+        info = os.fstat(fd)
+        self.identity = (info.st_dev, info.st_ino)
+        self.fd, self.check = fd, True
+        for high in self.HIGH_FDS:
+            try:
+                os.fstat(high)
+                continue  # taken (an fd the program inherited): try the next
+            except OSError:
+                pass
+            try:
+                os.dup2(fd, high, inheritable=False)
+            except OSError:
+                return  # above the fd limit: keep the low fd, checked on each write
+            os.close(fd)
+            self.fd, self.check = high, False
+            return
+
+    def start(self, forked):
+        """Open this process's own file and write who it is."""
+        os = self.os
+        pid = os.getpid()
+        start = "0"  # clock ticks since boot: with the pid, the process's identity
         try:
             with open("/proc/self/stat", "rb") as f:
                 start = f.read().rpartition(b")")[2].split()[19].decode()
         except Exception:
             pass
-        name = "%s/%d-%s-%d.jsonl" % (events_dir, pid, start, time.monotonic_ns())
-        attach(os.open(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), name)
-        st["pid"] = pid
-        st["seq"] = 0
-        return start
+        self.path = "%s/%d-%s-%d.jsonl" % (self.events_dir, pid, start, self.monotonic_ns())
+        self._open(create=True)
+        self.pid, self.seq = pid, 0
+        argv = ",".join(_js(a) for a in _cmdline())
+        self.emit("start", ',"pid":%d,"ppid":%d,"st":%s,"argv":[%s],"exe":%s,"py":"%d.%d.%d","fork":%s,"ncb":%d'
+                  % (pid, os.getppid(), start, argv, _js(sys.executable), *sys.version_info[:3],
+                     "true" if forked else "false", self.opaque))
 
-    def attach(fd, path):
-        info = os.fstat(fd)
-        st["fd"], st["path"], st["id"] = fd, path, (info.st_dev, info.st_ino)
 
-    def ours(fd):
-        """Is ``fd`` still our event file?  A program that closes every fd (as
-        daemons do) may get that number back for a file of its own."""
+def _cmdline():
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            raw = f.read().split(b"\0")[:-1]
+        return [a.decode("utf-8", "surrogateescape") for a in raw]
+    except Exception:
+        return list(getattr(sys, "orig_argv", sys.argv))
+
+
+def _install(os, events_dir):
+    """Patch everything the probe watches, then say this process has started."""
+    rec = _Recorder(os, events_dir)
+    exits = _patch_atexit(rec)
+    getsignal = _patch_signals(rec)
+    wrap = _patch_os(rec)
+    _patch_fork(rec, exits)
+    if not PY311:
+        hide_probe_frames(globals())
+    _patch_imports({
+        "threading": exits.patch_threading,
+        "_posixsubprocess": lambda mod: _patch_fork_exec(mod, wrap),
+        **({} if PY311 else {"traceback": _patch_traceback}),
+    })
+    rec.start(forked=False)
+    exits.register_done()
+    for signum in (2, 15):
+        rec.emit("sig0", ',"sig":%d,"handler":%s' % (signum, _js(_handler_name(getsignal(signum)))))
+
+
+# -- exit handlers ---------------------------------------------------------------
+
+
+class _Marker:
+    """Registered just before and after a handler so that the handler itself
+    stays what atexit calls: tracebacks and ``unregister`` are untouched."""
+
+    __slots__ = ("hid", "fn")
+
+    def __init__(self, hid, fn):
+        self.hid = hid
+        self.fn = fn
+
+    def __call__(self):
+        self.fn(self.hid)
+
+
+class _HookProxy:
+    """``sys.unraisablehook`` while a handler runs: notes its exception, then
+    hands it to the hook that was in place, so the printed text is unchanged."""
+
+    def __init__(self, hook, exits):
+        self.hook = hook
+        self.exits = exits
+
+    def __call__(self, args):
+        msg = args.err_msg or ""
+        current = self.exits.current
+        if current is not None and (
+            msg.startswith("Exception ignored in atexit callback")
+            or (args.err_msg is None and args.object is sys.modules.get("threading"))
+        ):
+            self.exits.rec.emit("raise", ',"h":%d,"exc":%s' % (current, _js(args.exc_type.__qualname__)))
+        return self.hook(args)
+
+
+class _Wrapped:
+    """Python 3.9 only: its atexit reports a handler's error to no hook, so the
+    handler is wrapped, and the error printed as 3.9's atexit prints it (same
+    text, same stream) without the wrapper's frame."""
+
+    __slots__ = ("hid", "func", "exits")
+
+    def __init__(self, hid, func, exits):
+        self.hid = hid
+        self.func = func
+        self.exits = exits
+
+    def __call__(self, *args, **kwargs):
+        self.exits.begin(self.hid)
         try:
-            info = os.fstat(fd)
-        except OSError:
-            return False
-        return (info.st_dev, info.st_ino) == st["id"]
+            result = self.func(*args, **kwargs)
+        except BaseException as exc:
+            self.exits.rec.emit("raise", ',"h":%d,"exc":%s' % (self.hid, _js(type(exc).__qualname__)))
+            if not isinstance(exc, SystemExit):
+                sys.stderr.write("Error in atexit._run_exitfuncs:\n")
+                _cut(exc)
+                self.exits.real_excepthook(type(exc), exc, exc.__traceback__)
+            return None
+        self.exits.end(self.hid)
+        return result
 
-    def emit(kind, body=""):
-        try:
-            if st["pid"] != getpid():
-                return  # a fork the at-fork hook did not see (raw C fork)
-            if not ours(st["fd"]):
-                attach(os.open(st["path"], os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC), st["path"])
-            st["seq"] += 1
-            line = '{"k":"%s","n":%d,"t":%.6f%s}\n' % (kind, st["seq"], monotonic(), body)
-            write(st["fd"], line.encode("utf-8", "backslashreplace"))
-        except Exception:
-            pass
+    def __eq__(self, other):
+        return self.func == other
 
-    def cmdline():
-        try:
-            with open("/proc/self/cmdline", "rb") as f:
-                raw = f.read().split(b"\0")[:-1]
-            return [a.decode("utf-8", "surrogateescape") for a in raw]
-        except Exception:
-            return list(getattr(sys, "orig_argv", sys.argv))
+    def __hash__(self):
+        return id(self)
 
-    def emit_start(forked):
-        start = open_file()
-        argv = ",".join(js(a) for a in cmdline())
-        emit(
-            "start",
-            ',"pid":%d,"ppid":%d,"st":%s,"argv":[%s],"exe":%s,"py":"%d.%d.%d","fork":%s,"ncb":%d'
-            % (getpid(), os.getppid(), start, argv, js(sys.executable), *sys.version_info[:3],
-               "true" if forked else "false", st["ncb"]),
-        )
+    def __repr__(self):
+        return repr(self.func)
 
-    # -- exit handlers -------------------------------------------------------
 
-    def describe(func):
-        """Return the JSON fields naming ``func``: qualname, module, file:line."""
-        inner = func
-        for _ in range(5):  # functools.partial, bound methods, decorators
-            nxt = getattr(inner, "func", None) or getattr(inner, "__func__", None)
-            if nxt is None or nxt is inner:
-                break
-            inner = nxt
-        name = getattr(inner, "__qualname__", None) or type(inner).__qualname__
-        code = getattr(inner, "__code__", None)
-        where = "%s:%d" % (code.co_filename, code.co_firstlineno) if code else ""
-        return ',"name":%s,"module":%s,"where":%s' % (
-            js(name), js(getattr(inner, "__module__", None) or ""), js(where))
+class _Exits:
+    """Every exit handler registered in this process, and its begin/end events."""
 
-    def note_exit():
-        """Record, once, that interpreter shutdown began and what it began with."""
-        if st["exit_noted"]:
-            return
-        st["exit_noted"] = True
-        exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
-        body = ',"exc":%s' % js(type(exc).__qualname__) if exc is not None else ""
-        emit("exit", body)
+    def __init__(self, rec, atexit):
+        self.rec = rec
+        self.atexit = atexit
+        self.handlers = {}  # handler id -> [func, kind, begin marker, end marker, began at]
+        self.current = None
+        self.exit_noted = False
+        self.real_register = atexit.register
+        self.real_excepthook = sys.__excepthook__
 
-    class HookProxy:
-        """``sys.unraisablehook`` while a handler runs: notes its exception, then
-        hands it to the hook that was in place, so the printed text is unchanged."""
-
-        def __init__(self, hook):
-            self.hook = hook
-
-        def __call__(self, args):
-            msg = args.err_msg or ""
-            threading_mod = sys.modules.get("threading")
-            if st["current"] is not None and (
-                msg.startswith("Exception ignored in atexit callback")
-                or (args.err_msg is None and args.object is threading_mod)
-            ):
-                emit("raise", ',"h":%d,"exc":%s' % (st["current"], js(args.exc_type.__qualname__)))
-            return self.hook(args)
-
-    def begin(hid):
-        if handlers[hid][1] == "atexit":
-            note_exit()  # threading callbacks run earlier, before thread joins
-        st["current"] = hid
-        hook = sys.unraisablehook
-        if not isinstance(hook, HookProxy):
-            sys.unraisablehook = HookProxy(hook)
-        handlers[hid].append(monotonic())
-        emit("begin", ',"h":%d' % hid)
-
-    def end(hid):
-        entry = handlers[hid]
-        dur = monotonic() - entry[-1] if len(entry) > 4 else 0.0
-        emit("end", ',"h":%d,"dur":%.6f' % (hid, dur))
-        st["current"] = None
-        hook = sys.unraisablehook
-        if isinstance(hook, HookProxy):
-            sys.unraisablehook = hook.hook
-
-    class Marker:
-        """Registered just before and after a handler so that the handler itself
-        stays what atexit calls: tracebacks and ``unregister`` are untouched."""
-
-        __slots__ = ("hid", "fn")
-
-        def __init__(self, hid, fn):
-            self.hid = hid
-            self.fn = fn
-
-        def __call__(self):
-            self.fn(self.hid)
-
-    class Wrapped:
-        """Python 3.9 only: its atexit reports a handler's error to no hook, so
-        the handler is wrapped, and the error printed as 3.9's atexit prints it
-        (same text, same stream) without the wrapper's frame."""
-
-        __slots__ = ("hid", "func")
-
-        def __init__(self, hid, func):
-            self.hid = hid
-            self.func = func
-
-        def __call__(self, *args, **kwargs):
-            begin(self.hid)
-            try:
-                result = self.func(*args, **kwargs)
-            except BaseException as exc:
-                emit("raise", ',"h":%d,"exc":%s' % (self.hid, js(type(exc).__qualname__)))
-                if not isinstance(exc, SystemExit):
-                    sys.stderr.write("Error in atexit._run_exitfuncs:\n")
-                    if exc.__traceback__ is not None:
-                        exc.__traceback__ = exc.__traceback__.tb_next
-                    real_excepthook(type(exc), exc, exc.__traceback__)
-                return None
-            end(self.hid)
-            return result
-
-        def __eq__(self, other):
-            return self.func == other
-
-        def __hash__(self):
-            return id(self)
-
-        def __repr__(self):
-            return repr(self.func)
-
-    def new_handler(func, kind):
-        hid = len(handlers) + 1
-        handlers[hid] = [func, kind, Marker(hid, begin), Marker(hid, end)]
-        emit("reg", ',"h":%d,"kind":"%s"%s' % (hid, kind, describe(func)))
+    def new(self, func, kind):
+        hid = len(self.handlers) + 1
+        self.handlers[hid] = [func, kind, _Marker(hid, self.begin), _Marker(hid, self.end), None]
+        self.rec.emit("reg", ',"h":%d,"kind":"%s"%s' % (hid, kind, _describe(func)))
         return hid
 
-    real_register = atexit.register
-    real_unregister = atexit.unregister
-    real_clear = atexit._clear
+    def note_exit(self):
+        """Record, once, that the atexit phase began and the exception it began with."""
+        if self.exit_noted:
+            return
+        self.exit_noted = True
+        exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+        self.rec.emit("exit", ',"exc":%s' % _js(type(exc).__qualname__) if exc is not None else "")
+
+    def begin(self, hid):
+        entry = self.handlers[hid]
+        if entry[1] == "atexit":
+            self.note_exit()  # threading callbacks run earlier, before thread joins
+        self.current = hid
+        if not isinstance(sys.unraisablehook, _HookProxy):
+            sys.unraisablehook = _HookProxy(sys.unraisablehook, self)
+        entry[4] = self.rec.monotonic()
+        self.rec.emit("begin", ',"h":%d' % hid)
+
+    def end(self, hid):
+        began = self.handlers[hid][4]
+        duration = self.rec.monotonic() - began if began is not None else 0.0
+        self.rec.emit("end", ',"h":%d,"dur":%.6f' % (hid, duration))
+        self.current = None
+        if isinstance(sys.unraisablehook, _HookProxy):
+            sys.unraisablehook = sys.unraisablehook.hook
+
+    def done(self):
+        self.note_exit()
+        self.rec.emit("done")
+
+    def register_done(self):
+        """The probe's own last handler: registered first, it runs last."""
+        self.real_register(self.done)
+
+    def patch_threading(self, mod):
+        """``threading._register_atexit`` callbacks run first, inside
+        ``threading._shutdown``; bracket them with markers the same way."""
+        real = getattr(mod, "_register_atexit", None)
+        if real is None:
+            return
+
+        def _register_atexit(func, *args, **kwargs):
+            entry = self.handlers[self.new(func, "threading")]
+            real(entry[3])
+            real(func, *args, **kwargs)
+            real(entry[2])
+
+        mod._register_atexit = _register_atexit
+
+
+def _patch_atexit(rec):
+    import atexit
+
+    exits = _Exits(rec, atexit)
+    handlers = exits.handlers
+    real_register, real_unregister, real_clear = atexit.register, atexit.unregister, atexit._clear
 
     def register(func, *args, **kwargs):
         try:
             if not callable(func):
                 return real_register(func, *args, **kwargs)  # let atexit raise its TypeError
-            hid = new_handler(func, "atexit")
-            if not py310:
-                real_register(Wrapped(hid, func), *args, **kwargs)
+            hid = exits.new(func, "atexit")
+            if not PY310:
+                real_register(_Wrapped(hid, func, exits), *args, **kwargs)
                 return func
             entry = handlers[hid]
             real_register(entry[3])
@@ -266,14 +374,14 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
             real_register(entry[2])
             return func
         except BaseException as exc:
-            cut(exc)
+            _cut(exc)
             raise
 
     def unregister(func):
         try:
             real_unregister(func)
         except BaseException as exc:
-            cut(exc)
+            _cut(exc)
             raise
         for hid, entry in list(handlers.items()):
             try:
@@ -284,65 +392,35 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
                 real_unregister(entry[2])
                 real_unregister(entry[3])
                 entry[1] = "gone"
-                emit("unreg", ',"h":%d' % hid)
+                rec.emit("unreg", ',"h":%d' % hid)
 
     def clear():
         real_clear()
         for hid, entry in handlers.items():
             if entry[1] == "atexit":
                 entry[1] = "gone"
-                emit("unreg", ',"h":%d' % hid)
-        real_register(done)
+                rec.emit("unreg", ',"h":%d' % hid)
+        exits.register_done()
 
-    def done():
-        note_exit()
-        emit("done")
-
-    for name, fn in (("register", register), ("unregister", unregister), ("_clear", clear)):
+    for name, fn, real in (("register", register, real_register), ("unregister", unregister, real_unregister),
+                           ("_clear", clear, real_clear)):
         fn.__name__ = fn.__qualname__ = name
+        fn.__doc__ = real.__doc__
         setattr(atexit, name, fn)
-    register.__doc__ = real_register.__doc__
-    unregister.__doc__ = real_unregister.__doc__
-
-    def patch_threading(mod):
-        """``threading._register_atexit`` callbacks run first, inside
-        ``threading._shutdown``; bracket them with markers the same way."""
-        real = getattr(mod, "_register_atexit", None)
-        if real is None:
-            return
-
-        def _register_atexit(func, *args, **kwargs):
-            hid = new_handler(func, "threading")
-            entry = handlers[hid]
-            real(entry[3])
-            real(func, *args, **kwargs)
-            real(entry[2])
-
-        mod._register_atexit = _register_atexit
-
-    def patch_posixsubprocess(mod):
-        """``subprocess`` starts children through ``fork_exec``: record their pids,
-        so a child adopted by gsup before its probe ran still has a known parent."""
-        real = getattr(mod, "fork_exec", None)
-        if real is not None:
-            mod.fork_exec = passthrough_fn(real, "fork_exec", after=on_spawn_argv(0))
+    return exits
 
 
-    # -- signal handlers -----------------------------------------------------
+# -- signal handlers -------------------------------------------------------------
+
+
+def _patch_signals(rec):
+    """Patch ``_signal`` (what ``signal.signal`` calls) so each Python handler is
+    recorded when installed and each time it runs; returns the patched getsignal."""
+    import _signal
 
     originals = {}  # signal number -> (wrapper installed, original handler)
-    real_signal = _signal.signal
-    real_getsignal = _signal.getsignal
+    real_signal, real_getsignal = _signal.signal, _signal.getsignal
     default_int = _signal.default_int_handler
-
-    def handler_name(handler):
-        if handler == 0:
-            return "SIG_DFL"
-        if handler == 1:
-            return "SIG_IGN"
-        if handler is None:
-            return "None"
-        return getattr(handler, "__qualname__", None) or type(handler).__qualname__
 
     def unwrap(signum, handler):
         pair = originals.get(signum)
@@ -352,16 +430,15 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
         # Before 3.11 a wrapper frame would show in the traceback of an exception
         # the handler raises; the default SIGINT handler raises KeyboardInterrupt
         # every time, so there it is left bare and its run is inferred instead.
-        if not callable(handler) or (handler is default_int and not py311):
+        if not callable(handler) or (handler is default_int and not PY311):
             return handler
 
         def wrapper(signum, frame):
-            emit("sigrun", ',"sig":%d' % signum)
+            rec.emit("sigrun", ',"sig":%d' % signum)
             try:
                 return handler(signum, frame)
             except BaseException as exc:
-                if exc.__traceback__ is not None:
-                    exc.__traceback__ = exc.__traceback__.tb_next
+                _cut(exc)
                 raise
 
         originals[signum] = (wrapper, handler)
@@ -371,243 +448,271 @@ def _install(os, events_dir):  # noqa: C901  (one closure keeps the hot path che
         try:
             old = real_signal(signalnum, wrap_handler(signalnum, handler))
         except BaseException as exc:
-            cut(exc)
+            _cut(exc)
             raise
-        emit("sig", ',"sig":%d,"handler":%s' % (signalnum, js(handler_name(handler))))
+        rec.emit("sig", ',"sig":%d,"handler":%s' % (signalnum, _js(_handler_name(handler))))
         return unwrap(signalnum, old)
 
     def getsignal(signalnum):
         try:
             return unwrap(signalnum, real_getsignal(signalnum))
         except BaseException as exc:
-            cut(exc)
+            _cut(exc)
             raise
 
     signal.__doc__ = real_signal.__doc__
     getsignal.__doc__ = real_getsignal.__doc__
     _signal.signal = signal
     _signal.getsignal = getsignal
-    if py311 and real_getsignal(2) is default_int:
+    if PY311 and real_getsignal(2) is default_int:
         real_signal(2, wrap_handler(2, default_int))  # so a Ctrl-C is seen arriving
+    return getsignal
 
-    # -- ways out: os._exit, exec, and the wait family ------------------------
 
-    def passthrough_fn(real, name, before=None, after=None):
-        """Wrap ``real``: note the call before and/or its result after, change nothing.
+# -- ways out: os._exit, exec, kill, spawn and the wait family ----------------------
 
-        On an exception the wrapper's own frame is cut from the traceback (3.11+
-        keeps it out of what is printed; before 3.11 ``hide_probe_frames`` does)."""
 
-        def wrapper(*args, **kwargs):
-            if before is not None:
-                before(*args)
-            try:
-                result = real(*args, **kwargs)
-            except BaseException as exc:
-                if exc.__traceback__ is not None:
-                    exc.__traceback__ = exc.__traceback__.tb_next
-                raise
-            if after is not None:
-                after(result, *args)
-            return result
+def _passthrough(real, name, before=None, after=None):
+    """Wrap ``real``: note the call before and/or its result after, change nothing.
 
-        wrapper.__name__ = wrapper.__qualname__ = name
-        wrapper.__doc__ = real.__doc__
-        wrapper.__module__ = getattr(real, "__module__", None)
-        return wrapper
+    On an exception the wrapper's own frame is cut from the traceback (3.11+
+    keeps it out of what is printed; before 3.11 ``hide_probe_frames`` does)."""
 
-    def passthrough(name, before=None, after=None):
-        real = getattr(os, name, None)
-        if real is not None:
-            setattr(os, name, passthrough_fn(real, name, before, after))
+    def wrapper(*args, **kwargs):
+        if before is not None:
+            before(*args)
+        try:
+            result = real(*args, **kwargs)
+        except BaseException as exc:
+            _cut(exc)
+            raise
+        if after is not None:
+            after(result, *args)
+        return result
 
-    def on_exit(code, *_):
-        emit("os_exit", ',"code":%s' % (int(code) if isinstance(code, int) else js(code)))
+    wrapper.__name__ = wrapper.__qualname__ = name
+    wrapper.__doc__ = real.__doc__
+    wrapper.__module__ = getattr(real, "__module__", None)
+    return wrapper
 
-    def on_exec(path, args, *_):
-        emit("exec", ',"argv":[%s]' % ",".join(js(a) for a in args))
 
-    def on_spawn(pid, *_):
+class _Ways:
+    """What the ``os`` wrappers record: exits, execs, kills, spawns, reaps."""
+
+    def __init__(self, rec):
+        self.rec = rec
+
+    def exit(self, code, *_):
+        self.rec.emit("os_exit", ',"code":%s' % (int(code) if isinstance(code, int) else _js(code)))
+
+    def exec(self, path, args, *_):
+        self.rec.emit("exec", ',"argv":[%s]' % ",".join(_js(a) for a in args))
+
+    def spawn(self, pid, *_):
         if isinstance(pid, int) and pid > 0:
-            emit("spawn", ',"pid":%d' % pid)
+            self.rec.emit("spawn", ',"pid":%d' % pid)
 
-    def on_spawn_argv(position):
+    def spawn_argv(self, position):
         """A spawn record with the child's argv, which sits at ``position``."""
 
         def note(pid, *args):
             if isinstance(pid, int) and pid > 0:
                 try:
-                    argv = ",".join(js(a.decode("utf-8", "surrogateescape") if isinstance(a, bytes) else a)
+                    argv = ",".join(_js(a.decode("utf-8", "surrogateescape") if isinstance(a, bytes) else a)
                                     for a in args[position])
                 except Exception:
                     argv = ""
-                emit("spawn", ',"pid":%d,"argv":[%s]' % (pid, argv))
+                self.rec.emit("spawn", ',"pid":%d,"argv":[%s]' % (pid, argv))
 
         return note
 
-    def on_kill(pid, sig):
-        emit("kill", ',"pid":%d,"sig":%d' % (pid, sig))
+    def kill(self, pid, sig, *_):
+        self.rec.emit("kill", ',"pid":%d,"sig":%d' % (pid, sig))
 
-    def on_killpg(pgid, sig):
-        emit("kill", ',"pgid":%d,"sig":%d' % (pgid, sig))
+    def killpg(self, pgid, sig, *_):
+        self.rec.emit("kill", ',"pgid":%d,"sig":%d' % (pgid, sig))
 
-    def reaped(pid, status):
+    def reaped(self, pid, status):
         if pid > 0:
-            emit("reaped", ',"pid":%d,"status":%d' % (pid, status))
+            self.rec.emit("reaped", ',"pid":%d,"status":%d' % (pid, status))
 
-    def on_waitid(result, idtype, ident, options, *_):
-        if result is None or options & getattr(os, "WNOWAIT", 0) or result.si_code not in (1, 2, 3):
+    def reaped_pair(self, result, *_):
+        self.reaped(result[0], result[1])
+
+    def waitid(self, result, idtype, ident, options, *_):
+        if result is None or options & getattr(self.rec.os, "WNOWAIT", 0) or result.si_code not in (1, 2, 3):
             return  # nothing, a peek, or a stop/continue: not a death
         if result.si_code == 1:  # CLD_EXITED
             status = (result.si_status & 0xFF) << 8
         else:  # CLD_KILLED, CLD_DUMPED: wait status carries the signal number
             status = result.si_status & 0x7F
-        reaped(result.si_pid, status)
+        self.reaped(result.si_pid, status)
 
-    def install_waitpid():
-        """``waitpid`` that records a child's status *before* reaping it.
 
-        It peeks with ``waitid(WNOWAIT)``, records, then reaps.  If this process
-        dies in between (a signal to the whole group lands while it waits), the
-        child stays a zombie for gsup, the subreaper, to reap with the same
-        status; recording after reaping would lose the status with the parent.
-        """
-        real = os.waitpid
-        real_waitid = getattr(os, "waitid", None)
-        exited, nowait = getattr(os, "WEXITED", 4), getattr(os, "WNOWAIT", 0x1000000)
-        nohang = os.WNOHANG
-        p_pid, p_all, p_pgid = getattr(os, "P_PID", 1), getattr(os, "P_ALL", 0), getattr(os, "P_PGID", 2)
+def _patch_os(rec):
+    os = rec.os
+    ways = _Ways(rec)
 
-        def waitpid(pid, options):
-            peeked = False
-            try:
-                if real_waitid is not None and not options & ~nohang:
-                    if pid > 0:
-                        idtype, ident = p_pid, pid
-                    elif pid == -1:
-                        idtype, ident = p_all, 0
-                    else:
-                        idtype, ident = p_pgid, -pid if pid < -1 else os.getpgid(0)
-                    info = real_waitid(idtype, ident, exited | nowait | (options & nohang))
-                    if info is not None and info.si_pid:
-                        on_waitid(info, idtype, ident, exited)
-                        pid, peeked = info.si_pid, True
-                result = real(pid, options)
-            except BaseException as exc:
-                if exc.__traceback__ is not None:
-                    exc.__traceback__ = exc.__traceback__.tb_next
-                raise
-            if not peeked:
-                reaped(result[0], result[1])
-            return result
+    def wrap(name, before=None, after=None):
+        real = getattr(os, name, None)
+        if real is not None:
+            setattr(os, name, _passthrough(real, name, before, after))
 
-        waitpid.__doc__ = real.__doc__
-        waitpid.__module__ = "os"
-        os.waitpid = waitpid
+    wrap("_exit", before=ways.exit)
+    wrap("execv", before=ways.exec)
+    wrap("execve", before=ways.exec)
+    wrap("kill", before=ways.kill)
+    wrap("killpg", before=ways.killpg)
+    wrap("fork", after=ways.spawn)
+    wrap("posix_spawn", after=ways.spawn_argv(1))
+    wrap("posix_spawnp", after=ways.spawn_argv(1))
+    wrap("wait", after=ways.reaped_pair)
+    wrap("wait3", after=ways.reaped_pair)
+    wrap("wait4", after=ways.reaped_pair)
+    wrap("waitid", after=ways.waitid)
+    _patch_waitpid(os, ways)
+    return ways
 
-    passthrough("_exit", before=on_exit)
-    for name in ("execv", "execve"):
-        passthrough(name, before=on_exec)
-    passthrough("kill", before=on_kill)
-    passthrough("fork", after=on_spawn)
-    passthrough("posix_spawn", after=on_spawn_argv(1))
-    passthrough("posix_spawnp", after=on_spawn_argv(1))
-    passthrough("killpg", before=on_killpg)
-    passthrough("wait", after=lambda r, *a: reaped(r[0], r[1]))
-    install_waitpid()
-    passthrough("wait3", after=lambda r, *a: reaped(r[0], r[1]))
-    passthrough("wait4", after=lambda r, *a: reaped(r[0], r[1]))
-    passthrough("waitid", after=on_waitid)
+
+def _patch_waitpid(os, ways):
+    """``waitpid`` that records a child's status *before* reaping it.
+
+    It peeks with ``waitid(WNOWAIT)``, records, then reaps.  If this process dies
+    in between (a signal to the whole group lands while it waits), the child
+    stays a zombie for gsup, the subreaper, to reap with the same status;
+    recording after reaping would lose the status with the parent.
+    """
+    real = os.waitpid
+    real_waitid = getattr(os, "waitid", None)
+    exited, nowait = getattr(os, "WEXITED", 4), getattr(os, "WNOWAIT", 0x1000000)
+    nohang = os.WNOHANG
+    p_pid, p_all, p_pgid = getattr(os, "P_PID", 1), getattr(os, "P_ALL", 0), getattr(os, "P_PGID", 2)
+
+    def waitpid(pid, options):
+        peeked = False
+        try:
+            if real_waitid is not None and not options & ~nohang:
+                if pid > 0:
+                    idtype, ident = p_pid, pid
+                elif pid == -1:
+                    idtype, ident = p_all, 0
+                else:
+                    idtype, ident = p_pgid, -pid if pid < -1 else os.getpgid(0)
+                info = real_waitid(idtype, ident, exited | nowait | (options & nohang))
+                if info is not None and info.si_pid:
+                    ways.waitid(info, idtype, ident, exited)
+                    pid, peeked = info.si_pid, True
+            result = real(pid, options)
+        except BaseException as exc:
+            _cut(exc)
+            raise
+        if not peeked:
+            ways.reaped(result[0], result[1])
+        return result
+
+    waitpid.__doc__ = real.__doc__
+    waitpid.__module__ = "os"
+    os.waitpid = waitpid
+
+
+def _patch_fork_exec(mod, ways):
+    """``subprocess`` starts children through ``fork_exec``: record their pids and
+    argv, so a child adopted by gsup before its probe ran still has a parent."""
+    real = getattr(mod, "fork_exec", None)
+    if real is not None:
+        mod.fork_exec = _passthrough(real, "fork_exec", after=ways.spawn_argv(0))
+
+
+def _patch_fork(rec, exits):
+    """A forked child gets a file of its own and knows the handlers it inherited."""
+    os = rec.os
 
     def after_fork():
         try:
-            if ours(st["fd"]):
-                os.close(st["fd"])  # the parent's file: this process gets its own
-            st["pid"] = 0
-            st["current"] = None
-            emit_start(True)
-            for hid, entry in handlers.items():
+            if rec.owns(rec.fd):
+                os.close(rec.fd)  # the parent's file: this process gets its own
+            rec.pid = 0
+            exits.current = None
+            rec.start(forked=True)
+            for hid, entry in exits.handlers.items():
                 if entry[1] != "gone":
-                    emit("inherit", ',"h":%d,"kind":"%s"%s' % (hid, entry[1], describe(entry[0])))
+                    rec.emit("inherit", ',"h":%d,"kind":"%s"%s' % (hid, entry[1], _describe(entry[0])))
         except Exception:
             pass
 
     os.register_at_fork(after_in_child=after_fork)
 
-    if not py311:
-        hide_probe_frames(sys.modules[__name__].__dict__)
 
+# -- modules patched when the program imports them ---------------------------------
+
+
+def _patch_traceback(mod):
+    """Before 3.11 a re-raise keeps the wrapper's frame (see ``_cut``): tracebacks
+    the program prints itself (logging, traceback.print_exc) skip probe frames."""
+    real_walk = getattr(mod, "walk_tb", None)
+    if real_walk is None:
+        return
     probe_globals = globals()
 
-    def patch_traceback(mod):
-        """Before 3.11 a re-raise keeps the wrapper's frame (see ``cut``): tracebacks
-        the program prints itself (logging, traceback.print_exc) skip probe frames."""
-        real_walk = getattr(mod, "walk_tb", None)
-        if real_walk is None:
-            return
+    def walk_tb(tb):
+        for frame, lineno in real_walk(tb):
+            if frame.f_globals is not probe_globals:
+                yield frame, lineno
 
-        def walk_tb(tb):
-            for frame, lineno in real_walk(tb):
-                if frame.f_globals is not probe_globals:
-                    yield frame, lineno
+    walk_tb.__doc__ = real_walk.__doc__
+    walk_tb.__module__ = "traceback"
+    mod.walk_tb = walk_tb
 
-        walk_tb.__doc__ = real_walk.__doc__
-        walk_tb.__module__ = "traceback"
-        mod.walk_tb = walk_tb
 
-    class Finder:
-        """Patches a few modules when the program imports them, and costs one
-        dict lookup for every other first import."""
+class _Finder:
+    """Patches a few modules when the program imports them, and costs one dict
+    lookup for every other first import."""
 
-        patches = {"threading": patch_threading, "_posixsubprocess": patch_posixsubprocess}
-        if not py311:
-            patches["traceback"] = patch_traceback
+    def __init__(self, patches):
+        self.patches = patches
 
-        def find_spec(self, name, path=None, target=None):
-            patch = self.patches.get(name)
-            if patch is None:
-                return None
-            finders = sys.meta_path
-            for finder in finders[finders.index(self) + 1:] if self in finders else ():
-                find = getattr(finder, "find_spec", None)
-                spec = find(name, path, target) if find is not None else None
-                if spec is not None:
-                    break
-            else:
-                return None
-            if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                spec.loader = Loader(spec.loader, patch)
-            return spec
+    def find_spec(self, name, path=None, target=None):
+        patch = self.patches.get(name)
+        if patch is None:
+            return None
+        finders = sys.meta_path
+        for finder in finders[finders.index(self) + 1:] if self in finders else ():
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _Loader(spec.loader, patch)
+        return spec
 
-    class Loader:
-        def __init__(self, loader, patch):
-            self.loader = loader
-            self.patch = patch
 
-        def create_module(self, spec):
-            return self.loader.create_module(spec)
+class _Loader:
+    def __init__(self, loader, patch):
+        self.loader = loader
+        self.patch = patch
 
-        def exec_module(self, module):
-            module.__loader__ = self.loader
-            self.loader.exec_module(module)
-            try:
-                self.patch(module)
-            except Exception:
-                pass
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
 
-        def __getattr__(self, name):
-            return getattr(self.loader, name)
+    def exec_module(self, module):
+        module.__loader__ = self.loader
+        self.loader.exec_module(module)
+        try:
+            self.patch(module)
+        except Exception:
+            pass
 
-    finder = Finder()  # last: its patches use the wrappers above
-    for name, patch in finder.patches.items():
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+
+def _patch_imports(patches):
+    for name, patch in patches.items():
         if name in sys.modules:
             patch(sys.modules[name])
-    sys.meta_path.insert(0, finder)
-
-    emit_start(False)
-    real_register(done)
-    for signum in (2, 15):
-        emit("sig0", ',"sig":%d,"handler":%s' % (signum, js(handler_name(getsignal(signum)))))
+    sys.meta_path.insert(0, _Finder(patches))
 
 
 def hide_probe_frames(namespace):
