@@ -44,30 +44,18 @@ def session_tree(session: sessions.Session) -> Tree:
 
 def kill(session_id: str | None, signum: signal.Signals, target: Target) -> KillResult:
     from supervisor.model import Action
-    from supervisor.tree import describe_live, resolve_target
+    from supervisor.tree import deliver
 
     session, note = sessions.choose(session_id)
     tree = session_tree(session)
-    live = tree.live()
     assert session.root is not None
-    if target.kind == "group":
-        pgid = session.pgid or session.root.pid
-        reached = {m.pid for m in signals.send_group(pgid, [p.identity for p in live], signum)}
-        if not reached:
-            raise GsupError(f"process group {pgid} of session {session.id} has no running member")
-        chosen = [p for p in live if p.pid in reached]
-        sent = sorted(reached)
-    else:
-        chosen = resolve_target(target, live, session.root.pid, tree)
-        sent = [p.pid for p in chosen if signals.send(p.identity, signum)]
-        if not sent:
-            raise GsupError(f"{target}: ended before the signal could be sent; "
-                            f"the tree is: {describe_live(live, tree)}")
-    action = Action(signal=signum.name, signum=int(signum), target=str(target), pids=sent,
+    pgid = session.pgid or session.root.pid
+    reached = deliver(tree, target, signum, pgid)
+    action = Action(signal=signum.name, signum=int(signum), target=str(target), pids=sorted(p.pid for p in reached),
                     at=time.monotonic() - session.launched, by="gsup kill",
-                    group=(session.pgid or session.root.pid) if target.kind == "group" else None)
+                    group=pgid if target.kind == "group" else None)
     session.append(session.actions_file, action.to_json())
-    return KillResult(session, action, [p for p in chosen if p.pid in sent], note)
+    return KillResult(session, action, reached, note)
 
 
 def wait_for(targets: list[Seen], timeout: float | None) -> list[Seen]:

@@ -31,7 +31,7 @@ def explain(proc: Process, everyone: list[Process], actions: list[Action]) -> st
 def _ending(proc: Process, everyone: list[Process], actions: list[Action]) -> str:
     end = proc.end
     if end.how == LEFT_RUNNING:
-        return _left_running(proc, everyone, actions)
+        return _left_running(proc, everyone)
     if end.how == EXEC:
         argv = " ".join(end.exec_argv or []) or "another program"
         return f"replaced itself with exec ({argv}): atexit skipped{_skipped(proc)}"
@@ -53,8 +53,7 @@ def _signaled(proc: Process, everyone: list[Process], actions: list[Action]) -> 
                 f"(interrupted){_skipped(proc, 'also ')}")
     if sig == "SIGKILL":
         if proc.fired:
-            began = ", ".join(h.label for h in sorted(proc.handlers, key=lambda h: h.order or 0) if h.order)
-            return f"killed with SIGKILL{sender} after {began} had run{_skipped(proc)}"
+            return f"killed with SIGKILL{sender} after {', '.join(_began(proc))} had run{_skipped(proc)}"
         return f"killed with SIGKILL{sender}: SIGKILL cannot be handled, nothing ran{_skipped(proc)}"
     handled = [s for s in proc.signal_handlers if s.signal == sig and s.invoked]
     if sig == "SIGINT" and proc.exception == "KeyboardInterrupt" and proc.atexit_began:
@@ -115,7 +114,7 @@ def _short_end(proc: Process) -> str:
     return f"exit {proc.end.code}"
 
 
-def _left_running(proc: Process, everyone: list[Process], actions: list[Action]) -> str:
+def _left_running(proc: Process, everyone: list[Process]) -> str:
     parent = next((p for p in everyone if p.pid == proc.ppid and p.end.how != LEFT_RUNNING), None)
     why = f"orphaned when its parent (pid {proc.ppid}) ended" if parent is not None and proc.orphaned else \
         "still running when the tree should have ended"
@@ -148,8 +147,13 @@ _BY = {
 }
 
 
+def _began(proc: Process) -> list[str]:
+    """Labels of the handlers that began, in the order they began (``fired``, qualified)."""
+    return [h.label for h in sorted(proc.handlers, key=lambda h: h.order or 0) if h.order is not None]
+
+
 def _ran_summary(proc: Process) -> str:
-    ran = [h.label for h in sorted(proc.handlers, key=lambda h: h.order or 0) if h.order is not None]
+    ran = _began(proc)
     if not ran:
         return " (no handlers registered)" if not proc.handlers else " (none of its handlers began)"
     raised = [h.label for h in proc.handlers if h.status == RAISED]

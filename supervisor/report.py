@@ -123,6 +123,11 @@ def _collect(facts: RunFacts) -> list[_Proc]:
     for proc in by_key.values():
         proc.images.sort(key=lambda i: i.opened)
 
+    def placeholder(pid: int) -> _Proc:
+        """A process known only from a status or a spawn record: no start time to key it by."""
+        key = (pid, -len(by_key) - 1)
+        return by_key.setdefault(key, _Proc(*key))
+
     def claim(pid: int, status: ExitStatus, reaped_by: str, ppid: Optional[int]) -> None:
         same = (status.code, status.signal)
         if any(p.pid == pid and p.status is not None and (p.status.code, p.status.signal) == same
@@ -132,7 +137,7 @@ def _collect(facts: RunFacts) -> list[_Proc]:
         if waiting:
             proc = min(waiting, key=lambda p: p.starttime)
         else:
-            proc = by_key.setdefault((pid, -len(by_key) - 1), _Proc(pid, -len(by_key) - 1))
+            proc = placeholder(pid)
             proc.ppid_hint = ppid
         proc.status, proc.reaped_by = status, reaped_by
 
@@ -142,9 +147,8 @@ def _collect(facts: RunFacts) -> list[_Proc]:
             if isinstance(event.get("pid"), int):
                 argv = event.get("argv")
                 spawns[int(event["pid"])] = (image.pid, [str(a) for a in argv] if isinstance(argv, list) else None)
-                known = next((k for k in by_key if k[0] == event["pid"]), None)
-                if known is None:  # never seen, never instrumented, never reaped by gsup: still part of the tree
-                    by_key[(int(event["pid"]), -len(by_key) - 1)] = _Proc(int(event["pid"]), -len(by_key) - 1)
+                if not any(k[0] == event["pid"] for k in by_key):
+                    placeholder(int(event["pid"]))  # never seen, never instrumented: still part of the tree
     for proc in by_key.values():
         proc.spawned_by, proc.spawn_argv = spawns.get(proc.pid, (None, None))
 
@@ -159,16 +163,13 @@ def _collect(facts: RunFacts) -> list[_Proc]:
 
 def _entries(proc: _Proc, facts: RunFacts, leftovers: set[int]) -> list[Process]:
     """One report entry per program image the process ran."""
-    role = _role(proc.pid, proc.ppid(facts), facts)
+    role = role_of(proc.pid, proc.ppid(facts), facts.root_pid)
     final = _final_end(proc, proc.pid in leftovers, facts)
     if not proc.images:
         argv = proc.seen.argv if proc.seen else (proc.spawn_argv or [])
         if not argv and proc.pid == facts.root_pid:
             argv = list(facts.command)
-        entry = Process(pid=proc.pid, ppid=proc.ppid(facts), role=role, argv=argv, instrumented=False, end=final,
-                        uninstrumented_reason=_why_uninstrumented(argv, facts))
-        _set_times(entry, None, proc, facts)
-        return [entry]
+        return [_uninstrumented(proc, role, argv, final, facts)]
     entries = []
     for index, image in enumerate(proc.images):
         last = index == len(proc.images) - 1
@@ -180,10 +181,7 @@ def _entries(proc: _Proc, facts: RunFacts, leftovers: set[int]) -> list[Process]
             end = End(EXEC, exec_argv=exec_event.get("argv"))
             entries.append(_from_image(image, proc, role, end, facts))
             argv = [str(a) for a in exec_event.get("argv") or []]
-            after = Process(pid=proc.pid, ppid=proc.ppid(facts), role=role, argv=argv, instrumented=False, end=final,
-                            uninstrumented_reason=_why_uninstrumented(argv, facts))
-            _set_times(after, None, proc, facts)
-            entries.append(after)
+            entries.append(_uninstrumented(proc, role, argv, final, facts))
             continue
         else:
             end = final
@@ -191,6 +189,14 @@ def _entries(proc: _Proc, facts: RunFacts, leftovers: set[int]) -> list[Process]
                 end.how = OS_EXIT
         entries.append(_from_image(image, proc, role, end, facts))
     return entries
+
+
+def _uninstrumented(proc: _Proc, role: str, argv: list[str], end: End, facts: RunFacts) -> Process:
+    """An entry for a program image the probe never ran in: only the outside view."""
+    entry = Process(pid=proc.pid, ppid=proc.ppid(facts), role=role, argv=argv, instrumented=False, end=end,
+                    uninstrumented_reason=_why_uninstrumented(argv))
+    _set_times(entry, None, proc, facts)
+    return entry
 
 
 def _final_end(proc: _Proc, left_running: bool, facts: RunFacts) -> End:
@@ -314,10 +320,6 @@ def _mark_orphans(processes: list[Process], procs: list[_Proc], facts: RunFacts)
             parent_end is not None and own is not None and parent_end < own)
 
 
-def _role(pid: int, ppid: Optional[int], facts: RunFacts) -> str:
-    return role_of(pid, ppid, facts.root_pid)
-
-
 def _last_of(events: list[Event], kind: str) -> Optional[Event]:
     for event in reversed(events):
         if event.get("k") == kind:
@@ -331,7 +333,7 @@ def _is_last(image: Image, event: Event) -> bool:
     return all(e.get("n", 0) <= event.get("n", 0) for e in image.events)
 
 
-def _why_uninstrumented(argv: list[str], facts: RunFacts) -> str:
+def _why_uninstrumented(argv: list[str]) -> str:
     if not argv:
         return "never seen running: only its exit status is known"
     name = argv[0].rsplit("/", 1)[-1]

@@ -25,7 +25,7 @@ from supervisor.model import Action, Report
 from supervisor.options import Target
 from supervisor.reaper import ExitStatus
 from supervisor.signals import Identity
-from supervisor.tree import Seen, Tree, describe_live, resolve_target
+from supervisor.tree import Seen, Tree, deliver, describe_live, resolve_target
 
 FAST_LOOK = 0.05  # seconds between tree snapshots while something is expected
 SLOW_LOOK = 1.0  # ... once the tree has been quiet for a while
@@ -60,14 +60,10 @@ class Display(Protocol):
 class _Signals:
     """Signals gsup itself received, counted by its handlers, acted on by the loop."""
 
-    interrupts: list[int] = field(default_factory=list)  # appended by the handler, popped by the loop
-    terms: list[int] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)  # appended by the handler, popped by the loop
 
-    def on_int(self, signum: int, frame: Optional[FrameType]) -> None:
-        self.interrupts.append(signum)
-
-    def on_term(self, signum: int, frame: Optional[FrameType]) -> None:
-        self.terms.append(signum)
+    def on_signal(self, signum: int, frame: Optional[FrameType]) -> None:
+        self.pending.append(signum)
 
 
 class Runner:
@@ -221,24 +217,18 @@ class Runner:
         self.deadline = time.monotonic() + options.grace
 
     def _on_own_signals(self, now: float) -> None:
-        """Ctrl-C: forward SIGINT to the program's group, as a terminal would; a
-        second one (or a second TERM/HUP) ends what is left with SIGKILL."""
-        received = self.received
-        while received.interrupts:
-            received.interrupts.pop(0)
-            if any(a.by == "ctrl-c" for a in self.actions):
-                self._kill_everything("second Ctrl-C", by="ctrl-c")
-            else:
+        """Ctrl-C (or TERM/HUP sent to gsup): forward it to the program's group,
+        as a terminal would; a second one ends what is left with SIGKILL."""
+        while self.received.pending:
+            signum = signal.Signals(self.received.pending.pop(0))
+            by = "ctrl-c" if signum == signal.SIGINT else "gsup received"
+            if any(a.by == by for a in self.actions):
+                self._kill_everything(f"second {signum.name}", by=by)
+                continue
+            if signum == signal.SIGINT:
                 self.display.note("Ctrl-C: SIGINT to the program's process group (again to SIGKILL)")
-                self._send_group(signal.SIGINT, by="ctrl-c")
-                self.deadline = self.deadline or now + self.options.grace
-        while received.terms:
-            signum = received.terms.pop(0)
-            if any(a.by == "gsup received" for a in self.actions):
-                self._kill_everything(f"second {signals.signal_name(signum)}", by="gsup received")
-            else:
-                self._send_group(signal.Signals(signum), by="gsup received")
-                self.deadline = self.deadline or now + self.options.grace
+            self._forward(signum, by)
+            self.deadline = self.deadline or now + self.options.grace
 
     def _on_grace_over(self) -> None:
         self.deadline = None
@@ -257,23 +247,18 @@ class Runner:
     # -- sending --------------------------------------------------------------
 
     def send(self, signum: signal.Signals, target: Target, by: str) -> Action:
-        """Send ``signum`` to ``target`` within this tree; raises GsupError if it has none."""
+        """Send ``signum`` to ``target`` within this tree; raises GsupError if it reaches none."""
         assert self.tree is not None
-        self.tree.snapshot()
-        if target.kind == "group":
-            return self._send_group(signum, by)
-        chosen = resolve_target(target, self.tree.live(), self.root_pid, self.tree)
-        sent = [p.pid for p in chosen if signals.send(p.identity, signum)]
-        if not sent:
-            raise GsupError(f"{target}: ended before the signal could be sent")
-        return self._record(signum, str(target), sent, by)
+        reached = deliver(self.tree, target, signum, self.root_pid)
+        return self._record(signum, str(target), sorted(p.pid for p in reached), by,
+                            group=self.root_pid if target.kind == "group" else None)
 
-    def _send_group(self, signum: signal.Signals, by: str) -> Action:
-        assert self.tree is not None
-        self.tree.snapshot()
-        live = self.tree.live()
-        reached = signals.send_group(self.root_pid, [p.identity for p in live], signum)
-        return self._record(signum, "group", sorted(m.pid for m in reached), by, group=self.root_pid)
+    def _forward(self, signum: signal.Signals, by: str) -> None:
+        """A signal gsup received goes to the program's group, as a terminal sends it."""
+        try:
+            self.send(signum, Target("group"), by)
+        except GsupError:
+            self._record(signum, "group", [], by, group=self.root_pid)  # nobody left to get it
 
     def _kill(self, target: str, by: str) -> list[Seen]:
         """SIGKILL every live process of the tree, and what it starts meanwhile.
@@ -324,7 +309,7 @@ class Runner:
         while time.monotonic() < deadline:
             reaped, any_left = reaper.reap_ready()
             for status in reaped:
-                self.statuses.append(status)
+                self._on_reaped(status, time.monotonic())
             if not any_left:
                 return
             time.sleep(0.01)
@@ -384,8 +369,9 @@ class Runner:
 
     def _install_handlers(self, wake_w: int) -> dict[int, object]:
         previous: dict[int, object] = {}
-        handlers = {signal.SIGCHLD: lambda s, f: None, signal.SIGINT: self.received.on_int,
-                    signal.SIGTERM: self.received.on_term, signal.SIGHUP: self.received.on_term}
+        on_signal = self.received.on_signal
+        handlers = {signal.SIGCHLD: lambda s, f: None, signal.SIGINT: on_signal,
+                    signal.SIGTERM: on_signal, signal.SIGHUP: on_signal}
         for signum, handler in handlers.items():
             previous[signum] = signal.signal(signum, handler)
         previous[-1] = signal.set_wakeup_fd(wake_w)

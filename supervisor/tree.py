@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from supervisor import signals
 from supervisor.errors import GsupError
 from supervisor.options import Target
 from supervisor.signals import Identity
@@ -132,6 +133,25 @@ def resolve_target(target: Target, live: list[Seen], root_pid: int, tree: Tree) 
         if not chosen:
             raise GsupError(f"pid {target.pid} is not in the tree; the tree is: {describe_live(live, tree)}")
     return chosen
+
+
+def deliver(tree: Tree, target: Target, signum: int, pgid: int) -> list[Seen]:
+    """Send ``signum`` to ``target`` within the tree; the processes it reached.
+
+    ``group`` is one ``killpg``, as a terminal's Ctrl-C; anything else is a
+    pidfd send per process.  Raises GsupError when nothing was reached.
+    """
+    tree.snapshot()
+    live = tree.live()
+    if target.kind == "group":
+        reached = {m.pid for m in signals.send_group(pgid, [p.identity for p in live], signum)}
+        if not reached:
+            raise GsupError(f"process group {pgid} has no running member")
+        return [p for p in live if p.pid in reached]
+    sent = [p for p in resolve_target(target, live, tree.root_pid, tree) if signals.send(p.identity, signum)]
+    if not sent:
+        raise GsupError(f"{target}: ended before the signal could be sent; the tree is: {describe_live(live, tree)}")
+    return sent
 
 
 def describe_live(live: list[Seen], tree: Tree, most: int = 8) -> str:

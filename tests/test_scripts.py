@@ -104,7 +104,7 @@ def test_raising_handler_does_not_stop_the_others(gsup: Gsup, program: Program) 
     assert [(n, h["status"], h["order"]) for n, h in handlers.items()] == [
         ("a", "ran", 3), ("boom", "raised", 2), ("c", "ran", 1)]
     assert handlers["boom"]["exception"] == "ValueError"
-    assert proc["fired"][-3:] == ["c", "boom", "a"] or own_fired(proc) == ["c", "boom", "a"]
+    assert own_fired(proc) == ["c", "boom", "a"]
 
 
 def test_slow_handler_cut_off_by_the_grace_escalation(gsup: Gsup, program: Program) -> None:
