@@ -231,11 +231,11 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
         instrumented=True, end=end, python=start.get("py"), forked=bool(start.get("fork")),
         opaque_handlers=int(start.get("ncb") or 0), unreadable_events=image.unreadable,
     )
-    entry.handlers = _handlers(image.events)
-    entry.signal_handlers = _signal_handlers(image.events, entry)
     exit_event = image.first("exit")
     entry.atexit_began = exit_event is not None
     entry.exception = exit_event.get("exc") if exit_event else None
+    entry.handlers = _handlers(image.events)
+    entry.signal_handlers = _signal_handlers(image.events, entry)  # reads entry.exception
     entry.kills = [(int(e.get("pid", -e.get("pgid", 0))), int(e["sig"])) for e in image.of_kind("kill")]
     _set_times(entry, image, proc, facts)
     return entry
@@ -289,10 +289,18 @@ def _signal_handlers(events: list[Event], entry: Process) -> list[SignalHandler]
         if handler in ("SIG_DFL", "None"):
             continue
         invoked: Optional[bool] = runs[signum] > 0
-        if handler == "default_int_handler" and (entry.python or "3.11") < "3.11" and not runs[signum]:
+        if handler == "default_int_handler" and _before_311(entry.python) and not runs[signum]:
             invoked = True if entry.exception == "KeyboardInterrupt" else None
         out.append(SignalHandler(signal_name(signum), handler, invoked, runs[signum]))
     return out
+
+
+def _before_311(python: Optional[str]) -> bool:
+    """``"3.9.18"`` → True: compared as numbers ("3.9" sorts after "3.11" as text)."""
+    try:
+        return tuple(int(p) for p in (python or "").split(".")[:2]) < (3, 11)
+    except ValueError:
+        return False
 
 
 def _set_times(entry: Process, image: Optional[Image], proc: _Proc, facts: RunFacts) -> None:

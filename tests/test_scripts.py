@@ -6,6 +6,7 @@ documented behaviour (see shared/design/exit-semantics.md, section 3).
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -357,3 +358,33 @@ def test_multiprocessing_fork_children(gsup: Gsup, program: Program) -> None:
         assert child["end"] == {"how": "os._exit", "code": 0, "signal": None, "reaped_by": f"parent {parent['pid']}"}
         assert [h["status"] for h in inherited] == ["not-run"]
     assert parent["end"]["code"] == 0 and [h["status"] for h in parent["handlers"] if h["name"] == "print"] == ["ran"]
+
+
+def _pyenv_python(version: str) -> str | None:
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    found = sorted(root.glob(f"{version}.*/bin/python")) if root.is_dir() else []
+    return str(found[-1]) if found else None
+
+
+@pytest.mark.parametrize("version", ["3.9", "3.10"])
+def test_default_sigint_handler_before_311_is_unobservable_unless_proven(gsup: Gsup, program: Program,
+                                                                         version: str) -> None:
+    """Before 3.11 the probe leaves CPython's SIGINT handler bare: a caught
+    KeyboardInterrupt leaves no trace, so its run is unknown, not "not invoked"."""
+    python = _pyenv_python(version)
+    if python is None:
+        pytest.skip(f"no CPython {version} under pyenv")
+    caught = program("""
+        import time
+        try:
+            time.sleep(60)
+        except KeyboardInterrupt:
+            pass
+    """)
+    report = gsup.run("run", "-q", "--json", "--python", python, "--signal", "INT", str(caught)).report
+    [sigint] = [s for s in only(report)["signal_handlers"] if s["signal"] == "SIGINT"]
+    assert sigint["handler"] == "default_int_handler" and sigint["invoked"] is None
+    uncaught = program("import time\ntime.sleep(60)\n", name="uncaught.py")
+    report = gsup.run("run", "-q", "--json", "--python", python, "--signal", "INT", str(uncaught)).report
+    [sigint] = [s for s in only(report)["signal_handlers"] if s["signal"] == "SIGINT"]
+    assert sigint["invoked"] is True  # the KeyboardInterrupt that ended it proves the run
