@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Optional
 
 import click
@@ -88,56 +89,107 @@ def main() -> None:
     """gsup: which exit handlers run when a process tree gets a signal."""
 
 
+def program_options(func: Any) -> Any:
+    """The options that say what to run and how to stop it: shared by ``run`` and ``matrix``."""
+    decorators = [
+        click.option("-m", "module", metavar="MODULE", help="Run a module, as python -m does."),
+        click.option("--python", "python", metavar="PATH",
+                     help="Interpreter for SCRIPT and -m (default: python on PATH)."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="JSON report alone on stdout (program output goes to stderr)."),
+        click.option("--after", metavar="DURATION", help="Send that long after launch (3, 3s, 500ms, 1m)."),
+        click.option("--grace", default=None, metavar="DURATION",
+                     help="After the signal, or once the launched process ended, wait this long, then SIGKILL "
+                          "the rest.  [default: 10s, or the --stop preset's]"),
+        click.option("--kill-after", "kill_after", default=None, metavar="DURATION",
+                     help="With --stop timeout: coreutils' -k (same as --grace)."),
+        click.option("--settle", default="500ms", show_default=True, metavar="DURATION",
+                     help="Without --after or --ready-*: how long the tree must be quiet before the signal."),
+        click.option("--ready-port", "ready_port", type=int, metavar="PORT",
+                     help="Ready once some process of the tree listens on this TCP port."),
+        click.option("--ready-output", "ready_output", metavar="REGEX",
+                     help="Ready once the program prints a line matching REGEX (output still passes through)."),
+        click.option("--ready-file", "ready_file", metavar="PATH", help="Ready once PATH exists."),
+        click.option("--ready-timeout", "ready_timeout", default="30s", show_default=True, metavar="DURATION",
+                     help="Give up waiting for --ready-* after this long (exit 4, the tree is still reported)."),
+        click.option("--expect", "expect", multiple=True, metavar="TEXT",
+                     help="Something that must hold, e.g. 'child: shutdown ran' (repeatable; see README)."),
+        click.option("--watch", "watch", multiple=True, metavar="MODULE:QUALNAME",
+                     help="Report each call of this function like an exit handler (repeatable)."),
+        click.option("--watch-preset", "watch_presets", multiple=True, metavar="NAME",
+                     help="A built-in set of functions to watch (repeatable; see README)."),
+        click.option("--junit", "junit", metavar="FILE", help="Also write a JUnit XML file for CI."),
+        click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr."),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
 @main.command(cls=_Command, help=RUN_HELP,
               context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
-@click.option("-m", "module", metavar="MODULE", help="Run a module, as python -m does.")
-@click.option("--python", "python", metavar="PATH", help="Interpreter for SCRIPT and -m (default: python on PATH).")
-@click.option("--json", "as_json", is_flag=True, help="JSON report alone on stdout (program output goes to stderr).")
 @click.option("-s", "--signal", "sig", metavar="SIG", help="Send this signal once: 9, KILL, SIGKILL, term...")
 @click.option("-t", "--target", metavar="WHO", help="parent (default), child, group, tree or pid:N.")
-@click.option("--after", metavar="DURATION", help="Send that long after launch (3, 3s, 500ms, 1m).")
-@click.option("--grace", default="10s", show_default=True, metavar="DURATION",
-              help="After a signal, or once the launched process ended, wait this long, then SIGKILL the rest.")
-@click.option("--settle", default="500ms", show_default=True, metavar="DURATION",
-              help="Without --after: how long the tree must be quiet before the signal.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.option("--stop", "stop", metavar="PRESET",
+              help="A real stop sequence: docker, k8s, systemd, systemd-mixed, ctrl-c, timeout.")
+@program_options
 @click.argument("program", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def run(ctx: click.Context, module: Optional[str], python: Optional[str], as_json: bool, sig: Optional[str],
-        target: Optional[str], after: Optional[str], grace: str, settle: str, quiet: bool,
-        program: tuple[str, ...]) -> None:
-    _guard(lambda: _run(ctx.meta.get("gsup.command", False), module, python, as_json, sig, target, after,
-                        grace, settle, quiet, list(program)))
+def run(ctx: click.Context, /, sig: Optional[str], target: Optional[str], stop: Optional[str], **params: Any) -> None:
+    _guard(lambda: _run(ctx, sig, target, stop, params))
 
 
-def _run(is_command: bool, module: Optional[str], python: Optional[str], as_json: bool, sig: Optional[str],
-         target: Optional[str], after: Optional[str], grace: str, settle: str, quiet: bool,
-         program: list[str]) -> None:
+def _run(ctx: click.Context, sig: Optional[str], target: Optional[str], stop: Optional[str],
+         params: dict[str, Any]) -> None:
+    from supervisor import options, stops
+
+    run_options = build_run_options(ctx, params)
+    if stop is not None:
+        if sig is not None or target is not None:
+            raise GsupError("--stop sets the signal and target itself: drop --signal/--target")
+        run_options.stop = stops.parse_stop(stop)
+    elif sig is not None:
+        run_options.signal = options.parse_signal(sig)
+        run_options.target = options.parse_target(target or "parent")
+    elif target is not None or params["after"] is not None:
+        raise GsupError("--target and --after need --signal or --stop")
+    if params["kill_after"] is not None and run_options.stop != "timeout":
+        raise GsupError("--kill-after goes with --stop timeout (elsewhere, use --grace)")
+    _execute(run_options, params["quiet"], params["junit"])
+
+
+def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
+    """Turn :func:`program_options` values into RunOptions (no signal yet); GsupError on bad input."""
     from supervisor import launch, options
     from supervisor.runner import RunOptions
 
-    run_options = RunOptions(argv=[], json_stdout=as_json, grace=options.parse_duration(grace),
-                             settle=options.parse_duration(settle))
-    if sig is not None:
-        run_options.signal = options.parse_signal(sig)
-        run_options.target = options.parse_target(target or "parent")
-        run_options.after = options.parse_duration(after) if after is not None else None
-    elif target is not None or after is not None:
-        raise GsupError("--target and --after need --signal")
+    grace = params["kill_after"] if params["kill_after"] is not None else params["grace"]
+    run_options = RunOptions(
+        argv=[], json_stdout=params["as_json"], settle=options.parse_duration(params["settle"]),
+        grace=options.parse_duration(grace) if grace is not None else None,
+        after=options.parse_duration(params["after"]) if params["after"] is not None else None,
+        ready_port=options.parse_port(params["ready_port"]) if params["ready_port"] is not None else None,
+        ready_output=options.parse_regex(params["ready_output"]) if params["ready_output"] is not None else None,
+        ready_file=Path(params["ready_file"]).absolute() if params["ready_file"] else None,
+        ready_timeout=options.parse_duration(params["ready_timeout"]),
+        expect=list(params["expect"]), watch=[options.parse_watch(w) for w in params["watch"]],
+        watch_presets=list(params["watch_presets"]),
+    )
+    module, python, program = params["module"], params["python"], list(params["program"])
     if module is not None:
         interpreter = launch.check_python(python) if python else launch.default_python()
         run_options.argv = launch.module_command(interpreter, module, program)
-    elif is_command:
+    elif ctx.meta.get("gsup.command", False):
         run_options.argv = launch.external_command(program)
     elif program:
         interpreter = launch.check_python(python) if python else launch.default_python()
         run_options.argv = launch.script_command(interpreter, program[0], program[1:])
     else:
         raise GsupError("nothing to run: give SCRIPT, -m MODULE or -- COMMAND")
-    _execute(run_options, quiet)
+    return run_options
 
 
-def _execute(run_options: RunOptions, quiet: bool) -> None:
+def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str]) -> None:
     from rich.console import Console
 
     from supervisor.display import make_display

@@ -14,9 +14,10 @@ class ExitCode(enum.IntEnum):
     """Documented in README.md, section "Exit codes"; tested in tests/test_exit_codes.py."""
 
     OK = 0  # the report is complete, whatever the program did
-    EXPECTATION_FAILED = 1  # reserved for --expect
+    EXPECTATION_FAILED = 1  # an --expect did not hold (the report says which)
     USAGE = 2  # bad input: nothing was run, or nothing was signalled
     INCOMPLETE = 3  # gsup failed part-way; a partial report says what is missing
+    NOT_READY = 4  # a --ready-* condition never came within --ready-timeout; the tree is still reported
     INTERRUPTED = 130  # 128 + SIGINT: gsup was interrupted before it could report
 
 

@@ -129,6 +129,8 @@ def _sender(proc: Process, sig: str, everyone: list[Process], actions: list[Acti
     """Who sent ``sig``: gsup's own actions first, then a kill() the probe saw."""
     for action in reversed(actions):
         if action.signal == sig and proc.pid in action.pids:
+            if action.by.startswith("stop "):
+                return f" by the `--stop {action.by[5:]}` sequence"
             return _BY.get(action.by, " by gsup")
     for other in everyone:
         for pid, signum in other.kills:

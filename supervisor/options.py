@@ -6,6 +6,7 @@ bad value, so the CLI can print one line and exit 2.
 
 from __future__ import annotations
 
+import re
 import signal
 from dataclasses import dataclass
 
@@ -64,3 +65,27 @@ def parse_target(text: str) -> Target:
     if raw.startswith("pid:") and raw[4:].isdigit() and int(raw[4:]) > 0:
         return Target("pid", int(raw[4:]))
     raise GsupError(f"invalid target {text!r}: use parent, child, group, tree or pid:N")
+
+
+def parse_port(port: int) -> int:
+    if not 0 < port < 65536:
+        raise GsupError(f"invalid port {port}: use 1-65535")
+    return port
+
+
+def parse_regex(text: str) -> str:
+    """A regular expression, checked now so a typo fails before anything runs."""
+    try:
+        re.compile(text)
+    except re.error as err:
+        raise GsupError(f"invalid regular expression {text!r}: {err}") from None
+    return text
+
+
+def parse_watch(text: str) -> str:
+    """``module.path:Qual.name``; nothing is imported here (the program's path may differ)."""
+    module, _, qualname = text.strip().partition(":")
+    names = [*module.split("."), *qualname.split(".")]
+    if not module or not qualname or not all(name.isidentifier() for name in names):
+        raise GsupError(f"invalid --watch {text!r}: use MODULE:QUALNAME, e.g. myapp.server:Server.shutdown")
+    return f"{module}:{qualname}"

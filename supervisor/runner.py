@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Optional, Protocol
 
-from supervisor import __version__, events, launch, reaper, report, signals
+from supervisor import __version__, events, launch, reaper, report, signals, stops
 from supervisor import session as sessions
 from supervisor.errors import GsupError
 from supervisor.model import Action, Report
@@ -30,6 +30,7 @@ from supervisor.tree import Seen, Tree, deliver, describe_live, resolve_target
 FAST_LOOK = 0.05  # seconds between tree snapshots while something is expected
 SLOW_LOOK = 1.0  # ... once the tree has been quiet for a while
 QUIET_AFTER = 2.0
+DEFAULT_GRACE = 10.0
 TARGET_PATIENCE = 5.0  # a quiet tree may still start the target later: wait this long for it
 
 
@@ -40,8 +41,16 @@ class RunOptions:
     signal: Optional[signal.Signals] = None
     target: Optional[Target] = None
     after: Optional[float] = None
-    grace: float = 10.0
+    grace: Optional[float] = None  # None: the --stop preset's, else DEFAULT_GRACE
     settle: float = 0.5
+    stop: Optional[str] = None  # a preset from stops.PRESETS; then signal/target come from it
+    ready_port: Optional[int] = None
+    ready_output: Optional[str] = None  # a regular expression
+    ready_file: Optional[Path] = None
+    ready_timeout: float = 30.0
+    expect: list[str] = field(default_factory=list)
+    watch: list[str] = field(default_factory=list)  # MODULE:QUALNAME
+    watch_presets: list[str] = field(default_factory=list)
 
 
 class Display(Protocol):
@@ -72,6 +81,12 @@ class Runner:
     def __init__(self, options: RunOptions, display: Display) -> None:
         self.options = options
         self.display = display
+        self.stop = stops.PRESETS[options.stop] if options.stop else None
+        if self.stop is not None:
+            options.signal, options.target = self.stop.signal, self.stop.target
+        self.grace = options.grace if options.grace is not None else (
+            self.stop.grace if self.stop is not None else DEFAULT_GRACE)
+        self.shooter = f"stop {self.stop.name}" if self.stop is not None else "gsup"
         self.session = sessions.create(options.argv)
         self.statuses: list[ExitStatus] = []
         self.actions: list[Action] = []
@@ -177,7 +192,7 @@ class Runner:
         if status.pid == self.root_pid and self.root_ended is None:
             self.root_ended = now
             if self.deadline is None:
-                self.deadline = now + self.options.grace
+                self.deadline = now + self.grace
 
     def _look(self, now: float) -> None:
         assert self.tree is not None
@@ -209,12 +224,14 @@ class Runner:
             return
         self.pending_shot = False
         try:
-            self.send(options.signal, options.target, by="gsup")
+            action = self.send(options.signal, options.target, by=self.shooter)
+            if self.stop is not None and self.stop.also is not None:
+                self._send_also(self.stop.also, action)
         except GsupError as err:
             self.shot_error = err
             self._kill_everything("the signal could not be sent")
             return
-        self.deadline = time.monotonic() + options.grace
+        self.deadline = time.monotonic() + self.grace
 
     def _on_own_signals(self, now: float) -> None:
         """Ctrl-C (or TERM/HUP sent to gsup): forward it to the program's group,
@@ -228,7 +245,7 @@ class Runner:
             if signum == signal.SIGINT:
                 self.display.note("Ctrl-C: SIGINT to the program's process group (again to SIGKILL)")
             self._forward(signum, by)
-            self.deadline = self.deadline or now + self.options.grace
+            self.deadline = self.deadline or now + self.grace
 
     def _on_grace_over(self) -> None:
         self.deadline = None
@@ -240,8 +257,14 @@ class Runner:
             killed = self._kill("tree", by="leftovers")
             self.leftovers = sorted({p.pid for p in killed} | set(self.leftovers))
             self.display.note(f"left running after the grace period: {', '.join(map(str, self.leftovers))}")
+        elif self.stop is not None and self.stop.kill is not None:
+            self.display.note(f"{self.stop.name}: {self.grace:g}s over, SIGKILL to the {self.stop.kill}")
+            if self.stop.kill.kind == "tree":
+                self._kill("tree", by=self.shooter)
+            else:
+                self._send_quietly(signal.SIGKILL, self.stop.kill, by=self.shooter)
         else:
-            self.display.note(f"grace period of {self.options.grace:g}s over: SIGKILL to what is left")
+            self.display.note(f"grace period of {self.grace:g}s over: SIGKILL to what is left")
             self._kill("tree", by="grace")
 
     # -- sending --------------------------------------------------------------
@@ -252,6 +275,19 @@ class Runner:
         reached = deliver(self.tree, target, signum, self.root_pid)
         return self._record(signum, str(target), sorted(p.pid for p in reached), by,
                             group=self.root_pid if target.kind == "group" else None)
+
+    def _send_also(self, signum: signal.Signals, first: Action) -> None:
+        """The second signal of a pair (systemd's SIGCONT), to exactly who got the first."""
+        assert self.tree is not None
+        reached = [p.pid for p in self.tree.live() if p.pid in first.pids
+                   and signals.send(p.identity, signum)]
+        self._record(signum, first.target, sorted(reached), first.by, group=first.group)
+
+    def _send_quietly(self, signum: signal.Signals, target: Target, by: str) -> None:
+        try:
+            self.send(signum, target, by)
+        except GsupError:
+            pass  # nobody left in it: nothing to do
 
     def _forward(self, signum: signal.Signals, by: str) -> None:
         """A signal gsup received goes to the program's group, as a terminal sends it."""

@@ -31,7 +31,7 @@ def one_error_line(stderr: str) -> str:
 
 def test_exit_code_values_are_as_documented() -> None:
     assert {code.name: int(code) for code in ExitCode} == {
-        "OK": 0, "EXPECTATION_FAILED": 1, "USAGE": 2, "INCOMPLETE": 3, "INTERRUPTED": 130}
+        "OK": 0, "EXPECTATION_FAILED": 1, "USAGE": 2, "INCOMPLETE": 3, "NOT_READY": 4, "INTERRUPTED": 130}
     assert GsupError("x").exit_code is ExitCode.USAGE
     assert GsupError("x", ExitCode.INCOMPLETE).exit_code is ExitCode.INCOMPLETE
 
