@@ -206,6 +206,8 @@ def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str]) -> None
         Console(highlight=False).print(render(report))
     if runner.shot_error is not None:
         fail(str(runner.shot_error))
+    if runner.not_ready is not None:
+        fail(str(runner.not_ready), ExitCode.NOT_READY)
     if report.incomplete:
         fail("report incomplete: " + "; ".join(report.incomplete), ExitCode.INCOMPLETE)
 

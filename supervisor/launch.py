@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from supervisor.errors import GsupError
@@ -90,9 +91,18 @@ def external_command(command: list[str]) -> list[str]:
     return command
 
 
-def probe_env(base: dict[str, str], events_dir: Path) -> dict[str, str]:
-    """``base`` plus the probe: its directory first on PYTHONPATH, and where to write."""
+def probe_env(base: dict[str, str], events_dir: Path, watch: Sequence[str] = (),
+              watch_presets: Sequence[str] = ()) -> dict[str, str]:
+    """``base`` plus the probe: its directory first on PYTHONPATH, where to write, what to watch.
+
+    ``GSUP_WATCH`` holds ``MODULE:QUALNAME`` specs and ``GSUP_WATCH_PRESETS``
+    preset names, comma-separated; unset means none asked for.
+    """
     env = dict(base)
+    if watch:
+        env["GSUP_WATCH"] = ",".join(watch)
+    if watch_presets:
+        env["GSUP_WATCH_PRESETS"] = ",".join(watch_presets)
     existing = env.get("PYTHONPATH")
     env["PYTHONPATH"] = PROBE_DIR + (os.pathsep + existing if existing else "")
     env["GSUP_EVENTS"] = str(events_dir)

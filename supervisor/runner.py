@@ -100,6 +100,7 @@ class Runner:
         self.deadline: Optional[float] = None  # grace end: then SIGKILL whatever is left
         self.pending_shot = options.signal is not None
         self.shot_error: Optional[GsupError] = None
+        self.not_ready: Optional[GsupError] = None  # a --ready-* condition that never came
         self.last_change = 0.0
         self.events_size = 0
         self.next_look = 0.0
@@ -138,7 +139,8 @@ class Runner:
             os.close(wake_w)
 
     def _launch(self) -> None:
-        env = launch.probe_env(dict(os.environ), self.session.events_dir)
+        env = launch.probe_env(dict(os.environ), self.session.events_dir, self.options.watch,
+                               self.options.watch_presets)
         self.launched = time.monotonic()
         self.root_pid = launch.spawn(self.options.argv, env, self.options.json_stdout)
         self.tree = Tree(os.getpid(), self.root_pid)
