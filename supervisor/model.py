@@ -61,6 +61,15 @@ class End:
     then: Optional[End] = None  # for left-running processes: how gsup ended them
     exec_argv: Optional[list[str]] = None
 
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> End:
+        then = record.get("then")
+        exec_argv = record.get("exec")
+        return cls(how=str(record["how"]), code=_opt_int(record.get("code")), signal=_opt_str(record.get("signal")),
+                   reaped_by=_opt_str(record.get("reaped_by")), reason=_opt_str(record.get("reason")),
+                   then=cls.from_json(then) if then is not None else None,
+                   exec_argv=[str(a) for a in exec_argv] if exec_argv is not None else None)
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"how": self.how, "code": self.code, "signal": self.signal}
         if self.reaped_by:
@@ -95,6 +104,13 @@ class Handler:
             return self.name
         return f"{self.module}.{self.name}"
 
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Handler:
+        return cls(kind=str(record["kind"]), name=str(record["name"]), module=str(record["module"]),
+                   where=str(record["where"]), status=str(record["status"]), order=_opt_int(record.get("order")),
+                   duration=_opt_float(record.get("duration")), exception=_opt_str(record.get("exception")),
+                   inherited=bool(record.get("inherited", False)))
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "name": self.name, "module": self.module,
                                "where": self.where, "status": self.status, "order": self.order}
@@ -113,6 +129,13 @@ class SignalHandler:
     handler: str
     invoked: Optional[bool]
     invocations: int = 0
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> SignalHandler:
+        invoked = record.get("invoked")
+        return cls(signal=str(record["signal"]), handler=str(record["handler"]),
+                   invoked=bool(invoked) if invoked is not None else None,
+                   invocations=int(record.get("invocations", 0)))
 
     def to_json(self) -> dict[str, Any]:
         return {"signal": self.signal, "handler": self.handler, "invoked": self.invoked,
@@ -149,6 +172,23 @@ class Process:
         began = [h for h in self.handlers if h.order is not None]
         return [h.name for h in sorted(began, key=lambda h: h.order or 0)]
 
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Process:
+        """The inverse of ``to_json``; ``fired`` is derived from the handlers, and
+        fields this version does not know are ignored (documents gain fields)."""
+        return cls(
+            pid=int(record["pid"]), ppid=_opt_int(record.get("ppid")), role=str(record["role"]),
+            argv=[str(a) for a in record["argv"]], instrumented=bool(record["instrumented"]),
+            end=End.from_json(record["end"]), handlers=[Handler.from_json(h) for h in record.get("handlers", [])],
+            signal_handlers=[SignalHandler.from_json(s) for s in record.get("signal_handlers", [])],
+            python=_opt_str(record.get("python")), started=_opt_float(record.get("started")),
+            ended=_opt_float(record.get("ended")), exception=_opt_str(record.get("exception")),
+            atexit_began=bool(record.get("atexit_ran", False)), opaque_handlers=int(record.get("opaque_handlers", 0)),
+            uninstrumented_reason=_opt_str(record.get("uninstrumented_reason")),
+            orphaned=bool(record.get("orphaned", False)), forked=bool(record.get("forked", False)),
+            unreadable_events=int(record.get("unreadable_events", 0)), explanation=str(record.get("explanation", "")),
+        )
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "pid": self.pid, "ppid": self.ppid, "role": self.role, "argv": self.argv,
@@ -169,6 +209,24 @@ class Process:
 
 
 @dataclass
+class ExpectationResult:
+    """One ``--expect`` checked against the report (see ``expect.py``): each line readable alone."""
+
+    text: str  # as the user wrote it
+    ok: bool
+    expected: str  # one line: what had to be true
+    observed: str  # one line: what the report shows
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> ExpectationResult:
+        return cls(text=str(record["text"]), ok=bool(record["ok"]), expected=str(record["expected"]),
+                   observed=str(record["observed"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"text": self.text, "ok": self.ok, "expected": self.expected, "observed": self.observed}
+
+
+@dataclass
 class Report:
     """Everything one run established, ready to print or serialise."""
 
@@ -181,14 +239,50 @@ class Report:
     leftovers: list[int]
     incomplete: list[str] = field(default_factory=list)
     version: str = ""
+    expectations: list[ExpectationResult] = field(default_factory=list)  # --expect, in the order given
 
-    def role(self, role: str) -> list[Process]:
+    def roles(self, role: str) -> list[Process]:
+        """Every process (image) with that role, in start order."""
         return [p for p in self.processes if p.role == role]
+
+    def role(self, role: str) -> Process:
+        """The one process with that role: ``report.role("child").fired``.
+
+        Raises LookupError when there is none or several (use :meth:`roles`)."""
+        found = self.roles(role)
+        if len(found) == 1:
+            return found[0]
+        seen = ", ".join(f"{p.pid} ({p.role})" for p in self.processes) or "no process"
+        if not found:
+            raise LookupError(f"no {role} process in this report; the processes were: {seen}")
+        raise LookupError(f"{len(found)} {role} processes in this report ({', '.join(str(p.pid) for p in found)}):"
+                          f" use report.roles({role!r}) for the list")
 
     @property
     def root(self) -> Optional[Process]:
-        parents = self.role("parent")
+        parents = self.roles("parent")
         return parents[-1] if parents else None
+
+    @property
+    def complete(self) -> bool:
+        return not self.incomplete
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Report:
+        """A ``gsup.report/1`` document (``gsup run --json``) back into a Report.
+
+        Raises ValueError for another schema, KeyError/TypeError/ValueError for a
+        damaged document; fields added later in the version are ignored."""
+        if document.get("schema") != SCHEMA:
+            raise ValueError(f"not a {SCHEMA} document: schema {document.get('schema')!r}")
+        return cls(
+            command=[str(a) for a in document["command"]], session=str(document["session"]),
+            started=float(document["started"]), duration=float(document["duration"]),
+            processes=[Process.from_json(p) for p in document["processes"]],
+            actions=[Action.from_json(a) for a in document["actions"]],
+            leftovers=[int(p) for p in document["leftovers"]],
+            incomplete=[str(m) for m in document.get("incomplete", [])], version=str(document.get("gsup", "")),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -203,8 +297,21 @@ class Report:
             "actions": [a.to_json() for a in self.actions],
             "processes": [p.to_json() for p in self.processes],
             "leftovers": self.leftovers,
+            "expectations": [e.to_json() for e in self.expectations],
         }
 
 
 def _round(value: Optional[float]) -> Optional[float]:
     return round(value, 3) if value is not None else None
+
+
+def _opt_int(value: Any) -> Optional[int]:
+    return int(value) if value is not None else None
+
+
+def _opt_float(value: Any) -> Optional[float]:
+    return float(value) if value is not None else None
+
+
+def _opt_str(value: Any) -> Optional[str]:
+    return str(value) if value is not None else None
