@@ -284,6 +284,11 @@ class Report:
             incomplete=[str(m) for m in document.get("incomplete", [])], version=str(document.get("gsup", "")),
         )
 
+    @property
+    def ok(self) -> bool:
+        """Complete, and every ``--expect`` held: what CI wants to know in one bit."""
+        return not self.incomplete and all(e.ok for e in self.expectations)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
