@@ -266,6 +266,19 @@ def _ps() -> None:
             click.echo(f"  {proc.pid:>7}  {role:<10}  {' '.join(proc.argv)[:60]}")
 
 
+@main.command()
+@click.argument("name", default="report", metavar="[report|matrix]")
+def schema(name: str) -> None:
+    """Print the JSON Schema of the --json report (default) or of gsup matrix's output."""
+    _guard(lambda: _schema(name))
+
+
+def _schema(name: str) -> None:
+    from supervisor import schema as schemas
+
+    click.echo(schemas.text(name), nl=False)
+
+
 def _guard(action: Any) -> None:
     """Run a command; user errors become one line and their exit code, never a traceback."""
     try:
