@@ -282,6 +282,7 @@ class Report:
             actions=[Action.from_json(a) for a in document["actions"]],
             leftovers=[int(p) for p in document["leftovers"]],
             incomplete=[str(m) for m in document.get("incomplete", [])], version=str(document.get("gsup", "")),
+            expectations=[ExpectationResult.from_json(e) for e in document.get("expectations", [])],
         )
 
     @property
