@@ -8,6 +8,7 @@ cascade).  Synchronisation is on files and ports with deadlines, never sleeps.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -85,6 +86,7 @@ class Gsup:
             stdin: int | None = subprocess.DEVNULL) -> Result:
         done = subprocess.run([*GSUP, *args], capture_output=True, text=True, timeout=timeout,
                               env={**self.env, **(env or {})}, cwd=self.workdir, stdin=stdin, check=False)
+        check_output(done.stdout)
         return Result(done.returncode, done.stdout, done.stderr)
 
     def report(self, *args: str, **kwargs: Any) -> dict[str, Any]:
@@ -133,6 +135,8 @@ def gsup(tmp_path: Path) -> Iterator[Gsup]:
             pass
     psutil.wait_procs(left, timeout=5)
     assert not left, f"processes left running: {[(p.pid, p.info if hasattr(p, 'info') else '') for p in left]}"
+    for saved in sorted(home.glob("*/report.json")):  # also covers runs whose stdout the test read itself
+        check_saved(saved, home)
 
 
 @pytest.fixture
@@ -148,6 +152,56 @@ def program(tmp_path: Path) -> Callable[[str, str], Path]:
 
 
 # -- reading reports ----------------------------------------------------------
+
+SCHEMAS = {"gsup.report/1": "report", "gsup.matrix/1": "matrix"}  # a document's "schema" -> shipped schema
+
+
+@functools.cache
+def schema_validator(name: str) -> Any:
+    """The shipped schema ``name``, compiled once per test session: checking every report stays cheap.
+    The registry lets ``matrix-1.json`` reach ``report-1.json`` by its ``$ref``."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+
+    from supervisor import schema
+
+    registry: Registry[Any] = Registry().with_resources(
+        (file, Resource.from_contents(schema.load(each))) for each, file in schema.FILES.items())
+    return Draft202012Validator(schema.load(name), registry=registry)
+
+
+def schema_errors(document: Any) -> list[str]:
+    """``/processes/0/end/how: ...`` for each way ``document`` breaks the schema its ``schema`` field names."""
+    if not isinstance(document, dict) or document.get("schema") not in SCHEMAS:
+        return []
+    validator = schema_validator(SCHEMAS[document["schema"]])
+    errors = sorted(validator.iter_errors(document), key=lambda e: e.json_path)
+    return [f"/{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}" for e in errors]
+
+
+def check_output(stdout: str) -> None:
+    """If gsup's stdout is a gsup document (``--json``), it must follow its schema, however the test reads it."""
+    try:
+        document = json.loads(stdout)
+    except ValueError:
+        return  # the rich view, the program's own output, or nothing
+    check_schema(document, "gsup's stdout")
+
+
+def check_saved(path: Path, home: Path) -> None:
+    """A session's report.json must follow the schema; one cut short (gsup killed while writing it) is skipped."""
+    try:
+        document = json.loads(path.read_text())
+    except ValueError:
+        return
+    check_schema(document, str(path.relative_to(home)))
+
+
+def check_schema(document: Any, origin: str) -> None:
+    """Fail the test if a gsup document does not follow its shipped JSON Schema."""
+    errors = schema_errors(document)
+    if errors:
+        pytest.fail(f"{origin} does not follow {document['schema']}:\n  " + "\n  ".join(errors[:10]), pytrace=False)
 
 
 def role(report: dict[str, Any], name: str) -> dict[str, Any]:
