@@ -17,6 +17,7 @@ from supervisor import __version__
 from supervisor.errors import ExitCode, GsupError
 
 if TYPE_CHECKING:
+    from supervisor.model import Report
     from supervisor.runner import RunOptions
 
 RUN_HELP = """Run a Python program, watch its whole process tree, and report which exit
@@ -160,9 +161,10 @@ def _run(ctx: click.Context, sig: Optional[str], target: Optional[str], stop: Op
 
 def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
     """Turn :func:`program_options` values into RunOptions (no signal yet); GsupError on bad input."""
-    from supervisor import launch, options
+    from supervisor import expect, launch, options
     from supervisor.runner import RunOptions
 
+    expect.parse_all(params["expect"])  # first: a mistyped --expect costs nothing, nothing is launched
     grace = params["kill_after"] if params["kill_after"] is not None else params["grace"]
     run_options = RunOptions(
         argv=[], json_stdout=params["as_json"], settle=options.parse_duration(params["settle"]),
@@ -190,26 +192,46 @@ def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
 
 
 def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str]) -> None:
+    """Run, print the report, write --junit, then exit by priority (README "Exit codes"):
+    2 (signal never sent, --junit unwritable), 4 (not ready), 3 (incomplete), 1 (an --expect failed)."""
     from rich.console import Console
 
+    from supervisor import expect
+    from supervisor import junit as junit_xml
     from supervisor.display import make_display
     from supervisor.render import render
     from supervisor.runner import Runner
 
+    expectations = expect.parse_all(run_options.expect)
     runner = Runner(run_options, make_display(quiet))
     report = runner.run()
+    report.expectations = expect.evaluate(expectations, report)
     if run_options.json_stdout:
         import json
 
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         Console(highlight=False).print(render(report))
+    junit_error: Optional[GsupError] = None
+    if junit is not None:
+        name = junit_xml.scenario_name(run_options.signal, run_options.target, run_options.stop)
+        problem = runner.shot_error or runner.not_ready
+        try:
+            junit_xml.write(junit, [(name, report)], {name: str(problem)} if problem is not None else None)
+        except GsupError as err:
+            junit_error = err
+    for line in expect.failure_lines(report.expectations):
+        click.echo(line, err=True)
     if runner.shot_error is not None:
         fail(str(runner.shot_error))
+    if junit_error is not None:
+        fail(str(junit_error))
     if runner.not_ready is not None:
         fail(str(runner.not_ready), ExitCode.NOT_READY)
     if report.incomplete:
         fail("report incomplete: " + "; ".join(report.incomplete), ExitCode.INCOMPLETE)
+    if not report.ok:
+        sys.exit(int(ExitCode.EXPECTATION_FAILED))
 
 
 @main.command()
@@ -264,6 +286,38 @@ def _ps() -> None:
         for proc in sorted(live.tree.live(), key=lambda p: p.first_seen):
             role = live.tree.role(proc.pid, proc.ppid)
             click.echo(f"  {proc.pid:>7}  {role:<10}  {' '.join(proc.argv)[:60]}")
+
+
+@main.command("report")
+@click.argument("session_id", required=False, metavar="[SESSION]")
+@click.option("--json", "as_json", is_flag=True, help="The gsup.report/1 JSON instead of the tree.")
+def report_command(session_id: Optional[str], as_json: bool) -> None:
+    """Show a run's report again, or rebuild it after gsup died (default: the newest session).
+
+    Exit 3 when the report is partial: gsup died or is still running."""
+    _guard(lambda: _report(session_id, as_json))
+
+
+def _report(session_id: Optional[str], as_json: bool) -> None:
+    from supervisor import control
+
+    report = control.recover(session_id)
+    _print_report(report, as_json)
+    if report.incomplete:
+        fail("report incomplete: " + "; ".join(report.incomplete), ExitCode.INCOMPLETE)
+
+
+def _print_report(report: Report, as_json: bool) -> None:
+    if as_json:
+        import json
+
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        from rich.console import Console
+
+        from supervisor.render import render
+
+        Console(highlight=False).print(render(report))
 
 
 @main.command()

@@ -23,7 +23,8 @@ Grammar (keywords are case-insensitive, handler names are not)::
 ``ROLE:`` means every process of that role, and there must be at least one;
 ``any ROLE:`` means at least one of them.  NAME is a handler's ``__qualname__``
 (``shutdown``) or its module-qualified label (``logging.shutdown``), or a
-watched function's.  Each claim only reads the report: ``parse`` and
+watched function's; the label wins (``shutdown`` is the program's own, not
+logging's) unless no label in the report is NAME.  Each claim only reads the report: ``parse`` and
 ``evaluate`` are pure, so they are tested without running anything.
 """
 
@@ -58,7 +59,7 @@ GRAMMAR = ("use '[any] ROLE: CLAIM' with ROLE parent, child, grandchild or unkno
            "'NAME ran', 'NAME not run', 'NAME raised [EXCEPTION]', 'all handlers ran', 'nothing interrupted', "
            "'exit N', 'killed by SIG'; or 'no leftovers', 'nothing interrupted', 'complete'")
 
-_SCOPED = re.compile(r"^(?:(?P<quantifier>any|every)\s+)?(?P<role>[a-z]+)\s*:\s*(?P<claim>.*)$", re.IGNORECASE)
+_SCOPED = re.compile(r"^(?:(?P<quantifier>any|every)\s+)?(?P<role>[^:]+?)\s*:\s*(?P<claim>.*)$", re.IGNORECASE)
 _CLAIMS: list[tuple[str, re.Pattern[str]]] = [(kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in [
     ("all-ran", r"all handlers ran"),
     ("nothing-interrupted", r"nothing interrupted"),
@@ -129,6 +130,16 @@ def _bad(text: str, why: str) -> NoReturn:
     raise GsupError(f"invalid --expect {text!r}: {why}; {GRAMMAR}")
 
 
+def failure_lines(results: Iterable[ExpectationResult]) -> list[str]:
+    """What gsup prints on stderr for each expectation that did not hold."""
+    lines = []
+    for result in results:
+        if not result.ok:
+            lines += [f"gsup: expectation failed: {result.text}", f"  expected: {result.expected}",
+                      f"  observed: {result.observed}"]
+    return lines
+
+
 # -- evaluation ----------------------------------------------------------------------------
 
 
@@ -157,7 +168,7 @@ def _evaluate(expectation: Expectation, report: Report) -> ExpectationResult:
         present = ", ".join(f"{p.pid} {p.role}" for p in report.processes) or "none"
         observed = f"no {expectation.role} process in the report (processes: {present})"
         return ExpectationResult(expectation.text, False, _expected(expectation), observed)
-    verdicts = [_CHECKS[expectation.kind](expectation, images, report) for images in groups]
+    verdicts = [_check(expectation, images, report) for images in groups]
     ok = any(v.ok for v in verdicts) if expectation.any else all(v.ok for v in verdicts)
     shown = verdicts if ok or expectation.any else [v for v in verdicts if not v.ok]
     return ExpectationResult(expectation.text, ok, _expected(expectation), " | ".join(v.observed for v in shown))
@@ -225,9 +236,13 @@ def _began(handlers: list[Handler]) -> list[Handler]:
     return sorted((h for h in handlers if h.status in (RAN, RAISED, INTERRUPTED)), key=lambda h: h.order or 0)
 
 
-def _summary(images: list[Process]) -> str:
-    ran = [h.label for h in _began(_entries(images)) if h.status == RAN]
-    return f"{_who(images)} {_ending(images[-1].end)}; ran: {', '.join(ran) or 'none'}"
+def _summary(images: list[Process], note: str = "") -> str:
+    """``child (pid 12) was killed by SIGKILL before any handler; shutdown not run; ran: none``."""
+    entries = _entries(images)
+    began = _began(entries)
+    before = " before any handler" if entries and not began else ""
+    ran = [h.label for h in began if h.status == RAN]
+    return f"{_who(images)} {_ending(images[-1].end)}{before}{note}; ran: {', '.join(ran) or 'none'}"
 
 
 def _blind(images: list[Process]) -> Optional[_Verdict]:
@@ -239,43 +254,44 @@ def _blind(images: list[Process]) -> Optional[_Verdict]:
     return None
 
 
-def _named(expectation: Expectation, images: list[Process]) -> list[Handler]:
-    return [h for h in _entries(images) if expectation.name in (h.name, h.label)]
+def _named(expectation: Expectation, images: list[Process], report: Report) -> list[Handler]:
+    """Entries called NAME: by label if any entry of the report has that label (so ``shutdown``
+    is the program's own, not ``logging.shutdown``), else by bare ``__qualname__``."""
+    everywhere = _entries(report.processes)
+    by_label = any(h.label == expectation.name for h in everywhere)
+    return [h for h in _entries(images) if (h.label if by_label else h.name) == expectation.name]
 
 
 def _known_anywhere(name: Optional[str], report: Report) -> bool:
-    return any(name in (h.name, h.label) for proc in report.processes for h in _entries([proc]))
+    return any(name in (h.name, h.label) for h in _entries(report.processes))
+
+
+def _check(expectation: Expectation, images: list[Process], report: Report) -> _Verdict:
+    """One process against one claim; a claim about handlers cannot hold where the probe was not."""
+    blind = _blind(images) if expectation.kind not in ("exit", "signal") else None
+    return blind or _CHECKS[expectation.kind](expectation, images, report)
 
 
 def _check_ran(expectation: Expectation, images: list[Process], report: Report) -> _Verdict:
-    blind = _blind(images)
-    if blind is not None:
-        return blind
-    named = _named(expectation, images)
+    named = _named(expectation, images, report)
     ok = any(h.status == RAN for h in named)
-    return _Verdict(ok, f"{_summary(images)}{'' if ok else _status_note(expectation.name, named)}")
+    return _Verdict(ok, _summary(images, _status_note(expectation.name, named)))
 
 
 def _check_not_run(expectation: Expectation, images: list[Process], report: Report) -> _Verdict:
-    blind = _blind(images)
-    if blind is not None:
-        return blind
     if not _known_anywhere(expectation.name, report):
         return _Verdict(False, f"no handler named {expectation.name} in any process of the report "
                                f"(a typo?); {_summary(images)}")
-    named = _named(expectation, images)
+    named = _named(expectation, images, report)
     began = _began(named)
-    return _Verdict(not began, f"{_summary(images)}{_status_note(expectation.name, named)}")
+    return _Verdict(not began, _summary(images, _status_note(expectation.name, named)))
 
 
 def _check_raised(expectation: Expectation, images: list[Process], report: Report) -> _Verdict:
-    blind = _blind(images)
-    if blind is not None:
-        return blind
-    named = _named(expectation, images)
+    named = _named(expectation, images, report)
     wanted = expectation.exception
     ok = any(h.status == RAISED and (wanted is None or _same_exception(h.exception, wanted)) for h in named)
-    return _Verdict(ok, f"{_summary(images)}{_status_note(expectation.name, named)}")
+    return _Verdict(ok, _summary(images, _status_note(expectation.name, named)))
 
 
 def _same_exception(seen: Optional[str], wanted: str) -> bool:
@@ -285,16 +301,19 @@ def _same_exception(seen: Optional[str], wanted: str) -> bool:
 def _status_note(name: Optional[str], named: list[Handler]) -> str:
     if not named:
         return f"; {name} was never registered there"
-    parts = [h.status + (f" {h.exception}" if h.status == RAISED and h.exception else "") for h in named]
-    return f"; {name} {', '.join(parts)}"
+    return "; " + ", ".join(f"{h.label} {_status(h)}" for h in named)
+
+
+def _status(handler: Handler) -> str:
+    """``not run``, ``raised OSError``: a status as a phrase."""
+    if handler.status == RAISED and handler.exception:
+        return f"raised {handler.exception}"
+    return handler.status.replace("-", " ")
 
 
 def _check_all_ran(expectation: Expectation, images: list[Process], report: Report) -> _Verdict:
-    blind = _blind(images)
-    if blind is not None:
-        return blind
     registered = [h for proc in images for h in proc.handlers if h.status != UNREGISTERED]
-    missed = [f"{h.label} {h.status}" for h in registered if h.status != RAN]
+    missed = [f"{h.label} {_status(h)}" for h in registered if h.status != RAN]
     opaque = sum(proc.opaque_handlers for proc in images)
     note = f"; {opaque} registered before the probe loaded, not observable" if opaque else ""
     if not registered:
@@ -304,9 +323,6 @@ def _check_all_ran(expectation: Expectation, images: list[Process], report: Repo
 
 
 def _check_nothing_interrupted(expectation: Expectation, images: list[Process], report: Report) -> _Verdict:
-    blind = _blind(images)
-    if blind is not None:
-        return blind
     cut = [h.label for h in _entries(images) if h.status == INTERRUPTED]
     return _Verdict(not cut, f"{_summary(images)}; interrupted: {', '.join(cut) or 'none'}")
 

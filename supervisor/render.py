@@ -10,7 +10,18 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 from rich.tree import Tree
 
-from supervisor.model import INTERRUPTED, NOT_RUN, RAISED, RAN, UNREGISTERED, End, Handler, Process, Report
+from supervisor.model import (
+    INTERRUPTED,
+    NOT_RUN,
+    RAISED,
+    RAN,
+    UNREGISTERED,
+    End,
+    ExpectationResult,
+    Handler,
+    Process,
+    Report,
+)
 
 _MARK = {RAN: ("✓", "green"), RAISED: ("!", "red"), INTERRUPTED: ("✗", "yellow"),
          NOT_RUN: ("·", "dim"), UNREGISTERED: ("-", "dim")}
@@ -31,6 +42,8 @@ def render(report: Report) -> RenderableType:
         parts.append(Text("nothing left running", style="dim"))
     for missing in report.incomplete:
         parts.append(Text(f"incomplete: {missing}", style="red"))
+    if report.expectations:
+        parts.append(expectations_text(report.expectations))
     return Group(*parts)
 
 
@@ -97,6 +110,18 @@ def handlers_text(handlers: list[Handler]) -> Text:
             label += f"  ({handler.kind})"
         lines.append(Text(label, style=style))
     return Text("\n").join(lines)
+
+
+def expectations_text(results: list[ExpectationResult]) -> Text:
+    """✓ for each ``--expect`` that held; ✗ and what was expected and observed for the others."""
+    text = Text("expectations", style="bold")
+    for result in results:
+        if result.ok:
+            text.append(f"\n  ✓ {result.text}", style="green")
+            continue
+        text.append(f"\n  ✗ {result.text}", style="red")
+        text.append(f"\n      expected: {result.expected}\n      observed: {result.observed}")
+    return text
 
 
 def _short_argv(argv: list[str], width: int = 50) -> str:

@@ -1,8 +1,8 @@
 """gsup's exit codes (``supervisor.errors.ExitCode``), each reached for real.
 
-0: the report is complete, whatever the program did.  1: reserved for
---expect (not reachable yet).  2: bad input.  3: gsup failed part-way.
-130: gsup was interrupted before it could report.
+0: the report is complete, whatever the program did.  1: an --expect did not
+hold.  2: bad input.  3: gsup failed part-way.  130: gsup was interrupted
+before it could report.  When several apply: 2, then 4, then 3, then 1.
 """
 
 from __future__ import annotations
@@ -72,6 +72,20 @@ def test_ok_after_ctrl_c_is_forwarded(gsup: Gsup, program: Program, tmp_path: Pa
     assert parent["exception"] == "KeyboardInterrupt"
 
 
+# -- 1 ------------------------------------------------------------------------------
+
+
+def test_expectation_failed(gsup: Gsup, program: Program) -> None:
+    path = program("import sys\nsys.exit(5)\n")
+    result = gsup.run("run", "--json", "--python", PYTHON, "--expect", "parent: exit 0", str(path))
+    assert result.returncode == ExitCode.EXPECTATION_FAILED, result.stderr
+    report = result.report
+    assert report["complete"] is True
+    assert [(e["text"], e["ok"]) for e in report["expectations"]] == [("parent: exit 0", False)]
+    assert "gsup: expectation failed: parent: exit 0" in result.stderr.splitlines()
+    assert "gsup: error" not in result.stderr
+
+
 # -- 2 ------------------------------------------------------------------------------
 
 
@@ -107,7 +121,7 @@ def test_usage_when_gsup_home_is_a_file(gsup: Gsup, program: Program, tmp_path: 
 # -- 3 ------------------------------------------------------------------------------
 
 
-def _lose_session_mid_run(gsup: Gsup, program: Program, tmp_path: Path) -> subprocess.Popen[str]:
+def _lose_session_mid_run(gsup: Gsup, program: Program, tmp_path: Path, *options: str) -> subprocess.Popen[str]:
     """Start a run, then delete its session directory under it (a real fault, no mocks)."""
     ready, go = tmp_path / "ready", tmp_path / "go"
     path = program(f"""
@@ -117,7 +131,7 @@ def _lose_session_mid_run(gsup: Gsup, program: Program, tmp_path: Path) -> subpr
         while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:
             time.sleep(0.01)
     """)
-    proc = gsup.start("run", "--json", "--python", PYTHON, str(path))
+    proc = gsup.start("run", "--json", "--python", PYTHON, *options, str(path))
     wait_until(ready.exists, what="the program to start")
     for session_dir in gsup.home.iterdir():
         shutil.rmtree(session_dir)
@@ -135,6 +149,15 @@ def test_incomplete_prints_a_partial_report(gsup: Gsup, program: Program, tmp_pa
     assert role(report, "parent")["end"]["code"] == 0  # what was known is still there
     message = one_error_line(stderr)
     assert message.startswith("gsup: error: report incomplete:")
+
+
+def test_incomplete_outranks_a_failed_expectation(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    proc = _lose_session_mid_run(gsup, program, tmp_path, "--expect", "parent: exit 9")
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.INCOMPLETE, stderr
+    assert "gsup: expectation failed: parent: exit 9" in stderr.splitlines()
+    assert one_error_line(stderr).startswith("gsup: error: report incomplete:")
+    assert json.loads(stdout)["expectations"][0]["ok"] is False
 
 
 # -- 130 ----------------------------------------------------------------------------
