@@ -17,7 +17,6 @@ from supervisor import __version__
 from supervisor.errors import ExitCode, GsupError
 
 if TYPE_CHECKING:
-    from supervisor.model import Report
     from supervisor.runner import RunOptions
 
 RUN_HELP = """Run a Python program, watch its whole process tree, and report which exit
@@ -286,38 +285,6 @@ def _ps() -> None:
         for proc in sorted(live.tree.live(), key=lambda p: p.first_seen):
             role = live.tree.role(proc.pid, proc.ppid)
             click.echo(f"  {proc.pid:>7}  {role:<10}  {' '.join(proc.argv)[:60]}")
-
-
-@main.command("report")
-@click.argument("session_id", required=False, metavar="[SESSION]")
-@click.option("--json", "as_json", is_flag=True, help="The gsup.report/1 JSON instead of the tree.")
-def report_command(session_id: Optional[str], as_json: bool) -> None:
-    """Show a run's report again, or rebuild it after gsup died (default: the newest session).
-
-    Exit 3 when the report is partial: gsup died or is still running."""
-    _guard(lambda: _report(session_id, as_json))
-
-
-def _report(session_id: Optional[str], as_json: bool) -> None:
-    from supervisor import control
-
-    report = control.recover(session_id)
-    _print_report(report, as_json)
-    if report.incomplete:
-        fail("report incomplete: " + "; ".join(report.incomplete), ExitCode.INCOMPLETE)
-
-
-def _print_report(report: Report, as_json: bool) -> None:
-    if as_json:
-        import json
-
-        click.echo(json.dumps(report.to_json(), indent=2))
-    else:
-        from rich.console import Console
-
-        from supervisor.render import render
-
-        Console(highlight=False).print(render(report))
 
 
 @main.command()
