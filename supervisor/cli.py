@@ -233,6 +233,56 @@ def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str]) -> None
         sys.exit(int(ExitCode.EXPECTATION_FAILED))
 
 
+MATRIX_HELP = """Run a program once per way of stopping it, and show in one table how each
+process ended and which exit handlers ran in each scenario.
+
+\b
+  gsup matrix app.py                       (TERM, INT, KILL to parent and child)
+  gsup matrix --signals TERM,KILL --targets parent,child,group,docker app.py
+  gsup matrix --expect 'no leftovers' --json -m package.module
+
+Every signal of --signals goes to every target of --targets, each scenario in a
+fresh tree; a stop preset in --targets (docker, k8s, systemd, ...) is one
+scenario of its own.  Scenarios run one at a time (servers bind fixed ports)
+unless --jobs says otherwise.  The options of gsup run apply to every run;
+--expect must hold in each.  Exit 1 if an expectation failed, 3 if a report is
+incomplete, 2 for bad input.
+"""
+
+
+@main.command(cls=_Command, help=MATRIX_HELP,
+              context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+@click.option("--signals", default="TERM,INT,KILL", show_default=True, metavar="SIGS",
+              help="Comma-separated signals to send, one scenario per signal and target.")
+@click.option("--targets", default="parent,child", show_default=True, metavar="WHO",
+              help="Comma-separated: parent, child, group, tree, or a --stop preset (a scenario of its own).")
+@click.option("-j", "--jobs", default=1, show_default=True, type=int, metavar="N",
+              help="Run N scenarios side by side (only for programs without fixed ports).")
+@program_options
+@click.argument("program", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def matrix(ctx: click.Context, /, signals: str, targets: str, jobs: int, **params: Any) -> None:
+    _guard(lambda: _matrix(ctx, signals, targets, jobs, params))
+
+
+def _matrix(ctx: click.Context, signals: str, targets: str, jobs: int, params: dict[str, Any]) -> None:
+    """Check everything, run every scenario, show the table (or JSON), exit as the runs did."""
+    from supervisor import matrix as matrices
+
+    run_options = build_run_options(ctx, params)
+    plan = matrices.make_plan(signals, targets, jobs, params, ctx.meta.get("gsup.command", False),
+                              run_options.argv)
+    progress = matrices.make_progress(params["quiet"], len(plan.scenarios))
+    result = matrices.execute(plan, matrices.log_directory(), progress)
+    matrices.show(result, params["as_json"])
+    for line in matrices.failure_lines(result):
+        click.echo(f"gsup: {line}", err=True)
+    if params["junit"] is not None:
+        matrices.write_junit(params["junit"], result)
+    if result.exit_code:
+        fail(matrices.summary(result), result.exit_code)
+
+
 @main.command()
 @click.option("-s", "--signal", "sig", default="TERM", show_default=True, metavar="SIG",
               help="Signal: 9, KILL, SIGKILL, term...")

@@ -1,0 +1,515 @@
+"""``gsup matrix``: one program, every way of stopping it, one table.
+
+A scenario is one signal sent to one target (``SIGTERM→child``) or one stop
+preset (``stop docker``).  Each runs as its own ``gsup run --json -q``
+subprocess in a fresh tree, one at a time by default because servers bind
+fixed ports.  Subprocesses, not threads, because gsup's runner must own its
+process (subreaper, ``waitid(P_ALL)``, signal handlers; see ``api.py``).
+Each run's stdout (its report) and stderr (the program's output, under
+``--json``) go to files in a private directory, so the terminal only shows
+progress and the table.
+
+Format history: ``gsup.matrix/1`` — first version (schema:
+``supervisor/schemas/matrix-1.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from supervisor import __version__, api, options, stops
+from supervisor.errors import ExitCode, GsupError
+from supervisor.model import (
+    EXITED,
+    INTERRUPTED,
+    LEFT_RUNNING,
+    NOT_RUN,
+    OS_EXIT,
+    RAISED,
+    RAN,
+    SIGNALED,
+    Handler,
+    Process,
+    Report,
+)
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+SCHEMA = "gsup.matrix/1"
+DEFAULT_SIGNALS = "TERM,INT,KILL"
+DEFAULT_TARGETS = "parent,child"
+KEEP_LOGS = 20  # matrix log directories kept under the sessions root; older ones are removed
+# The runs' exit codes in gsup run's own order of priority: the matrix exits with the first one present.
+SEVERITY = (ExitCode.USAGE, ExitCode.NOT_READY, ExitCode.INCOMPLETE, ExitCode.EXPECTATION_FAILED)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One way of stopping the program: a signal to a target, or a stop preset."""
+
+    name: str
+    signal: Optional[str]  # "SIGTERM"
+    target: Optional[str]
+    stop: Optional[str] = None
+
+    def flags(self) -> list[str]:
+        if self.stop is not None:
+            return ["--stop", self.stop]
+        return ["--signal", str(self.signal), "--target", str(self.target)]
+
+    @property
+    def slug(self) -> str:
+        """The name as a file name: ``SIGTERM-child``, ``stop-docker``."""
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", self.name)
+
+
+@dataclass
+class ScenarioResult:
+    """A scenario and how its run went: ``scenarios[i]`` of the JSON document."""
+
+    scenario: Scenario
+    exit_code: int
+    ok: bool
+    error: Optional[str] = None  # gsup's one-line message for this run, if it gave one
+    log: Optional[str] = None  # the file holding the run's stderr (the program's output)
+
+    @property
+    def name(self) -> str:
+        return self.scenario.name
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.scenario
+        return {"name": s.name, "signal": s.signal, "target": s.target, "stop": s.stop,
+                "exit_code": self.exit_code, "ok": self.ok, "error": self.error, "log": self.log}
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> ScenarioResult:
+        scenario = Scenario(str(record["name"]), _opt(record.get("signal")), _opt(record.get("target")),
+                            _opt(record.get("stop")))
+        return cls(scenario, int(record["exit_code"]), bool(record["ok"]), _opt(record.get("error")),
+                   _opt(record.get("log")))
+
+
+@dataclass
+class MatrixReport:
+    """Every scenario's outcome; ``runs[i]`` is the report of ``scenarios[i]``."""
+
+    command: list[str]
+    started: float
+    duration: float
+    scenarios: list[ScenarioResult]
+    runs: list[Report]
+    version: str = __version__
+    log_dir: Optional[str] = field(default=None, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.scenarios)
+
+    @property
+    def complete(self) -> bool:
+        return all(not r.incomplete for r in self.runs)
+
+    def run(self, name: str) -> Report:
+        """The report of the scenario called ``name`` (``"SIGKILL→child"``, ``"stop docker"``)."""
+        for result, report in zip(self.scenarios, self.runs):
+            if result.name == name:
+                return report
+        raise LookupError(f"no scenario {name!r}: the scenarios were {', '.join(s.name for s in self.scenarios)}")
+
+    @property
+    def exit_code(self) -> int:
+        """What ``gsup matrix`` exits with: the most serious of the runs' codes."""
+        codes = {s.exit_code for s in self.scenarios}
+        for code in SEVERITY:
+            if code in codes:
+                return int(code)
+        if not self.complete or codes - {0}:
+            return int(ExitCode.INCOMPLETE)
+        return 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "gsup": self.version, "command": self.command,
+                "started": round(self.started, 3), "duration": round(self.duration, 3),
+                "ok": self.ok, "complete": self.complete, "scenarios": [s.to_json() for s in self.scenarios],
+                "runs": [r.to_json() for r in self.runs]}
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> MatrixReport:
+        if document.get("schema") != SCHEMA:
+            raise ValueError(f"not a {SCHEMA} document: schema {document.get('schema')!r}")
+        return cls(command=[str(a) for a in document["command"]], started=float(document["started"]),
+                   duration=float(document["duration"]),
+                   scenarios=[ScenarioResult.from_json(s) for s in document["scenarios"]],
+                   runs=[Report.from_json(r) for r in document["runs"]], version=str(document.get("gsup", "")))
+
+
+# -- planning -------------------------------------------------------------------
+
+
+def plan(signals_text: str, targets_text: str) -> list[Scenario]:
+    """Every signal to every target, then each stop preset once; GsupError on bad input."""
+    signals = _unique(options.parse_signal(word).name for word in _words(signals_text))
+    kinds: list[str] = []
+    presets: list[str] = []
+    for word in _words(targets_text):
+        if word.lower().startswith("pid:"):
+            raise GsupError(f"--targets {word}: a pid belongs to one run, and each scenario is a fresh tree "
+                            f"(use parent, child, group, tree or a stop preset)")
+        if word.lower() in options.TARGET_KINDS:
+            kinds.append(word.lower())
+        else:
+            presets.append(_preset(word))
+    if kinds and not signals:
+        raise GsupError("--signals is empty: give at least one signal (e.g. TERM,INT,KILL)")
+    if not kinds and not presets:
+        raise GsupError("--targets is empty: give parent, child, group, tree or a stop preset")
+    scenarios = [Scenario(f"{sig}→{kind}", sig, kind) for sig in signals for kind in _unique(kinds)]
+    for name in _unique(presets):
+        preset = stops.PRESETS[name]
+        scenarios.append(Scenario(f"stop {name}", preset.signal.name, str(preset.target), name))
+    return scenarios
+
+
+def _preset(word: str) -> str:
+    try:
+        return stops.parse_stop(word)
+    except GsupError:
+        raise GsupError(f"invalid target {word!r} in --targets: use parent, child, group, tree or a stop "
+                        f"preset ({', '.join(stops.PRESETS)})") from None
+
+
+def _words(text: str) -> list[str]:
+    return [word.strip() for word in text.split(",") if word.strip()]
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+# -- running --------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What to run: ``gsup_run + scenario flags + extra[name] + program``, ``jobs`` at a time."""
+
+    scenarios: list[Scenario]
+    gsup_run: list[str]  # gsup run --json -q and the options every run shares
+    program: list[str]  # SCRIPT ARGS, -m MODULE ARGS or -- COMMAND, as gsup run takes it
+    command: list[str]  # the argv each run launches (for the document)
+    jobs: int = 1
+    extra: dict[str, list[str]] = field(default_factory=dict)  # flags for one scenario only
+
+    def argv(self, scenario: Scenario) -> list[str]:
+        return [*self.gsup_run, *scenario.flags(), *self.extra.get(scenario.name, []), *self.program]
+
+
+@dataclass
+class _Running:
+    index: int
+    scenario: Scenario
+    proc: subprocess.Popen[bytes]
+    pidfd: int
+    out: Path
+    log: Path
+
+
+class Progress:
+    """What the user sees while scenarios run; this one shows nothing (``-q``)."""
+
+    def started(self, scenario: Scenario) -> None:
+        pass
+
+    def finished(self, result: ScenarioResult, report: Report) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def execute(plan: Plan, log_dir: Path, progress: Progress) -> MatrixReport:
+    """Run every scenario of ``plan`` and gather the reports, in the plan's order."""
+    started, clock = time.time(), time.monotonic()
+    try:
+        done = run_all(plan, log_dir, progress)
+    finally:
+        progress.close()
+    return MatrixReport(command=plan.command, started=started, duration=time.monotonic() - clock,
+                        scenarios=[result for result, _ in done], runs=[report for _, report in done],
+                        log_dir=str(log_dir))
+
+
+def run_all(plan: Plan, log_dir: Path, progress: Progress) -> list[tuple[ScenarioResult, Report]]:
+    """Each scenario in its own gsup, ``plan.jobs`` side by side.  If anything
+    interrupts the wait, the running gsups are ended (``api.end_gsup``) first."""
+    pending = list(enumerate(plan.scenarios))
+    running: list[_Running] = []
+    done: dict[int, tuple[ScenarioResult, Report]] = {}
+    try:
+        while pending or running:
+            while pending and len(running) < plan.jobs:
+                index, scenario = pending.pop(0)
+                running.append(_start(index, scenario, plan.argv(scenario), log_dir))
+                progress.started(scenario)
+            select.select([r.pidfd for r in running], [], [])  # readable once that gsup has ended
+            for ended in [r for r in running if r.proc.poll() is not None]:
+                running.remove(ended)
+                os.close(ended.pidfd)
+                done[ended.index] = _finish(ended, plan.command)
+                progress.finished(*done[ended.index])
+    finally:
+        api.end_gsup([r.proc for r in running])
+        for left in running:
+            os.close(left.pidfd)
+    return [done[i] for i in range(len(plan.scenarios))]
+
+
+def _start(index: int, scenario: Scenario, argv: list[str], log_dir: Path) -> _Running:
+    stem = log_dir / f"{index + 1:02d}-{scenario.slug}"
+    out, log = stem.with_suffix(".json"), stem.with_suffix(".log")
+    with open(out, "wb") as out_file, open(log, "wb") as log_file:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_file, stderr=log_file)
+    return _Running(index, scenario, proc, os.pidfd_open(proc.pid), out, log)
+
+
+def _finish(ended: _Running, command: list[str]) -> tuple[ScenarioResult, Report]:
+    code = int(ended.proc.returncode)
+    error = api.error_line(ended.log.read_text(errors="replace"))
+    try:
+        document = api.parse_document(ended.out.read_text(errors="replace"))
+        report = Report.from_json(document) if document is not None else None
+    except (OSError, KeyError, TypeError, ValueError):
+        report = None
+    if report is None:  # a run that gave no report keeps its place in the matrix, as an incomplete one
+        why = f"gsup run gave no report (exit {code}{': ' + error if error else ''}); its output: {ended.log}"
+        report = Report(command=command, session=f"{ended.proc.pid}-0", started=time.time(), duration=0.0,
+                        processes=[], actions=[], leftovers=[], incomplete=[why], version=__version__)
+    result = ScenarioResult(ended.scenario, code, code == 0 and report.ok, error, str(ended.log))
+    return result, report
+
+
+def log_directory() -> Path:
+    """A fresh private directory for this matrix's files, under the sessions root
+    (``session.prune`` skips it: it holds no session); old ones are removed."""
+    from supervisor.session import sessions_root
+
+    root = sessions_root()
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    old = sorted(root.glob("matrix-*"), key=lambda p: p.stat().st_mtime, reverse=True)[KEEP_LOGS - 1:]
+    for stale in old:
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix="matrix-", dir=root))
+
+
+# -- from the command line --------------------------------------------------------
+
+# program_options passed on to every run, as (click parameter, gsup run flag)
+_SHARED = (("python", "--python"), ("after", "--after"), ("grace", "--grace"), ("settle", "--settle"),
+           ("ready_port", "--ready-port"), ("ready_output", "--ready-output"), ("ready_file", "--ready-file"),
+           ("ready_timeout", "--ready-timeout"), ("expect", "--expect"), ("watch", "--watch"),
+           ("watch_presets", "--watch-preset"))
+
+
+def make_plan(signals: str, targets: str, jobs: int, params: dict[str, Any], is_command: bool,
+              command: list[str]) -> Plan:
+    """The plan for ``gsup matrix``'s options (``params`` as ``program_options`` gives them)."""
+    if jobs < 1:
+        raise GsupError(f"invalid --jobs {jobs}: use 1 or more")
+    scenarios = plan(signals, targets)
+    extra: dict[str, list[str]] = {}
+    if params["kill_after"] is not None:
+        timeouts = [s.name for s in scenarios if s.stop == "timeout"]
+        if not timeouts:
+            raise GsupError("--kill-after goes with the timeout stop preset in --targets (elsewhere, use --grace)")
+        extra[timeouts[0]] = ["--kill-after", params["kill_after"]]
+    flags: list[str] = []
+    for name, flag in _SHARED:
+        values = params[name] if isinstance(params[name], tuple) else [params[name]]
+        flags += [part for value in values if value is not None for part in (flag, str(value))]
+    module, program = params["module"], list(params["program"])
+    program = ["-m", module, *program] if module is not None else ["--", *program] if is_command else program
+    return Plan(scenarios, [*api.GSUP, "run", "--json", "-q", *flags], program, command, jobs, extra)
+
+
+def write_junit(path: str, result: MatrixReport) -> None:
+    """One test case per scenario (``supervisor/junit.py``)."""
+    from supervisor import junit
+
+    errors = {s.name: s.error for s in result.scenarios if s.error}
+    junit.write(path, [(s.name, run) for s, run in zip(result.scenarios, result.runs)], errors)
+
+
+def failure_lines(result: MatrixReport) -> list[str]:
+    """One line per failed scenario: its name and what went wrong."""
+    lines = []
+    for scenario, run in zip(result.scenarios, result.runs):
+        if scenario.ok:
+            continue
+        reasons = [f"{e.text} did not hold ({e.observed})" for e in run.expectations if not e.ok]
+        reasons += [f"incomplete: {why}" for why in run.incomplete]
+        reasons += [scenario.error] if scenario.error else []
+        lines.append(f"{scenario.name}: {'; '.join(reasons) or f'gsup exited {scenario.exit_code}'}")
+    return lines
+
+
+def summary(result: MatrixReport) -> str:
+    failed = [s.name for s in result.scenarios if not s.ok]
+    where = f"; each run's output is in {result.log_dir}" if result.log_dir else ""
+    return f"{len(failed)} of {len(result.scenarios)} scenarios failed: {', '.join(failed)}{where}"
+
+
+# -- showing ------------------------------------------------------------------------
+
+ROLE_ORDER = ("parent", "child", "grandchild", "unknown")
+_LIBRARY = re.compile(r"/(?:site|dist)-packages/|/lib/python\d+\.\d+/|^<")
+_MARKS = {RAN: ("✓", "green"), NOT_RUN: ("✗", "red"), INTERRUPTED: ("✗", "yellow"), RAISED: ("!", "red")}
+
+
+def show(result: MatrixReport, as_json: bool) -> None:
+    """The JSON document alone, or the table, on stdout."""
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+        return
+    from rich.console import Console
+
+    Console(highlight=False).print(table(result))
+
+
+def table(result: MatrixReport) -> Table:
+    """A row per scenario; per role, how the process ended and which handlers ran (✓) or not (✗)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    roles = _roles(result.runs)
+    title = f"gsup matrix: {_short(result.command)}  ({result.duration:.1f}s)"
+    grid = Table(title=title, title_justify="left", show_lines=True)
+    grid.add_column("scenario", no_wrap=True)
+    for role in roles:
+        grid.add_column(role)
+    grid.add_column("result")
+    for scenario, run in zip(result.scenarios, result.runs):
+        cells = [_cell(run.roles(role)) for role in roles]
+        grid.add_row(Text(scenario.name, style="bold"), *cells, _verdict(scenario, run))
+    return grid
+
+
+def _roles(runs: list[Report]) -> list[str]:
+    found = {p.role for run in runs for p in run.processes}
+    return [r for r in ROLE_ORDER if r in found] + sorted(found - set(ROLE_ORDER))
+
+
+def _cell(procs: list[Process]) -> Text:
+    from rich.text import Text
+
+    if not procs:
+        return Text("-", style="dim")
+    return Text("\n").join(_process_cell(p) for p in procs)
+
+
+def _process_cell(proc: Process) -> Text:
+    from rich.text import Text
+
+    clean = proc.end.how == EXITED and proc.end.code == 0
+    text = Text(ending(proc), style="green" if clean else "yellow")
+    for handler in _shown(proc.handlers):
+        mark, style = _MARKS[handler.status]
+        note = {INTERRUPTED: " (cut off)", RAISED: f" raised {handler.exception}"}.get(handler.status, "")
+        text.append(f"\n{mark} {handler.label}{note}", style=style)
+    return text
+
+
+def ending(proc: Process) -> str:
+    """``exit 0``, ``SIGKILL``, ``os._exit(3)``, ``left running``, ``exec``, ``unknown``."""
+    end = proc.end
+    words = {EXITED: f"exit {end.code}", SIGNALED: str(end.signal), OS_EXIT: f"os._exit({end.code})",
+             LEFT_RUNNING: "left running"}.get(end.how, end.how)
+    return words if proc.instrumented else f"{words} (no probe)"
+
+
+def _shown(handlers: list[Handler]) -> list[Handler]:
+    """The program's own handlers (all of them if it has none), in the order
+    they began, then the rest in the order atexit would have run them."""
+    known = [h for h in handlers if h.status in _MARKS]
+    own = [h for h in known if not _LIBRARY.search(h.where)] or known
+    began = sorted((h for h in own if h.order is not None), key=lambda h: h.order or 0)
+    return began + [h for h in reversed(own) if h.order is None]
+
+
+def _verdict(scenario: ScenarioResult, run: Report) -> Text:
+    from rich.text import Text
+
+    if scenario.ok:
+        return Text("ok", style="green")
+    lines = []
+    for failed in (e for e in run.expectations if not e.ok):
+        lines += [Text(f"✗ {failed.text}", style="red"), Text(f"  {failed.observed}", style="dim")]
+    lines += [Text(f"incomplete: {why}", style="red") for why in run.incomplete]
+    if scenario.error:
+        lines.append(Text(scenario.error, style="red"))
+    return Text("\n").join(lines or [Text(f"gsup exited {scenario.exit_code}", style="red")])
+
+
+def _short(argv: list[str]) -> str:
+    return " ".join(a.rsplit("/", 1)[-1] if i == 0 else a for i, a in enumerate(argv))
+
+
+class _Lines(Progress):
+    """Not a terminal: one line per finished scenario, for CI logs."""
+
+    def finished(self, result: ScenarioResult, report: Report) -> None:
+        verdict = "ok" if result.ok else f"failed (gsup exit {result.exit_code})"
+        print(f"gsup: {result.name}: {verdict}, {report.duration:.1f}s", file=sys.stderr, flush=True)
+
+
+class _Bar(Progress):
+    """A terminal: a progress bar naming the scenarios running; gone once done."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        from rich import progress
+
+        self.bar = progress.Progress(progress.SpinnerColumn(), progress.TextColumn("{task.description}"),
+                                     progress.BarColumn(), progress.MofNCompleteColumn(),
+                                     progress.TimeElapsedColumn(), console=console, transient=True)
+        self.task = self.bar.add_task("starting", total=total)
+        self.running: list[str] = []
+        self.bar.start()
+
+    def started(self, scenario: Scenario) -> None:
+        self.running.append(scenario.name)
+        self.bar.update(self.task, description=", ".join(self.running))
+
+    def finished(self, result: ScenarioResult, report: Report) -> None:
+        self.running.remove(result.name)
+        self.bar.update(self.task, advance=1, description=", ".join(self.running))
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+def make_progress(quiet: bool, total: int) -> Progress:
+    if quiet:
+        return Progress()
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return _Bar(console, total) if console.is_terminal else _Lines()
+
+
+def _opt(value: Any) -> Optional[str]:
+    return None if value is None else str(value)
