@@ -174,7 +174,7 @@ def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
         ready_file=Path(params["ready_file"]).absolute() if params["ready_file"] else None,
         ready_timeout=options.parse_duration(params["ready_timeout"]),
         expect=list(params["expect"]), watch=[options.parse_watch(w) for w in params["watch"]],
-        watch_presets=list(params["watch_presets"]),
+        watch_presets=options.parse_watch_presets(params["watch_presets"]),
     )
     module, python, program = params["module"], params["python"], list(params["program"])
     if module is not None:

@@ -313,12 +313,16 @@ def _status(handler: Handler) -> str:
 
 def _check_all_ran(expectation: Expectation, images: list[Process], report: Report) -> _Verdict:
     registered = [h for proc in images for h in proc.handlers if h.status != UNREGISTERED]
-    missed = [f"{h.label} {_status(h)}" for h in registered if h.status != RAN]
     opaque = sum(proc.opaque_handlers for proc in images)
     note = f"; {opaque} registered before the probe loaded, not observable" if opaque else ""
     if not registered:
         return _Verdict(True, f"{_who(images)} {_ending(images[-1].end)}; no handler registered{note}")
-    missing = f"; not run: {', '.join(missed)}" if missed else ""
+    missed: dict[str, list[str]] = {}
+    for h in reversed(registered):  # the order atexit calls them in
+        if h.status != RAN:
+            missed.setdefault(h.status.replace("-", " "), []).append(
+                h.label + (f" ({h.exception})" if h.status == RAISED and h.exception else ""))
+    missing = "".join(f"; {status}: {', '.join(labels)}" for status, labels in missed.items())
     return _Verdict(not missed, f"{_summary(images)}{missing}{note}")
 
 

@@ -36,7 +36,7 @@ def _ending(proc: Process, everyone: list[Process], actions: list[Action]) -> st
         argv = " ".join(end.exec_argv or []) or "another program"
         return f"replaced itself with exec ({argv}): atexit skipped{_skipped(proc)}"
     if end.how == OS_EXIT:
-        return f"left through os._exit({end.code}): atexit skipped{_skipped(proc)}"
+        return f"left through os._exit({end.code}){_inside_watched(proc)}: atexit skipped{_skipped(proc)}"
     if end.how == UNKNOWN:
         return f"exit status unknown: {end.reason}{_handlers_summary(proc)}"
     if end.how == SIGNALED:
@@ -51,6 +51,8 @@ def _signaled(proc: Process, everyone: list[Process], actions: list[Action]) -> 
     if interrupted:
         return (f"killed with {sig}{sender} while exit handler {interrupted[0]} was running "
                 f"(interrupted){_skipped(proc, 'also ')}")
+    if _inside_watched(proc):
+        return f"killed with {sig}{sender}{_inside_watched(proc)} (interrupted){_ran_or_skipped(proc)}"
     if sig == "SIGKILL":
         if proc.fired:
             return f"killed with SIGKILL{sender} after {', '.join(_began(proc))} had run{_skipped(proc)}"
@@ -152,6 +154,12 @@ _BY = {
 def _began(proc: Process) -> list[str]:
     """Labels of the handlers that began, in the order they began (``fired``, qualified)."""
     return [h.label for h in sorted(proc.handlers, key=lambda h: h.order or 0) if h.order is not None]
+
+
+def _inside_watched(proc: Process) -> str:
+    """A watched call that began and never ended: where the process was when it died."""
+    inside = [w.label for w in proc.watched if w.status == INTERRUPTED]
+    return f" while watched {inside[-1]} was running" if inside else ""
 
 
 def _ran_summary(proc: Process) -> str:

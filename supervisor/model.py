@@ -87,7 +87,7 @@ class End:
 class Handler:
     """One exit handler registration and what became of it."""
 
-    kind: str  # atexit or threading
+    kind: str  # atexit, threading, or watched (a call of a --watch function)
     name: str
     module: str
     where: str
@@ -166,6 +166,8 @@ class Process:
     unreadable_events: int = 0
     explanation: str = ""
     kills: list[tuple[int, int]] = field(default_factory=list)  # (pid, signum) it sent
+    watched: list[Handler] = field(default_factory=list)  # calls of watched functions, in the order they began
+    watch_missing: list[str] = field(default_factory=list)  # MODULE:QUALNAME watched but not found
 
     @property
     def fired(self) -> list[str]:
@@ -187,6 +189,8 @@ class Process:
             uninstrumented_reason=_opt_str(record.get("uninstrumented_reason")),
             orphaned=bool(record.get("orphaned", False)), forked=bool(record.get("forked", False)),
             unreadable_events=int(record.get("unreadable_events", 0)), explanation=str(record.get("explanation", "")),
+            watched=[Handler.from_json(h) for h in record.get("watched", [])],
+            watch_missing=[str(m) for m in record.get("watch_missing", [])],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -196,6 +200,7 @@ class Process:
             "started": _round(self.started), "ended": _round(self.ended),
             "end": self.end.to_json(), "fired": self.fired,
             "handlers": [h.to_json() for h in self.handlers],
+            "watched": [w.to_json() for w in self.watched],
             "signal_handlers": [s.to_json() for s in self.signal_handlers],
             "exception": self.exception, "atexit_ran": self.atexit_began,
             "opaque_handlers": self.opaque_handlers, "orphaned": self.orphaned,
@@ -205,6 +210,8 @@ class Process:
             out["uninstrumented_reason"] = self.uninstrumented_reason
         if self.unreadable_events:
             out["unreadable_events"] = self.unreadable_events
+        if self.watch_missing:
+            out["watch_missing"] = self.watch_missing
         return out
 
 

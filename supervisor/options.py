@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from supervisor.errors import GsupError
@@ -89,3 +90,20 @@ def parse_watch(text: str) -> str:
     if not module or not qualname or not all(name.isidentifier() for name in names):
         raise GsupError(f"invalid --watch {text!r}: use MODULE:QUALNAME, e.g. myapp.server:Server.shutdown")
     return f"{module}:{qualname}"
+
+
+# The probe's built-in watch sets (``WATCH_PRESETS`` in _probe/sitecustomize.py,
+# which cannot be imported from here: tests/test_watch.py keeps the two equal).
+WATCH_PRESETS = ("gunicorn", "asgi", "weakref", "logging", "futures")
+
+
+def parse_watch_presets(values: Sequence[str]) -> list[str]:
+    """``--watch-preset`` values (repeatable or comma-separated): preset names,
+    ``auto`` (every preset, the default) or ``none`` alone (no preset)."""
+    names = [n.strip().lower() for value in values for n in value.split(",") if n.strip()]
+    for name in names:
+        if name not in (*WATCH_PRESETS, "auto", "none"):
+            raise GsupError(f"invalid --watch-preset {name!r}: use {', '.join(WATCH_PRESETS)}, auto or none")
+    if "none" in names and set(names) != {"none"}:
+        raise GsupError("--watch-preset none turns every preset off: drop the others")
+    return names

@@ -6,7 +6,8 @@ unset (rich checks both).
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.segment import Segment
 from rich.text import Text
 from rich.tree import Tree
 
@@ -112,16 +113,32 @@ def handlers_text(handlers: list[Handler]) -> Text:
     return Text("\n").join(lines)
 
 
-def expectations_text(results: list[ExpectationResult]) -> Text:
-    """✓ for each ``--expect`` that held; ✗ and what was expected and observed for the others."""
-    text = Text("expectations", style="bold")
+def expectations_text(results: list[ExpectationResult]) -> Group:
+    """✓ for each ``--expect`` that held; ✗ and what was expected and observed for the
+    others, indented as a block so that long lines wrap under themselves."""
+    parts: list[RenderableType] = [Text("expectations", style="bold")]
     for result in results:
         if result.ok:
-            text.append(f"\n  ✓ {result.text}", style="green")
+            parts.append(Text(f"  ✓ {result.text}", style="green"))
             continue
-        text.append(f"\n  ✗ {result.text}", style="red")
-        text.append(f"\n      expected: {result.expected}\n      observed: {result.observed}")
-    return text
+        parts.append(Text(f"  ✗ {result.text}", style="red"))
+        parts.append(_Indented(Text(f"expected: {result.expected}\nobserved: {result.observed}"), 6))
+    return Group(*parts)
+
+
+class _Indented:
+    """Text wrapped under its own indentation, with no trailing padding (rich's Padding pads
+    every line to the full width, which pipes and copies would carry)."""
+
+    def __init__(self, text: Text, indent: int) -> None:
+        self.text, self.indent = text, indent
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = max(1, options.max_width - self.indent)
+        for line in console.render_lines(self.text, options.update_width(width), pad=False):
+            yield Segment(" " * self.indent)
+            yield from line
+            yield Segment.line()
 
 
 def _short_argv(argv: list[str], width: int = 50) -> str:

@@ -235,6 +235,7 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     entry.atexit_began = exit_event is not None
     entry.exception = exit_event.get("exc") if exit_event else None
     entry.handlers = _handlers(image.events)
+    entry.watched, entry.watch_missing = _watched(image.events)
     entry.signal_handlers = _signal_handlers(image.events, entry)  # reads entry.exception
     entry.kills = [(int(e.get("pid", -e.get("pgid", 0))), int(e["sig"])) for e in image.of_kind("kill")]
     _set_times(entry, image, proc, facts)
@@ -267,6 +268,28 @@ def _handlers(events: list[Event]) -> list[Handler]:
         elif kind == "end" and handler.status != RAISED:
             handler.status, handler.duration = RAN, float(event.get("dur", 0.0))
     return list(handlers.values())
+
+
+def _watched(events: list[Event]) -> tuple[list[Handler], list[str]]:
+    """Calls of watched functions from watch.begin/end/raise events, and the
+    ``MODULE:QUALNAME`` the probe could not find.  An end without a begin in this
+    image belongs to a call begun before a fork: it is the parent's call."""
+    calls: dict[int, Handler] = {}
+    missing: list[str] = []
+    for event in events:
+        kind, cid = event.get("k"), event.get("c")
+        if kind == "watch.missing":
+            missing.append(f"{event.get('module')}:{event.get('qualname')}")
+        elif kind == "watch.begin" and isinstance(cid, int) and cid not in calls:
+            calls[cid] = Handler(kind="watched", name=str(event.get("name", "?")), module=str(event.get("module", "")),
+                                 where=str(event.get("where", "")), status=INTERRUPTED, order=len(calls) + 1)
+        elif kind in ("watch.end", "watch.raise") and isinstance(cid, int) and cid in calls:
+            call = calls[cid]
+            call.status, call.duration = (RAN if kind == "watch.end" else RAISED), float(event.get("dur", 0.0))
+            if kind == "watch.raise":
+                message = str(event.get("msg") or "")
+                call.exception = f"{event.get('exc')}: {message}" if message else str(event.get("exc"))
+    return list(calls.values()), missing
 
 
 def _signal_handlers(events: list[Event], entry: Process) -> list[SignalHandler]:

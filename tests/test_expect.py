@@ -234,7 +234,7 @@ def test_all_handlers_ran() -> None:
     result = check("parent: all handlers ran", report_of(partial))
     assert not result.ok
     assert result.expected == "parent ran every handler it registered"
-    assert result.observed == "parent (pid 1) called os._exit(0); ran: a; not run: b not run, c raised E"
+    assert result.observed == "parent (pid 1) called os._exit(0); ran: a; raised: c (E); not run: b"
 
 
 def test_all_handlers_ran_with_none_registered_holds_and_says_so() -> None:
@@ -385,7 +385,7 @@ def test_render_shows_expectations_last() -> None:
         "  ✗ child: shutdown ran\n"
         "      expected: every child ran shutdown\n"
         "      observed: child (pid 12) was killed by SIGKILL before any handler; \n"
-        "shutdown not run; ran: none\n"
+        "      shutdown not run; ran: none\n"
     )
 
 

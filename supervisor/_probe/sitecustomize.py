@@ -65,18 +65,31 @@ def _cut(exc):
         exc.__traceback__ = exc.__traceback__.tb_next
 
 
-def _describe(func):
-    """The JSON fields naming ``func``: qualname, module, file:line."""
+def _innermost(func):
+    """What ``func`` runs: through functools.partial, bound methods and the
+    probe's own watch wrappers (so a watched function registered with atexit
+    keeps its own file:line)."""
     inner = func
-    for _ in range(5):  # functools.partial, bound methods, decorators
+    for _ in range(5):
+        inner = _WRAPPED.get(id(inner), (None, inner))[1]
         nxt = getattr(inner, "func", None) or getattr(inner, "__func__", None)
         if nxt is None or nxt is inner:
             break
         inner = nxt
+    return inner
+
+
+def _where(func):
+    code = getattr(func, "__code__", None)
+    return "%s:%d" % (code.co_filename, code.co_firstlineno) if code else ""
+
+
+def _describe(func):
+    """The JSON fields naming ``func``: qualname, module, file:line."""
+    inner = _innermost(func)
     name = getattr(inner, "__qualname__", None) or type(inner).__qualname__
-    code = getattr(inner, "__code__", None)
-    where = "%s:%d" % (code.co_filename, code.co_firstlineno) if code else ""
-    return ',"name":%s,"module":%s,"where":%s' % (_js(name), _js(getattr(inner, "__module__", None) or ""), _js(where))
+    return ',"name":%s,"module":%s,"where":%s' % (
+        _js(name), _js(getattr(inner, "__module__", None) or ""), _js(_where(inner)))
 
 
 def _handler_name(handler):
@@ -104,6 +117,7 @@ class _Recorder:
 
     def __init__(self, os, events_dir):
         import atexit
+        import itertools
         import time
 
         self.os = os
@@ -116,7 +130,8 @@ class _Recorder:
         self.identity = None
         self.check = False  # True when the fd is low: verify it before each write
         self.pid = 0
-        self.seq = 0
+        self.count = itertools.count
+        self.seq = self.count(1)  # next() is atomic: threads never share a sequence number
         self.opaque = atexit._ncallbacks()  # registered before the probe: it cannot follow them
 
     def emit(self, kind, body=""):
@@ -125,8 +140,7 @@ class _Recorder:
                 return  # a fork the at-fork hook did not see (raw C fork)
             if self.check and not self.owns(self.fd):
                 self._open(create=False)
-            self.seq += 1
-            data = ('{"k":"%s","n":%d,"t":%.6f%s}\n' % (kind, self.seq, self.monotonic(), body)).encode(
+            data = ('{"k":"%s","n":%d,"t":%.6f%s}\n' % (kind, next(self.seq), self.monotonic(), body)).encode(
                 "utf-8", "backslashreplace")
             try:
                 self._write(self.fd, data)
@@ -177,7 +191,7 @@ class _Recorder:
             pass
         self.path = "%s/%d-%s-%d.jsonl" % (self.events_dir, pid, start, self.monotonic_ns())
         self._open(create=True)
-        self.pid, self.seq = pid, 0
+        self.pid, self.seq = pid, self.count(1)
         argv = ",".join(_js(a) for a in _cmdline())
         self.emit("start", ',"pid":%d,"ppid":%d,"st":%s,"argv":[%s],"exe":%s,"py":"%d.%d.%d","fork":%s,"ncb":%d'
                   % (pid, os.getppid(), start, argv, _js(sys.executable), *sys.version_info[:3],
@@ -194,7 +208,9 @@ def _cmdline():
 
 
 def _install(os, events_dir):
-    """Patch everything the probe watches, then say this process has started."""
+    """Patch everything the probe watches and say this process has started, then
+    arm the patches applied on import (a watched module already imported may
+    already have something to report)."""
     rec = _Recorder(os, events_dir)
     exits = _patch_atexit(rec)
     getsignal = _patch_signals(rec)
@@ -202,12 +218,13 @@ def _install(os, events_dir):
     _patch_fork(rec, exits)
     if not PY311:
         hide_probe_frames(globals())
-    _patch_imports({
+        exits.real_excepthook = sys.__excepthook__  # 3.9's handler errors: a watched handler's frame too
+    rec.start(forked=False)
+    _patch_imports(_merged({
         "threading": exits.patch_threading,
         "_posixsubprocess": lambda mod: _patch_fork_exec(mod, wrap),
         **({} if PY311 else {"traceback": _patch_traceback}),
-    })
-    rec.start(forked=False)
+    }, _patch_watch(rec, os.environ)))
     exits.register_done()
     for signum in (2, 15):
         rec.emit("sig0", ',"sig":%d,"handler":%s' % (signum, _js(_handler_name(getsignal(signum)))))
@@ -643,6 +660,326 @@ def _patch_fork(rec, exits):
     os.register_at_fork(after_in_child=after_fork)
 
 
+# -- watched functions: --watch MODULE:QUALNAME and the built-in sets ----------------
+
+# Built-in watch sets, as data: preset -> {module: ((attribute path, naming), ...)}.
+# An empty naming reports each call by its path; "hooks" and "finalize" report
+# the function the wrapped one hands out or runs (see _Watch.special).
+WATCH_PRESETS = {
+    "gunicorn": {"gunicorn.config": (("Config.__getattr__", "hooks"),)},
+    "asgi": {
+        "uvicorn.lifespan.on": (("LifespanOn.shutdown", ""),),
+        "uvicorn.server": (("Server.shutdown", ""),),
+        "starlette.routing": (("Router.shutdown", ""),),
+    },
+    "weakref": {"weakref": (("finalize.__call__", "finalize"),)},
+    "logging": {"logging": (("shutdown", ""),)},
+    "futures": {
+        "concurrent.futures.thread": (("ThreadPoolExecutor.shutdown", ""),),
+        "concurrent.futures.process": (("ProcessPoolExecutor.shutdown", ""),),
+    },
+}
+# gunicorn's server hooks that run while workers and the master stop.
+GUNICORN_HOOKS = frozenset(("on_exit", "worker_exit", "worker_int", "worker_abort", "child_exit"))
+
+_WRAPPED = {}  # id(watch wrapper) -> (wrapper, original): _describe sees through them
+_CO_GENERATOR, _CO_COROUTINE, _CO_ITERABLE_COROUTINE, _CO_ASYNC_GENERATOR = 0x20, 0x80, 0x100, 0x200
+
+
+def _watch_table(environ):
+    """module -> [(attribute path, naming)] from ``GSUP_WATCH`` and the presets
+    ``GSUP_WATCH_PRESETS`` names (unset or ``auto``: all of them; ``none``: none)."""
+    chosen = environ.get("GSUP_WATCH_PRESETS", "auto").split(",")
+    table = {}
+    for preset in WATCH_PRESETS if "auto" in chosen else chosen:
+        for module, entries in WATCH_PRESETS.get(preset, {}).items():
+            table.setdefault(module, []).extend(entries)
+    for spec in environ.get("GSUP_WATCH", "").split(","):
+        module, _, path = spec.strip().partition(":")
+        if module and path:
+            table.setdefault(module, []).append((path, ""))
+    return table
+
+
+def _patch_watch(rec, environ):
+    """module name -> patch that wraps what is watched in it, for ``_patch_imports``."""
+    table = _watch_table(environ)
+    if not table:
+        return {}
+    watch = _Watch(rec)
+    return {module: watch.patcher(entries) for module, entries in table.items()}
+
+
+def _lookup(module, path):
+    """``(owner, name, raw attribute)`` for a dotted ``path`` in ``module`` (raw is
+    None when missing).  A class attribute is read from the ``__dict__`` of the
+    class or the base defining it, so a classmethod or staticmethod is seen as one."""
+    parts = path.split(".")
+    owner = module
+    for part in parts[:-1]:
+        owner = getattr(owner, part, None)
+        if owner is None:
+            return None, parts[-1], None
+    name = parts[-1]
+    if isinstance(owner, type):
+        for klass in owner.__mro__:
+            if name in klass.__dict__:
+                return owner, name, klass.__dict__[name]
+        return owner, name, None
+    return owner, name, getattr(owner, name, None)
+
+
+class _Watch:
+    """Wraps watched functions: each call writes ``watch.begin`` before the
+    original runs, then ``watch.end`` or ``watch.raise`` (a begin alone means the
+    process died inside it).  A wrapper returns what the original returns and
+    re-raises what it raises, its own frame cut from the traceback (see ``_cut``)."""
+
+    def __init__(self, rec):
+        import _thread
+
+        self.rec = rec
+        self.ids = rec.count(1)  # next() is atomic: calls in threads never share an id
+        self.get_ident = _thread.get_ident
+        self.main_ident = _thread.get_ident()
+        self.hooks = {}  # (hook, id(function)) -> (function, wrapper): gunicorn hands it out per call
+
+    def patcher(self, entries):
+        def patch(module):
+            for path, naming in entries:
+                try:
+                    self.install(module, path, naming)
+                except Exception:
+                    pass
+
+        return patch
+
+    def install(self, module, path, naming):
+        owner, name, raw = _lookup(module, path)
+        modname = getattr(module, "__name__", "?")
+        if raw is None:
+            why = "no such attribute" if modname != "__main__" else \
+                "a script's own functions run before the probe could wrap them: move them to a module"
+            return self.missing(modname, path, why)
+        if id(getattr(raw, "__func__", raw)) in _WRAPPED:
+            return None  # watched twice (a preset and --watch): once is enough
+        if naming:
+            replacement = self.special(naming, raw)
+        else:
+            watched = "%s:%s" % (modname, path)
+            desc = ',"name":%s,"module":%s,"where":%s,"watch":%s' % (
+                _js(path), _js(modname), _js(_where(_innermost(raw))), _js(watched))
+            replacement = self.replacement(raw, isinstance(owner, type), desc)
+        if replacement is None:
+            return self.missing(modname, path, "not a function or method the probe can wrap")
+        try:
+            setattr(owner, name, replacement)
+        except (AttributeError, TypeError) as exc:
+            self.missing(modname, path, "cannot be replaced: %s" % exc)
+        return None
+
+    def replacement(self, raw, in_class, desc):
+        """What goes in ``raw``'s place: classmethods and staticmethods stay what
+        they are; in a class, a callable that never binds (a builtin) stays unbound."""
+        kind = type(raw)
+        if kind is classmethod or kind is staticmethod:
+            inner = self.wrapper(raw.__func__, desc)
+            return kind(inner) if inner is not None else None
+        if not callable(raw):
+            return None
+        if in_class and not isinstance(raw, _FunctionType):
+            if hasattr(raw, "__get__"):
+                return None  # a descriptor of its own (property, partialmethod): left alone
+            inner = self.wrapper(raw, desc)
+            return staticmethod(inner) if inner is not None else None
+        return self.wrapper(raw, desc)
+
+    def wrapper(self, func, desc):
+        """A wrapper that reports calls of ``func``: ``async def`` ones awaited,
+        generators reported from their first step to their last; async
+        generators are not wrapped (None)."""
+        flags = getattr(getattr(func, "__code__", None), "co_flags", 0)
+        if flags & _CO_ASYNC_GENERATOR:
+            return None
+        if flags & _CO_COROUTINE:
+            wrapper = _async_watcher(self, func, desc)
+        elif flags & _CO_GENERATOR and not flags & _CO_ITERABLE_COROUTINE:
+            wrapper = _generator_watcher(self, func, desc)
+        else:
+            wrapper = _call_watcher(self, func, desc)
+        return _wraps(wrapper, func)
+
+    def special(self, naming, raw):
+        """A preset's wrapper that names calls after what ``raw`` hands out or runs."""
+        make = {"hooks": self.gunicorn_getattr, "finalize": self.finalize_call}.get(naming)
+        if make is None or not isinstance(raw, _FunctionType):
+            return None
+        return _wraps(make(raw), raw)
+
+    def gunicorn_getattr(self, real):
+        """gunicorn calls its server hooks as ``self.cfg.<hook>(...)`` in the
+        arbiter and the workers, and every setting is read through
+        ``Config.__getattr__``: the configured function (the user's, or
+        gunicorn's no-op default) is handed out wrapped, and each call is
+        reported by the hook's name, where that function is defined."""
+        hooks, cache = GUNICORN_HOOKS, self.hooks
+
+        def __getattr__(cfg, name):
+            try:
+                value = real(cfg, name)
+            except BaseException as exc:
+                _cut(exc)
+                raise
+            if name not in hooks or not callable(value):
+                return value
+            entry = cache.get((name, id(value)))
+            if entry is None or entry[0] is not value:
+                desc = ',"name":%s,"module":"gunicorn","where":%s,"watch":"gunicorn.config:Config.%s"' % (
+                    _js(name), _js(_where(_innermost(value))), name)
+                entry = cache[(name, id(value))] = (value, self.wrapper(value, desc) or value)
+            return entry[1]
+
+        return __getattr__
+
+    def finalize_call(self, real):
+        """The garbage collector, ``finalize._exitfunc`` at exit and explicit
+        calls all run a ``weakref.finalize`` through ``__call__``: each call of
+        a live finalizer is reported by its callback's name (a dead one runs nothing)."""
+        watch = self
+
+        def __call__(fin, *args, **kwargs):
+            call = None
+            try:
+                info = None if fin._shutdown else fin._registry.get(fin)
+                if info is not None:
+                    call = watch.begin(_describe(info.func) + ',"watch":"weakref:finalize.__call__"')
+            except Exception:
+                pass
+            try:
+                result = real(fin, *args, **kwargs)
+            except BaseException as exc:
+                if call is not None:
+                    watch.raised(call, exc)
+                _cut(exc)
+                raise
+            if call is not None:
+                watch.end(call)
+            return result
+
+        return __call__
+
+    def begin(self, desc):
+        """Write ``watch.begin``; returns what ``end`` and ``raised`` need."""
+        try:
+            call = next(self.ids)
+            self.rec.emit("watch.begin", ',"c":%d%s,"th":%s' % (call, desc, _js(self.thread())))
+            return call, self.rec.monotonic()
+        except Exception:
+            return 0, 0.0
+
+    def end(self, call):
+        self.rec.emit("watch.end", ',"c":%d,"dur":%.6f' % (call[0], self.rec.monotonic() - call[1]))
+
+    def raised(self, call, exc):
+        try:
+            message = str(exc)[:500]
+        except Exception:
+            message = ""
+        self.rec.emit("watch.raise", ',"c":%d,"dur":%.6f,"exc":%s,"msg":%s' % (
+            call[0], self.rec.monotonic() - call[1], _js(type(exc).__qualname__), _js(message)))
+
+    def missing(self, modname, path, why):
+        self.rec.emit("watch.missing", ',"module":%s,"qualname":%s,"why":%s' % (_js(modname), _js(path), _js(why)))
+
+    def thread(self):
+        """The calling thread's name, read without creating a thread object
+        (``threading.current_thread`` would, for a thread threading did not start)."""
+        ident = self.get_ident()
+        threads = getattr(sys.modules.get("threading"), "_active", None)
+        thread = threads.get(ident) if isinstance(threads, dict) else None
+        if thread is not None:
+            return getattr(thread, "name", ident)
+        return "MainThread" if ident == self.main_ident else ident
+
+
+_FunctionType = type(_lookup)
+
+
+def _wraps(wrapper, func):
+    """``functools.update_wrapper``, imported only once something is watched."""
+    import functools
+
+    functools.update_wrapper(wrapper, func)
+    _WRAPPED[id(wrapper)] = (wrapper, func)
+    return wrapper
+
+
+def _call_watcher(watch, func, desc):
+    def wrapper(*args, **kwargs):
+        call = watch.begin(desc)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            watch.raised(call, exc)
+            _cut(exc)
+            raise
+        watch.end(call)
+        return result
+
+    return wrapper
+
+
+def _async_watcher(watch, func, desc):
+    async def wrapper(*args, **kwargs):
+        call = watch.begin(desc)
+        try:
+            result = await func(*args, **kwargs)
+        except BaseException as exc:
+            watch.raised(call, exc)
+            _cut(exc)
+            raise
+        watch.end(call)
+        return result
+
+    return wrapper
+
+
+def _generator_watcher(watch, func, desc):
+    def wrapper(*args, **kwargs):
+        call = watch.begin(desc)
+        try:
+            result = yield from func(*args, **kwargs)
+        except GeneratorExit:
+            watch.end(call)  # closed early: it ran as far as it was asked to
+            raise
+        except BaseException as exc:
+            watch.raised(call, exc)
+            _cut(exc)
+            raise
+        watch.end(call)
+        return result
+
+    return wrapper
+
+
+def _merged(patches, more):
+    """One patch per module name: both run when two areas want the same module."""
+    for name, patch in more.items():
+        first = patches.get(name)
+        patches[name] = patch if first is None else _both(first, patch)
+    return patches
+
+
+def _both(first, second):
+    def patch(module):
+        try:
+            first(module)
+        finally:
+            second(module)
+
+    return patch
+
+
 # -- modules patched when the program imports them ---------------------------------
 
 
@@ -754,7 +1091,22 @@ def hide_probe_frames(namespace):
 
     excepthook.__name__ = excepthook.__qualname__ = "excepthook"
     sys.excepthook = sys.__excepthook__ = excepthook
+    real_unraisable = sys.unraisablehook
 
+    def unraisablehook(args):
+        """Errors nobody can catch (a ``weakref.finalize`` callback the garbage
+        collector runs, a ``__del__``) may have passed a watch wrapper too."""
+        try:
+            strip(args.exc_value, set())
+            tb = strip_tb(args.exc_traceback)
+            if tb is not args.exc_traceback:
+                args = type(args)((args.exc_type, args.exc_value, tb, args.err_msg, args.object))
+        except Exception:
+            pass
+        return real_unraisable(args)
+
+    unraisablehook.__name__ = unraisablehook.__qualname__ = "unraisablehook"
+    sys.unraisablehook = sys.__unraisablehook__ = unraisablehook
 
 def _cache_own_bytecode():
     """Write this file's .pyc if it was just compiled from source.
