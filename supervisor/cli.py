@@ -17,6 +17,7 @@ from supervisor import __version__
 from supervisor.errors import ExitCode, GsupError
 
 if TYPE_CHECKING:
+    from supervisor.model import Report
     from supervisor.runner import RunOptions
 
 RUN_HELP = """Run a Python program, watch its whole process tree, and report which exit
@@ -267,20 +268,20 @@ def matrix(ctx: click.Context, /, signals: str, targets: str, jobs: int, **param
 
 def _matrix(ctx: click.Context, signals: str, targets: str, jobs: int, params: dict[str, Any]) -> None:
     """Check everything, run every scenario, show the table (or JSON), exit as the runs did."""
-    from supervisor import matrix as matrices
+    from supervisor import scenarios
 
     run_options = build_run_options(ctx, params)
-    plan = matrices.make_plan(signals, targets, jobs, params, ctx.meta.get("gsup.command", False),
+    plan = scenarios.make_plan(signals, targets, jobs, params, ctx.meta.get("gsup.command", False),
                               run_options.argv)
-    progress = matrices.make_progress(params["quiet"], len(plan.scenarios))
-    result = matrices.execute(plan, matrices.log_directory(), progress)
-    matrices.show(result, params["as_json"])
-    for line in matrices.failure_lines(result):
+    progress = scenarios.make_progress(params["quiet"], len(plan.scenarios))
+    result = scenarios.execute(plan, scenarios.log_directory(), progress)
+    scenarios.show(result, params["as_json"])
+    for line in scenarios.failure_lines(result):
         click.echo(f"gsup: {line}", err=True)
     if params["junit"] is not None:
-        matrices.write_junit(params["junit"], result)
+        scenarios.write_junit(params["junit"], result)
     if result.exit_code:
-        fail(matrices.summary(result), result.exit_code)
+        fail(scenarios.summary(result), result.exit_code)
 
 
 @main.command()
@@ -335,6 +336,38 @@ def _ps() -> None:
         for proc in sorted(live.tree.live(), key=lambda p: p.first_seen):
             role = live.tree.role(proc.pid, proc.ppid)
             click.echo(f"  {proc.pid:>7}  {role:<10}  {' '.join(proc.argv)[:60]}")
+
+
+@main.command("report")
+@click.argument("session_id", required=False, metavar="[SESSION]")
+@click.option("--json", "as_json", is_flag=True, help="The gsup.report/1 JSON instead of the tree.")
+def report_command(session_id: Optional[str], as_json: bool) -> None:
+    """Show a run's report again, or rebuild it after gsup died (default: the newest session).
+
+    Exit 3 when the report is partial: gsup died or is still running."""
+    _guard(lambda: _report(session_id, as_json))
+
+
+def _report(session_id: Optional[str], as_json: bool) -> None:
+    from supervisor import control
+
+    report = control.recover(session_id)
+    _print_report(report, as_json)
+    if report.incomplete:
+        fail("report incomplete: " + "; ".join(report.incomplete), ExitCode.INCOMPLETE)
+
+
+def _print_report(report: Report, as_json: bool) -> None:
+    if as_json:
+        import json
+
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        from rich.console import Console
+
+        from supervisor.render import render
+
+        Console(highlight=False).print(render(report))
 
 
 @main.command()

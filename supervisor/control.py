@@ -7,6 +7,7 @@ it), and every send re-checks the process's identity through a pidfd.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -37,7 +38,7 @@ class KillResult:
 def session_tree(session: sessions.Session) -> Tree:
     if session.root is None:
         raise GsupError(f"session {session.id} has not launched its program yet")
-    tree = Tree(session.gsup.pid, session.root.pid)
+    tree = Tree(session.gsup.pid, session.root.pid, session.guardian.pid if session.guardian else None)
     tree.snapshot()
     return tree
 
@@ -113,10 +114,44 @@ def rebuild(session: sessions.Session) -> Report:
     facts = report.RunFacts(
         command=session.command, session=session.id, started_wall=session.started, launched=session.launched,
         root_pid=session.root.pid if session.root else 0, gsup_pid=session.gsup.pid,
+        guardian_pid=session.guardian.pid if session.guardian else None,
         images=events.read_all(session.events_dir), seen=[],
         statuses=statuses, actions=sessions.read_actions(session), leftovers=[], finished=time.monotonic(),
     )
     return report.build(facts)
+
+
+def recover(session_id: str | None) -> Report:
+    """A session's report: the one its gsup saved, else rebuilt from its files.
+
+    A gsup that was killed, or is still running, saved none: the rebuilt
+    report is marked incomplete and says why, so nothing passes for whole.
+    """
+    from supervisor.model import Report
+
+    session = sessions.load(session_id) if session_id else _newest()
+    saved = session.dir / "report.json"
+    if session.finished:
+        try:
+            return Report.from_json(json.loads(saved.read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # not saved (or damaged): rebuild it below
+    built = rebuild(session)
+    if session.is_live():
+        built.incomplete.append(f"gsup (pid {session.gsup.pid}) is still running: the report so far")
+    elif not session.finished:
+        built.incomplete.append(f"gsup (pid {session.gsup.pid}) died before writing the report; "
+                                "rebuilt from the session's files")
+    else:
+        built.incomplete.append("report.json missing or damaged; rebuilt from the session's files")
+    return built
+
+
+def _newest() -> sessions.Session:
+    every = sessions.all_sessions()
+    if not every:
+        raise GsupError(f"no gsup session in {sessions.sessions_root()}")
+    return every[0]
 
 
 @dataclass

@@ -148,6 +148,7 @@ _BY = {
     "gsup received": " forwarded by gsup, which received it",
     "grace": " by gsup when the grace period ran out",
     "leftovers": " by gsup, which ended what was left running",
+    "guardian": " by gsup's guardian, because gsup itself had died",
 }
 
 

@@ -8,11 +8,13 @@ the experiment), and the probe through ``PYTHONPATH``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import signal
 import subprocess
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.errors import GsupError
@@ -109,19 +111,66 @@ def probe_env(base: dict[str, str], events_dir: Path, watch: Sequence[str] = (),
     return env
 
 
-def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool) -> int:
-    """Start ``argv`` in a new process group with default signal state; its pid.
+GUARDIAN = str(Path(__file__).resolve().with_name("guardian.py"))
+GUARDIAN_STATUS_FD = 3  # guardian.py's STATUS_FD; its program output pipes are 4 and 5
+
+
+@dataclass
+class Launched:
+    """A started program: its pid, and gsup's guardian in between (see guardian.py)."""
+
+    pid: int
+    guardian: int
+    statuses: int  # read end of the guardian's status pipe, non-blocking
+    output: tuple[int, int] | None  # read ends of the program's stdout and stderr, if piped
+
+
+def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_dir: Path,
+          launched: float, pipe_output: bool = False) -> Launched:
+    """Start the guardian, which starts ``argv`` in a new process group with
+    default signal state; returns once the program runs (or raises GsupError).
 
     ``posix_spawn`` rather than ``Popen``: gsup is the only reaper of its
     children, and a ``Popen`` object would try to reap its own.
     """
-    program = argv[0] if "/" in argv[0] else shutil.which(argv[0]) or argv[0]
-    catchable = set(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
-    actions = [(os.POSIX_SPAWN_DUP2, 2, 1)] if stdout_to_stderr else []
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    output = os.pipe2(os.O_CLOEXEC) if pipe_output else None
+    errors = os.pipe2(os.O_CLOEXEC) if pipe_output else None
+    actions = [(os.POSIX_SPAWN_DUP2, status_w, GUARDIAN_STATUS_FD)]
+    if output is not None and errors is not None:
+        actions += [(os.POSIX_SPAWN_DUP2, output[1], 4), (os.POSIX_SPAWN_DUP2, errors[1], 5)]
+    command = [sys.executable, "-I", "-S", GUARDIAN, str(os.getpid()), repr(launched), str(session_dir),
+               "1" if stdout_to_stderr else "0", "--", *argv]
     try:
-        return os.posix_spawn(
-            program, argv, env,
-            file_actions=actions, setpgroup=0, setsigdef=catchable, setsigmask=set(),
-        )
+        guardian = os.posix_spawn(sys.executable, command, env, file_actions=actions)
     except OSError as err:
-        raise GsupError(f"{argv[0]}: cannot start: {err.strerror}") from err
+        raise GsupError(f"cannot start gsup's guardian ({sys.executable}): {err.strerror}") from err
+    finally:
+        for fd in (status_w, *(output or ())[1:], *(errors or ())[1:]):
+            os.close(fd)
+    first = _first_record(status_r)
+    if "spawned" not in first:
+        os.close(status_r)
+        for fd in (*(output or ())[:1], *(errors or ())[:1]):
+            os.close(fd)
+        os.waitpid(guardian, 0)
+        raise GsupError(f"{argv[0]}: cannot start: {first.get('error', 'gsup guardian failed')}")
+    os.set_blocking(status_r, False)
+    piped = (output[0], errors[0]) if output is not None and errors is not None else None
+    return Launched(int(str(first["spawned"])), guardian, status_r, piped)
+
+
+def _first_record(fd: int) -> dict[str, object]:
+    """The guardian's first line: ``{"spawned": pid}`` or ``{"error": why}``.
+
+    Read a byte at a time: what follows it (the program may already have
+    ended) belongs to the runner's reader, so not a byte more is taken.
+    """
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            return {"error": "gsup's guardian ended before starting the program"}
+        data += chunk
+    record = json.loads(data)
+    return record if isinstance(record, dict) else {"error": "gsup's guardian said something unexpected"}

@@ -55,6 +55,11 @@ class RunFacts:
     finished: float
     incomplete: list[str] = field(default_factory=list)
     version: str = ""
+    guardian_pid: Optional[int] = None  # the launched process's parent, and the adopter of orphans
+
+    def adopted(self, ppid: Optional[int]) -> bool:
+        """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
+        return ppid is not None and ppid in (self.gsup_pid, self.guardian_pid)
 
 
 @dataclass
@@ -77,14 +82,14 @@ class _Proc:
         if self.spawned_by is not None:
             return self.spawned_by
         if self.pid == facts.root_pid:
-            return facts.gsup_pid
+            return facts.guardian_pid or facts.gsup_pid
         if self.images and self.images[0].start is not None:
             seen: Optional[int] = int(self.images[0].start["ppid"])
         elif self.seen is not None:
             seen = self.seen.ppid
         else:
             seen = self.ppid_hint
-        return None if seen == facts.gsup_pid else seen
+        return None if facts.adopted(seen) else seen
 
     @property
     def began(self) -> float:

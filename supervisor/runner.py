@@ -95,6 +95,8 @@ class Runner:
         self.received = _Signals()
         self.launched = 0.0
         self.root_pid = 0
+        self.guardian_pid: Optional[int] = None
+        self.from_guardian: Optional[_StatusPipe] = None
         self.tree: Optional[Tree] = None
         self.root_ended: Optional[float] = None
         self.deadline: Optional[float] = None  # grace end: then SIGKILL whatever is left
@@ -137,14 +139,19 @@ class Runner:
             self._restore_handlers(previous)
             os.close(wake_r)
             os.close(wake_w)
+            if self.from_guardian is not None:
+                self.from_guardian.close()
 
     def _launch(self) -> None:
         env = launch.probe_env(dict(os.environ), self.session.events_dir, self.options.watch,
                                self.options.watch_presets)
         self.launched = time.monotonic()
-        self.root_pid = launch.spawn(self.options.argv, env, self.options.json_stdout)
-        self.tree = Tree(os.getpid(), self.root_pid)
+        started = launch.spawn(self.options.argv, env, self.options.json_stdout, self.session.dir, self.launched)
+        self.root_pid, self.guardian_pid = started.pid, started.guardian
+        self.from_guardian = _StatusPipe(started.statuses)
+        self.tree = Tree(os.getpid(), self.root_pid, self.guardian_pid)
         self.session.root = signals.identity(self.root_pid) or Identity(self.root_pid, 0.0)
+        self.session.guardian = signals.identity(self.guardian_pid)
         self.session.pgid = self.root_pid
         self.session.launched = self.launched
         self.session.save()
@@ -153,11 +160,10 @@ class Runner:
         self._look(self.launched)
 
     def _loop(self, wake_r: int) -> None:
+        assert self.from_guardian is not None
         while True:
-            reaped, any_left = reaper.reap_ready()
+            any_left = self._collect()
             now = time.monotonic()
-            for status in reaped:
-                self._on_reaped(status, now)
             if not any_left:
                 return
             self._on_own_signals(now)
@@ -169,12 +175,34 @@ class Runner:
                 self._on_grace_over()
             self.display.tick(self)
             timeout = self._next_wakeup(now)
-            select.select([wake_r], [], [], timeout)
+            select.select([wake_r, self.from_guardian.fd], [], [], timeout)
             try:
                 while os.read(wake_r, 512):
                     pass
             except BlockingIOError:
                 pass
+
+    def _collect(self) -> bool:
+        """Take every wait status there is: the guardian's, then gsup's own
+        (the guardian itself, and orphans if the guardian died); whether any
+        process is left."""
+        reaped, any_left = reaper.reap_ready()
+        assert self.from_guardian is not None
+        statuses = self.from_guardian.read(until_end=not any_left)
+        for status in reaped:
+            if status.pid == self.guardian_pid:
+                self._on_guardian_end(status)
+            else:
+                statuses.append(status)
+        now = time.monotonic()
+        for status in statuses:
+            self._on_reaped(status, now)
+        return any_left
+
+    def _on_guardian_end(self, status: ExitStatus) -> None:
+        if status.code != 0:
+            how = f"exit {status.code}" if status.signal is None else signals.signal_name(status.signal)
+            self.display.note(f"gsup's guardian (pid {status.pid}) ended early ({how}): gsup reaps the rest itself")
 
     def _next_wakeup(self, now: float) -> float:
         times = [self.next_look]
@@ -344,11 +372,8 @@ class Runner:
     def _reap_after_failure(self) -> None:
         """After a failure, still collect the statuses of what was just killed."""
         deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            reaped, any_left = reaper.reap_ready()
-            for status in reaped:
-                self._on_reaped(status, time.monotonic())
-            if not any_left:
+        while time.monotonic() < deadline and self.from_guardian is not None:
+            if not self._collect():
                 return
             time.sleep(0.01)
 
@@ -366,7 +391,7 @@ class Runner:
         logged = sessions.read_actions(self.session)
         facts = report.RunFacts(
             command=self.options.argv, session=self.session.id, started_wall=self.session.started,
-            launched=self.launched, root_pid=self.root_pid, gsup_pid=os.getpid(),
+            launched=self.launched, root_pid=self.root_pid, gsup_pid=os.getpid(), guardian_pid=self.guardian_pid,
             images=events.read_all(self.session.events_dir),
             seen=list(self.tree.history.values()) if self.tree else [],
             statuses=self.statuses, actions=sorted(logged or self.actions, key=lambda a: a.at),
@@ -419,6 +444,42 @@ class Runner:
         signal.set_wakeup_fd(int(previous.pop(-1)))  # type: ignore[call-overload]
         for signum, handler in previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+class _StatusPipe:
+    """The guardian's wait statuses, one JSON line each (see guardian.py)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pending = b""
+        self.ended = False
+
+    def read(self, until_end: bool = False) -> list[ExitStatus]:
+        """What has arrived; ``until_end``: the guardian is gone, take the rest."""
+        while not self.ended:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                if not until_end:
+                    break
+                select.select([self.fd], [], [], 1.0)
+                continue
+            if not chunk:
+                self.ended = True
+            self.pending += chunk
+        *lines, self.pending = self.pending.split(b"\n")
+        return [status for status in map(_status, lines) if status is not None]
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _status(line: bytes) -> Optional[ExitStatus]:
+    try:
+        record = json.loads(line)
+        return ExitStatus(int(record["pid"]), record["code"], record["signal"], float(record["at"]))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _dir_size(path: os.PathLike[str] | str) -> int:

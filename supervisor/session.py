@@ -69,6 +69,7 @@ class Session:
     pgid: int | None = None
     finished: bool = False
     launched: float = 0.0  # CLOCK_MONOTONIC at launch (system-wide): "at" fields count from it
+    guardian: Identity | None = None  # between gsup and the program (guardian.py): never part of the tree
 
     @property
     def events_dir(self) -> Path:
@@ -94,6 +95,7 @@ class Session:
             "started": self.started,
             "launched": self.launched,
             "finished": self.finished,
+            "guardian": asdict(self.guardian) if self.guardian else None,
         }
         tmp = self.dir / f".session.json.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
@@ -189,12 +191,17 @@ def load(session_id: str) -> Session:
             pgid=int(state["pgid"]) if state["pgid"] is not None else None,
             finished=bool(state["finished"]),
             launched=float(state.get("launched", 0.0)),
+            guardian=_identity(state.get("guardian")),
         )
     except GsupError:
         raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise GsupError(f"malformed session file {path}: not written by this gsup") from None
     return session
+
+
+def _identity(record: Any) -> Identity | None:
+    return Identity(int(record["pid"]), float(record["create_time"])) if record else None
 
 
 def all_sessions() -> list[Session]:

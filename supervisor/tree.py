@@ -47,9 +47,10 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 class Tree:
     """Snapshots of gsup's descendants and the history of everything seen."""
 
-    def __init__(self, gsup_pid: int, root_pid: int) -> None:
+    def __init__(self, gsup_pid: int, root_pid: int, guardian_pid: int | None = None) -> None:
         self.gsup_pid = gsup_pid
         self.root_pid = root_pid
+        self.guardian_pid = guardian_pid  # gsup's own helper (guardian.py), below gsup but not of the tree
         self.history: dict[Identity, Seen] = {}
         self._procs: dict[Identity, psutil.Process] = {}
 
@@ -63,6 +64,8 @@ class Tree:
         new: list[Seen] = []
         current = set()
         for proc in live:
+            if proc.pid == self.guardian_pid:
+                continue
             try:
                 key = Identity(proc.pid, proc.create_time())
                 if key in self.history and proc.status() == psutil.STATUS_ZOMBIE:

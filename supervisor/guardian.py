@@ -1,0 +1,202 @@
+"""The guardian: the process between gsup and the program, so nothing outlives gsup.
+
+A SIGKILLed gsup runs no cleanup, and its orphans would re-parent to init and
+keep running, a ``setsid`` daemon included (process groups miss it).  So gsup
+does not start the program itself: it starts this small process, which
+
+* is the program's parent and a child subreaper, so every orphan of the tree
+  re-parents to it and stays findable through ``/proc/<pid>/task/*/children``;
+* reaps every process of the tree and sends each wait status to gsup down a
+  pipe, one JSON line per status;
+* has ``PR_SET_PDEATHSIG``, so the kernel tells it when gsup dies, however gsup
+  dies; then it stops every descendant, looks again until nothing new appears,
+  kills them all, logs what it did in the session, reaps them, and exits.
+
+It runs as ``python -I -S guardian.py``: the standard library only, no site,
+no probe, nothing of gsup imported, so it starts in a few milliseconds and is
+never part of the experiment.  It ignores the signals a terminal or a process
+manager sends to gsup's process group (INT, TERM, HUP, QUIT): gsup decides what
+the program gets.  It exits once the tree is empty.
+
+Command line: ``guardian.py GSUP_PID LAUNCHED SESSION_DIR STDOUT_TO_STDERR -- ARGV...``
+with the status pipe on fd 3, and optionally the program's stdout and stderr
+pipes on fds 4 and 5 (``--ready-output``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+import time
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+STATUS_FD, STDOUT_FD, STDERR_FD = 3, 4, 5
+CLD_EXITED = 1
+ON_GSUP_DEATH = signal.SIGUSR1
+
+
+class Guardian:
+    def __init__(self, gsup_pid: int, launched: float, session_dir: str) -> None:
+        self.gsup_pid = gsup_pid
+        self.launched = launched
+        self.session_dir = session_dir
+        self.orphaned = False  # gsup is gone: statuses go to the session's log instead
+
+    def prepare(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(signum, signal.SIG_IGN)
+        signal.signal(ON_GSUP_DEATH, self._on_gsup_death)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        libc.prctl(PR_SET_PDEATHSIG, int(ON_GSUP_DEATH), 0, 0, 0)
+        for fd in (STATUS_FD, STDOUT_FD, STDERR_FD):
+            try:
+                os.set_inheritable(fd, False)  # the program gets its own copies, not these
+            except OSError:
+                pass
+
+    def spawn(self, argv: list[str], stdout_to_stderr: bool) -> int:
+        actions = []
+        if _is_open(STDOUT_FD):
+            actions += [(os.POSIX_SPAWN_DUP2, STDOUT_FD, 1), (os.POSIX_SPAWN_DUP2, STDERR_FD, 2)]
+        elif stdout_to_stderr:
+            actions.append((os.POSIX_SPAWN_DUP2, 2, 1))
+        catchable = set(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+        program = argv[0]
+        if "/" not in program:
+            from shutil import which
+
+            program = which(program) or program
+        return os.posix_spawn(program, argv, os.environ, file_actions=actions, setpgroup=0,
+                              setsigdef=catchable, setsigmask=set())
+
+    def reap_until_empty(self) -> None:
+        while True:
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED)
+            except ChildProcessError:
+                return
+            if info is None:
+                continue
+            exited = info.si_code == CLD_EXITED
+            self.report({"pid": info.si_pid, "code": info.si_status if exited else None,
+                         "signal": None if exited else info.si_status, "at": time.monotonic()})
+
+    def report(self, record: dict[str, object]) -> None:
+        if not self.orphaned:
+            try:
+                os.write(STATUS_FD, (json.dumps(record) + "\n").encode())
+                return
+            except OSError:
+                self.orphaned = True  # gsup is gone even if the death signal has not come yet
+        record = dict(record, at=float(record["at"]) - self.launched)  # type: ignore[arg-type]
+        self._log("exits.jsonl", record)
+
+    def _on_gsup_death(self, signum: int, frame: object) -> None:
+        if os.getppid() == self.gsup_pid:
+            return  # someone else sent it: gsup is alive
+        self.orphaned = True
+        killed = end_descendants()
+        if killed:
+            self._log("actions.jsonl", {"signal": "SIGKILL", "signum": int(signal.SIGKILL), "target": "tree",
+                                        "pids": sorted(killed), "at": time.monotonic() - self.launched,
+                                        "by": "guardian"})
+
+    def _log(self, name: str, record: dict[str, object]) -> None:
+        try:
+            fd = os.open(os.path.join(self.session_dir, name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError:
+            return
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode())
+        finally:
+            os.close(fd)
+
+
+def end_descendants() -> list[int]:
+    """SIGSTOP every descendant until no new one appears, then SIGKILL them all.
+
+    Stopping first means a process forking in a loop cannot outrun the kill:
+    once everything seen is stopped, nothing can start anything new.
+    """
+    stopped: set[int] = set()
+    for _ in range(1000):
+        fresh = [pid for pid in descendants(os.getpid()) if pid not in stopped]
+        if not fresh:
+            break
+        for pid in fresh:
+            _send(pid, signal.SIGSTOP)
+            stopped.add(pid)
+    return [pid for pid in stopped if _send(pid, signal.SIGKILL)]
+
+
+def descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in _children(todo.pop()):
+            if child not in found:
+                found.append(child)
+                todo.append(child)
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as file:
+                out.extend(int(p) for p in file.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def _send(pid: int, signum: int) -> bool:
+    try:
+        os.kill(pid, signum)  # only our own descendants, which we do not reap before this
+        return True
+    except OSError:
+        return False
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def main(args: list[str]) -> int:
+    gsup_pid, launched, session_dir, to_stderr = int(args[0]), float(args[1]), args[2], args[3] == "1"
+    argv = args[args.index("--") + 1:]
+    guardian = Guardian(gsup_pid, launched, session_dir)
+    guardian.prepare()
+    if os.getppid() != gsup_pid:
+        return 1  # gsup died before the death signal was armed: start nothing
+    try:
+        pid = guardian.spawn(argv, to_stderr)
+    except OSError as err:
+        guardian.report({"error": err.strerror or str(err), "at": time.monotonic()})
+        return 1
+    for fd in (STDOUT_FD, STDERR_FD):
+        try:
+            os.close(fd)  # gsup must see end-of-file once the program's side is closed
+        except OSError:
+            pass
+    guardian.report({"spawned": pid, "at": time.monotonic()})
+    guardian.reap_until_empty()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

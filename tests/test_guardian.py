@@ -1,0 +1,156 @@
+"""Nothing outlives gsup: SIGKILL gsup itself, and its guardian ends the tree.
+
+The program below leaves behind the hardest cases together: a child that
+ignores SIGTERM, a double-forked ``setsid`` daemon (out of every process group
+gsup knows), and a grandchild forking in a loop.  Each writes its pid to a file;
+the test waits for all of them, SIGKILLs gsup, and then requires every one to
+be gone within 2 s (pidfds: no polling).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable
+
+import psutil
+import pytest
+
+from tests.conftest import PYTHON, Gsup, wait_until
+
+Program = Callable[..., Path]
+
+TREE = """
+    import os, signal, sys, time
+    pids = sys.argv[1]
+
+    def note(what):
+        with open(os.path.join(pids, f"{what}-{os.getpid()}"), "w"):
+            pass
+
+    def stubborn():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        note("stubborn")
+        while True:
+            time.sleep(60)
+
+    def daemon():
+        if os.fork():
+            os._exit(0)
+        os.setsid()
+        if os.fork():
+            os._exit(0)
+        note("daemon")
+        while True:
+            time.sleep(60)
+
+    def forker():
+        note("forker")
+        while True:
+            child = os.fork()
+            if child == 0:
+                time.sleep(0.05)
+                os._exit(0)
+            os.waitpid(child, 0)
+
+    for role in (stubborn, daemon, forker):
+        if os.fork() == 0:
+            role()
+    note("root")
+    while True:
+        time.sleep(60)
+"""
+
+NEEDED = ("root", "stubborn", "daemon", "forker")
+
+
+def _pids(directory: Path) -> dict[str, int]:
+    found = {}
+    for path in directory.iterdir():
+        what, _, pid = path.name.partition("-")
+        found[what] = int(pid)
+    return found
+
+
+def _gone_within(pids: list[int], seconds: float) -> list[int]:
+    """The pids still alive after ``seconds`` (each watched through a pidfd)."""
+    fds = {}
+    for pid in pids:
+        try:
+            fds[os.pidfd_open(pid)] = pid
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + seconds
+    try:
+        while fds:
+            ready, _, _ = select.select(list(fds), [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            for fd in ready:
+                del fds[fd]
+                os.close(fd)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return [pid for pid in fds.values() if psutil.pid_exists(pid) and
+            psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
+def _start_tree(gsup: Gsup, program: Program, tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    script = program(TREE)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    proc = gsup.start("run", "-q", "--python", PYTHON, str(script), str(pids))
+    found = wait_until(lambda: (lambda f: f if all(k in f for k in NEEDED) else None)(_pids(pids)),
+                       what="every process of the tree to start")
+    return proc, found
+
+
+def test_sigkilled_gsup_leaves_nothing_running(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    proc, found = _start_tree(gsup, program, tmp_path)
+    everyone = [p.pid for p in gsup.leftovers() if p.pid != proc.pid]
+    assert set(found.values()) <= set(everyone)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert _gone_within(everyone, 2.0) == []
+
+    # The report is still recoverable from the session's files, and says who killed them.
+    (session,) = [p.name for p in gsup.home.iterdir() if p.is_dir()]
+    rebuilt = gsup.run("report", session, "--json")
+    assert rebuilt.returncode == 3, rebuilt.stderr  # partial: gsup itself died
+    report = json.loads(rebuilt.stdout)
+    assert any("died" in why for why in report["incomplete"])
+    by_pid = {p["pid"]: p for p in report["processes"]}
+    assert by_pid[found["root"]]["end"]["signal"] == "SIGKILL"
+    assert any(a["by"] == "guardian" and found["daemon"] in a["pids"] for a in report["actions"])
+    assert "guardian" in by_pid[found["stubborn"]]["explanation"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_gsup_signalled_ends_the_tree_and_still_reports(gsup: Gsup, program: Program, tmp_path: Path,
+                                                          sig: signal.Signals) -> None:
+    script = program(TREE)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    proc = gsup.start("run", "--json", "-q", "--grace", "1s", "--python", PYTHON, str(script), str(pids))
+    found = wait_until(lambda: (lambda f: f if all(k in f for k in NEEDED) else None)(_pids(pids)),
+                       what="every process of the tree to start")
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=30)
+    report = json.loads(out)
+    assert _gone_within(list(found.values()), 0.5) == []
+    assert report["complete"], report["incomplete"]
+    assert report["actions"][0]["signal"] == sig.name and report["actions"][0]["target"] == "group"
+    by_pid = {p["pid"]: p for p in report["processes"]}
+    # The daemon left the group and the stubborn child ignored the signal: both
+    # outlived the root by the grace period, and are reported as such.
+    for survivor in ("daemon", "stubborn") if sig == signal.SIGTERM else ("daemon",):
+        end = by_pid[found[survivor]]["end"]
+        assert (end["how"], end["then"]["signal"]) == ("left-running", "SIGKILL"), end
+        assert found[survivor] in report["leftovers"]
+    assert by_pid[found["root"]]["end"]["signal"] == sig.name
