@@ -233,6 +233,18 @@ def test_broken_reports_do_not_validate(gsup: Gsup, program: Program) -> None:
     assert schema_errors(_broken(report, lambda r: r.pop("processes"))) == ["/: 'processes' is a required property"]
 
 
+def test_a_real_matrix(gsup: Gsup, program: Program) -> None:
+    script = program("import time\ntime.sleep(60)\n")
+    result = gsup.run("matrix", "--json", "-q", "--python", PYTHON, "--signals", "TERM", "--targets", "parent,docker",
+                      str(script))
+    assert result.returncode == 0, result.stderr
+    matrix = json.loads(result.stdout)
+    assert schema_errors(matrix) == []
+    assert closed_errors(matrix, "matrix") == [], "a field the schema does not describe"
+    assert [s["stop"] for s in matrix["scenarios"]] == [None, "docker"]
+    assert len(matrix["runs"]) == len(matrix["scenarios"])
+
+
 def test_matrix_runs_are_reports(gsup: Gsup, program: Program) -> None:
     """A matrix wraps real reports; its $ref reaches report-1.json, so a broken run breaks the matrix."""
     report = gsup.report(str(program("pass\n")))
