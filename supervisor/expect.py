@@ -229,11 +229,13 @@ def _ending(end: End) -> str:
 
 def _entries(images: list[Process]) -> list[Handler]:
     """Handlers and watched calls of every image of one process."""
-    return [h for proc in images for h in [*proc.handlers, *getattr(proc, "watched", [])]]
+    return [h for proc in images for h in [*proc.handlers, *proc.watched]]
 
 
 def _began(handlers: list[Handler]) -> list[Handler]:
-    return sorted((h for h in handlers if h.status in (RAN, RAISED, INTERRUPTED)), key=lambda h: h.order or 0)
+    """Those that began: exit handlers in the order they began, then watched calls in theirs."""
+    began = (h for h in handlers if h.status in (RAN, RAISED, INTERRUPTED))
+    return sorted(began, key=lambda h: (h.kind == "watched", h.order or 0))
 
 
 def _summary(images: list[Process], note: str = "") -> str:

@@ -215,10 +215,11 @@ def test_interrupted_handler_began_so_it_is_not_not_run() -> None:
 
 
 def test_watched_calls_match_like_handlers() -> None:
-    proc = process(1, "parent", End(EXITED, code=0), [handler("flush", order=1)])
-    proc.__dict__["watched"] = [handler("Server.stop", RAN, kind="watched", module="app.server"),
-                                handler("Server.stop", INTERRUPTED, kind="watched", module="app.server")]
-    report = report_of(proc)
+    calls = [handler("Server.stop", RAN, 1, kind="watched", module="app.server"),
+             handler("Server.stop", INTERRUPTED, 2, kind="watched", module="app.server")]
+    report = report_of(process(1, "parent", End(EXITED, code=0), [handler("flush", order=1)], watched=calls))
+    assert check("parent: flush ran", report).observed == (
+        "parent (pid 1) exited 0; flush ran; ran: flush, app.server.Server.stop")
     assert check("parent: Server.stop ran", report).ok
     assert check("parent: app.server.Server.stop ran", report).ok
     assert not check("parent: Server.stop not run", report).ok
@@ -441,6 +442,27 @@ def test_rich_view_lists_the_expectations(gsup: Gsup, program: Program) -> None:
     tail = result.stdout[result.stdout.index("\nexpectations\n") + 1:].splitlines()
     assert tail[:4] == ["expectations", "  ✓ parent: shutdown ran", "  ✗ parent: shutdown not run",
                         "      expected: parent did not run shutdown"]
+
+
+def test_watched_function_in_a_real_run(gsup: Gsup, program: Program) -> None:
+    program("def stop():\n    pass\n", name="service.py")
+    script = program("""
+        import signal, sys, time
+        import service
+
+        def on_term(signum, frame):
+            service.stop()
+            sys.exit(0)
+
+        signal.signal(signal.SIGTERM, on_term)
+        time.sleep(60)
+    """)
+    result = gsup.run("run", "--json", "--signal", "TERM", "--python", PYTHON, "--watch", "service:stop",
+                      "--expect", "parent: stop ran", "--expect", "parent: service.stop ran", str(script))
+    assert result.returncode == ExitCode.OK, result.stderr
+    pid = role(result.report, "parent")["pid"]
+    assert [e["observed"] for e in result.report["expectations"]] == [
+        f"parent (pid {pid}) exited 0; service.stop ran; ran: service.stop"] * 2
 
 
 @pytest.mark.slow
