@@ -35,7 +35,7 @@ from supervisor.errors import ExitCode, GsupError
 from supervisor.model import Report
 
 if TYPE_CHECKING:
-    from supervisor.matrix import MatrixReport
+    from supervisor.scenarios import MatrixReport
 
 Duration = Union[float, str]  # seconds, or what the command line takes: "3s", "500ms"
 SignalLike = Union[str, int, Signals]
@@ -114,7 +114,7 @@ class Gsup:
         """``gsup matrix``: every signal of ``signals`` (default TERM, INT, KILL) to every
         target of ``targets`` (default parent, child; a stop preset is a scenario of its
         own), each in a fresh tree, ``jobs`` at a time.  Raises as :meth:`run` does."""
-        from supervisor.matrix import MatrixReport
+        from supervisor.scenarios import MatrixReport
 
         flags = _flags({"--signals": _joined(signals), "--targets": _joined(targets), "--jobs": jobs,
                         "--after": after, "--grace": grace, "--kill-after": kill_after, "--settle": settle,

@@ -9,6 +9,10 @@ Each run's stdout (its report) and stderr (the program's output, under
 ``--json``) go to files in a private directory, so the terminal only shows
 progress and the table.
 
+The module is not called ``matrix``: ``supervisor.matrix`` is the API function
+(``from supervisor import matrix``), and a submodule of that name would
+replace it as soon as it was imported.
+
 Format history: ``gsup.matrix/1`` — first version (schema:
 ``supervisor/schemas/matrix-1.json``).
 """

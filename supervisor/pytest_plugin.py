@@ -1,0 +1,63 @@
+"""The ``gsup`` pytest fixture: the Python API, one private session home per test.
+
+    def test_child_cleans_up(gsup):
+        report = gsup.run("app.py", signal="TERM", target="child")
+        assert "close_db" in report.role("child").fired
+
+Installed with gsup (entry point ``pytest11``), so every test suite of an
+environment that has gsup can use it.  This module is imported by every pytest
+start-up of that environment: it imports nothing of gsup until a test asks for
+the fixture.
+
+At teardown, even after a failure, a timeout or Ctrl-C, every gsup the test
+started is ended (as ``api.end_gsup`` does: gsup ends its tree and reports),
+then any process still carrying the test's session home is killed, so a
+test never leaves a server behind to hold the next test's port.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from supervisor.api import Gsup
+
+
+@pytest.fixture
+def gsup(tmp_path: Path) -> Iterator[Gsup]:
+    """gsup's API (``run``, ``matrix``) with its sessions under this test's ``tmp_path``."""
+    from supervisor.api import Gsup
+
+    home = tmp_path / "gsup-home"
+    bound = Gsup(env={"GSUP_HOME": str(home)})
+    try:
+        yield bound
+    finally:
+        bound.close()
+        _kill_leftovers(home)
+
+
+def _kill_leftovers(home: Path) -> None:
+    """Kill what still runs with this home in its environment: gsup, its guardian
+    or the program (when gsup itself had to be SIGKILLed, its tree may outlive it)."""
+    import psutil
+
+    marker = str(home)
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            environ = proc.environ()
+        except psutil.Error:
+            continue
+        if environ.get("GSUP_HOME") == marker:
+            found.append(proc)
+    for proc in found:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(found, timeout=5)
