@@ -234,6 +234,22 @@ class ExpectationResult:
 
 
 @dataclass
+class Ready:
+    """A ``--ready-*`` condition: whether it came, and when (seconds since launch)."""
+
+    condition: str
+    ok: bool
+    after: Optional[float] = None
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Ready:
+        return cls(condition=str(record["condition"]), ok=bool(record["ok"]), after=_opt_float(record.get("after")))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"condition": self.condition, "ok": self.ok, "after": _round(self.after)}
+
+
+@dataclass
 class Report:
     """Everything one run established, ready to print or serialise."""
 
@@ -247,6 +263,8 @@ class Report:
     incomplete: list[str] = field(default_factory=list)
     version: str = ""
     expectations: list[ExpectationResult] = field(default_factory=list)  # --expect, in the order given
+    ready: Optional[Ready] = None  # --ready-*, if asked for
+    stop: Optional[str] = None  # the --stop preset replayed, if any
 
     def roles(self, role: str) -> list[Process]:
         """Every process (image) with that role, in start order."""
@@ -290,6 +308,8 @@ class Report:
             leftovers=[int(p) for p in document["leftovers"]],
             incomplete=[str(m) for m in document.get("incomplete", [])], version=str(document.get("gsup", "")),
             expectations=[ExpectationResult.from_json(e) for e in document.get("expectations", [])],
+            ready=Ready.from_json(document["ready"]) if document.get("ready") else None,
+            stop=_opt_str(document.get("stop")),
         )
 
     @property
@@ -311,6 +331,8 @@ class Report:
             "processes": [p.to_json() for p in self.processes],
             "leftovers": self.leftovers,
             "expectations": [e.to_json() for e in self.expectations],
+            "ready": self.ready.to_json() if self.ready is not None else None,
+            "stop": self.stop,
         }
 
 

@@ -29,6 +29,7 @@ from supervisor.model import (
     End,
     Handler,
     Process,
+    Ready,
     Report,
     SignalHandler,
 )
@@ -56,6 +57,8 @@ class RunFacts:
     incomplete: list[str] = field(default_factory=list)
     version: str = ""
     guardian_pid: Optional[int] = None  # the launched process's parent, and the adopter of orphans
+    ready: Optional[Ready] = None
+    stop: Optional[str] = None
 
     def adopted(self, ppid: Optional[int]) -> bool:
         """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
@@ -111,6 +114,7 @@ def build(facts: RunFacts) -> Report:
         command=facts.command, session=facts.session, started=facts.started_wall,
         duration=facts.finished - facts.launched, processes=processes, actions=facts.actions,
         leftovers=sorted(leftovers), incomplete=list(facts.incomplete), version=facts.version,
+        ready=facts.ready, stop=facts.stop,
     )
 
 

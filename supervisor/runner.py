@@ -20,9 +20,10 @@ from typing import Optional, Protocol
 
 from supervisor import __version__, events, launch, reaper, report, signals, stops
 from supervisor import session as sessions
-from supervisor.errors import GsupError
-from supervisor.model import Action, Report
+from supervisor.errors import ExitCode, GsupError
+from supervisor.model import Action, Ready, Report
 from supervisor.options import Target
+from supervisor.readiness import OutputPipe, Readiness
 from supervisor.reaper import ExitStatus
 from supervisor.signals import Identity
 from supervisor.tree import Seen, Tree, deliver, describe_live, resolve_target
@@ -97,6 +98,9 @@ class Runner:
         self.root_pid = 0
         self.guardian_pid: Optional[int] = None
         self.from_guardian: Optional[_StatusPipe] = None
+        self.readiness = Readiness(options.ready_port, options.ready_output, options.ready_file)
+        self.ready_at: Optional[float] = None
+        self.outputs: list[OutputPipe] = []
         self.tree: Optional[Tree] = None
         self.root_ended: Optional[float] = None
         self.deadline: Optional[float] = None  # grace end: then SIGKILL whatever is left
@@ -141,12 +145,19 @@ class Runner:
             os.close(wake_w)
             if self.from_guardian is not None:
                 self.from_guardian.close()
+            for output in self.outputs:
+                output.close()
 
     def _launch(self) -> None:
         env = launch.probe_env(dict(os.environ), self.session.events_dir, self.options.watch,
                                self.options.watch_presets)
         self.launched = time.monotonic()
-        started = launch.spawn(self.options.argv, env, self.options.json_stdout, self.session.dir, self.launched)
+        started = launch.spawn(self.options.argv, env, self.options.json_stdout, self.session.dir, self.launched,
+                               pipe_output=self.readiness.pattern is not None)
+        if started.output is not None:
+            out, err = started.output
+            self.outputs = [OutputPipe(out, 2 if self.options.json_stdout else 1, self.readiness),
+                            OutputPipe(err, 2, self.readiness)]
         self.root_pid, self.guardian_pid = started.pid, started.guardian
         self.from_guardian = _StatusPipe(started.statuses)
         self.tree = Tree(os.getpid(), self.root_pid, self.guardian_pid)
@@ -169,13 +180,18 @@ class Runner:
             self._on_own_signals(now)
             if now >= self.next_look:
                 self._look(now)
-            if self.pending_shot:
+            if self.waiting_ready:
+                self._check_ready(now)
+            if self.pending_shot and not self.waiting_ready:
                 self._maybe_shoot(now)
             if self.deadline is not None and now >= self.deadline:
                 self._on_grace_over()
             self.display.tick(self)
             timeout = self._next_wakeup(now)
-            select.select([wake_r, self.from_guardian.fd], [], [], timeout)
+            streams = [o.fd for o in self.outputs if not o.ended]
+            select.select([wake_r, self.from_guardian.fd, *streams], [], [], timeout)
+            for output in self.outputs:
+                output.pump()
             try:
                 while os.read(wake_r, 512):
                     pass
@@ -189,6 +205,9 @@ class Runner:
         reaped, any_left = reaper.reap_ready()
         assert self.from_guardian is not None
         statuses = self.from_guardian.read(until_end=not any_left)
+        if not any_left:
+            for output in self.outputs:
+                output.pump(until_end=True)
         for status in reaped:
             if status.pid == self.guardian_pid:
                 self._on_guardian_end(status)
@@ -204,8 +223,26 @@ class Runner:
             how = f"exit {status.code}" if status.signal is None else signals.signal_name(status.signal)
             self.display.note(f"gsup's guardian (pid {status.pid}) ended early ({how}): gsup reaps the rest itself")
 
+    @property
+    def waiting_ready(self) -> bool:
+        return self.readiness.wanted and self.ready_at is None and self.not_ready is None
+
+    def _check_ready(self, now: float) -> None:
+        assert self.tree is not None
+        if self.readiness.holds([p.pid for p in self.tree.live()]):
+            self.ready_at = now
+            self.display.note(f"ready after {now - self.launched:.2f}s: {self.readiness.describe()}")
+        elif now >= self.launched + self.options.ready_timeout:
+            everyone = describe_live(self.tree.live(), self.tree)
+            self.not_ready = GsupError(
+                f"not ready after {self.options.ready_timeout:g}s (--ready-timeout): no "
+                f"{self.readiness.describe()}; the tree was: {everyone}", ExitCode.NOT_READY)
+            self._kill_everything("never ready")
+
     def _next_wakeup(self, now: float) -> float:
         times = [self.next_look]
+        if self.waiting_ready:
+            times.append(self.launched + self.options.ready_timeout)
         if self.deadline is not None:
             times.append(self.deadline)
         return max(0.0, min(times) - now)
@@ -221,6 +258,8 @@ class Runner:
         self.next_look = now
         if status.pid == self.root_pid and self.root_ended is None:
             self.root_ended = now
+            if self.stop is not None and self.stop.ends_with_root:
+                self._end_container()
             if self.deadline is None:
                 self.deadline = now + self.grace
 
@@ -235,7 +274,7 @@ class Runner:
             self.events_size, self.last_change = size, now
         if self.pending_shot and self.tree.busy():
             self.last_change = now
-        busy = self.pending_shot or now - self.last_change < QUIET_AFTER
+        busy = self.pending_shot or self.waiting_ready or now - self.last_change < QUIET_AFTER
         self.next_look = now + (FAST_LOOK if busy else SLOW_LOOK)
 
     def _maybe_shoot(self, now: float) -> None:
@@ -244,13 +283,14 @@ class Runner:
         if options.after is not None and now < self.launched + options.after:
             return
         quiet_for = now - self.last_change
+        settle = 0.0 if self.ready_at is not None else options.settle
         if not self._target_exists(options.target):
-            patience = options.settle if options.target.kind == "pid" else max(options.settle, TARGET_PATIENCE)
+            patience = settle if options.target.kind == "pid" else max(settle, TARGET_PATIENCE)
             if quiet_for < patience:
                 return  # not yet: it may still appear
             # Quiet that long without it: fall through, so that send() says
             # what is there instead of waiting forever.
-        elif options.after is None and quiet_for < options.settle:
+        elif options.after is None and quiet_for < settle:
             return
         self.pending_shot = False
         try:
@@ -283,7 +323,10 @@ class Runner:
         self.tree.snapshot()
         if not self.tree.live():
             return
-        if self.root_ended is not None:
+        if self.root_ended is not None and self.stop is not None and self.stop.waits_for_tree:
+            self.display.note(f"{self.stop.name}: {self.grace:g}s over, SIGKILL to what is left")
+            self._kill("tree", by=self.shooter)
+        elif self.root_ended is not None:
             killed = self._kill("tree", by="leftovers")
             self.leftovers = sorted({p.pid for p in killed} | set(self.leftovers))
             self.display.note(f"left running after the grace period: {', '.join(map(str, self.leftovers))}")
@@ -306,12 +349,22 @@ class Runner:
         return self._record(signum, str(target), sorted(p.pid for p in reached), by,
                             group=self.root_pid if target.kind == "group" else None)
 
+    def _end_container(self) -> None:
+        """The main process of a container ended: the kernel kills the rest at once."""
+        assert self.tree is not None and self.stop is not None
+        self.pending_shot = False
+        self.tree.snapshot()
+        if self.tree.live():
+            self.display.note(f"{self.stop.name}: the main process ended, SIGKILL to the rest of the container")
+            self._kill("tree", by=self.shooter)
+
     def _send_also(self, signum: signal.Signals, first: Action) -> None:
         """The second signal of a pair (systemd's SIGCONT), to exactly who got the first."""
         assert self.tree is not None
         reached = [p.pid for p in self.tree.live() if p.pid in first.pids
                    and signals.send(p.identity, signum)]
-        self._record(signum, first.target, sorted(reached), first.by, group=first.group)
+        if reached:  # the first signal may already have ended them all
+            self._record(signum, first.target, sorted(reached), first.by, group=first.group)
 
     def _send_quietly(self, signum: signal.Signals, target: Target, by: str) -> None:
         try:
@@ -396,6 +449,7 @@ class Runner:
             seen=list(self.tree.history.values()) if self.tree else [],
             statuses=self.statuses, actions=sorted(logged or self.actions, key=lambda a: a.at),
             leftovers=self.leftovers, finished=finished, incomplete=self.incomplete, version=__version__,
+            ready=self._ready_result(), stop=self.options.stop,
         )
         built = report.build(facts)
         try:
@@ -403,6 +457,12 @@ class Runner:
         except OSError as err:
             built.incomplete.append(f"report.json not saved: {err.strerror}")
         return built
+
+    def _ready_result(self) -> Optional[Ready]:
+        if not self.readiness.wanted:
+            return None
+        after = self.ready_at - self.launched if self.ready_at is not None else None
+        return Ready(self.readiness.describe(), self.ready_at is not None, after)
 
     def _log(self, file: Path, record: dict[str, object]) -> None:
         """Append to a session log; a failure is noted in the report, never fatal."""

@@ -24,6 +24,12 @@ Each preset is what the named tool does when it stops a service, so that
   that left the group survives it: gsup reports it among the leftovers.
   https://www.gnu.org/software/coreutils/manual/html_node/timeout-invocation.html
 
+In a container (docker, k8s) the main process is PID 1 of a PID namespace:
+when it ends, the kernel SIGKILLs every other process in it at once, so gsup
+does the same the moment the launched process ends.  systemd keeps the
+timeout running for what outlives the main process; coreutils' ``timeout``
+waits only for its command, so what outlives it is left running.
+
 "the root"/"the main process" is the process gsup launched; "every process"
 is the whole tree gsup tracks, the nearest thing to a container or cgroup.
 """
@@ -48,14 +54,16 @@ class Stop:
     grace: float
     kill: Optional[Target]  # None: the environment never escalates; gsup's grace kill is its own
     also: Optional[Signals] = None  # sent right after ``signal`` to the same processes
+    ends_with_root: bool = False  # a container: when its main process ends, the kernel kills the rest
+    waits_for_tree: bool = False  # a cgroup: the timeout still applies to what outlives the main process
 
 
 PRESETS = {
-    "docker": Stop("docker", SIGTERM, Target("parent"), 10.0, Target("tree")),
-    "k8s": Stop("k8s", SIGTERM, Target("parent"), 30.0, Target("tree")),
-    "systemd": Stop("systemd", SIGTERM, Target("tree"), 90.0, Target("tree"), also=SIGCONT),
+    "docker": Stop("docker", SIGTERM, Target("parent"), 10.0, Target("tree"), ends_with_root=True),
+    "k8s": Stop("k8s", SIGTERM, Target("parent"), 30.0, Target("tree"), ends_with_root=True),
+    "systemd": Stop("systemd", SIGTERM, Target("tree"), 90.0, Target("tree"), also=SIGCONT, waits_for_tree=True),
     "systemd-mixed": Stop("systemd-mixed", SIGTERM, Target("parent"), 90.0, Target("tree"),
-                          also=SIGCONT),
+                          also=SIGCONT, waits_for_tree=True),
     "ctrl-c": Stop("ctrl-c", SIGINT, Target("group"), 10.0, None),
     "timeout": Stop("timeout", SIGTERM, Target("group"), 10.0, Target("group")),
 }

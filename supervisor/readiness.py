@@ -1,0 +1,157 @@
+"""``--ready-port``, ``--ready-output``, ``--ready-file``: when is the program ready?
+
+A fixed ``--after`` either waits too long or fires during start-up on a slow
+machine; "the tree has settled" cannot tell a server that is listening from one
+still importing.  These conditions say what ready means for this program.
+
+Ports are read from ``/proc/net/tcp{,6}`` (a listening socket's inode) and
+matched against the tree's open file descriptors, so a port that some other
+program on the machine listens on does not count.  Output is matched line by
+line while it passes through unchanged (see :class:`OutputPipe`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+_LISTEN = "0A"  # TCP state in /proc/net/tcp
+MAX_LINE = 65536  # a longer line is matched in pieces of this size
+
+
+@dataclass
+class Readiness:
+    """The conditions asked for; ready once every one of them holds."""
+
+    port: Optional[int] = None
+    pattern: Optional[str] = None
+    file: Optional[Path] = None
+    output_seen: bool = False  # set by OutputPipe when ``pattern`` matched
+
+    @property
+    def wanted(self) -> bool:
+        return self.port is not None or self.pattern is not None or self.file is not None
+
+    def describe(self) -> str:
+        parts = []
+        if self.port is not None:
+            parts.append(f"port {self.port} listening")
+        if self.pattern is not None:
+            parts.append(f"output matching {self.pattern!r}")
+        if self.file is not None:
+            parts.append(f"file {self.file}")
+        return " and ".join(parts)
+
+    def holds(self, pids: list[int]) -> bool:
+        if self.pattern is not None and not self.output_seen:
+            return False
+        if self.file is not None and not self.file.exists():
+            return False
+        return self.port is None or listening(self.port, pids)
+
+
+def listening(port: int, pids: list[int]) -> bool:
+    """Does one of ``pids`` hold a TCP socket listening on ``port`` (IPv4 or IPv6)?"""
+    inodes = _listening_inodes(port)
+    if not inodes:
+        return False
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def _listening_inodes(port: int) -> set[str]:
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == _LISTEN and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                found.add(fields[9])
+    return found
+
+
+@dataclass
+class OutputPipe:
+    """One of the program's output streams, passed through byte for byte.
+
+    Everything read is written on at once, before any matching, so the output
+    keeps its order and nothing waits on a line end; the program never blocks
+    on a full pipe because gsup reads whenever it is readable.
+    """
+
+    fd: int
+    destination: int
+    readiness: Readiness
+    pending: bytes = b""
+    ended: bool = False
+    pattern: Optional[re.Pattern[bytes]] = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        os.set_blocking(self.fd, False)
+        if self.readiness.pattern is not None:
+            self.pattern = re.compile(self.readiness.pattern.encode())
+
+    def pump(self, until_end: bool = False) -> None:
+        """Pass on what is there; ``until_end``: every writer is gone, take all."""
+        while not self.ended:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                if not until_end:
+                    return
+                chunk = b""  # nothing more can come: every writer is gone
+            if not chunk:
+                self.ended = True
+                self._match(self.pending, final=True)
+                os.close(self.fd)
+                return
+            _write_all(self.destination, chunk)
+            self._match(chunk)
+
+    def _match(self, chunk: bytes, final: bool = False) -> None:
+        if self.pattern is None or self.readiness.output_seen:
+            return
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        if final or len(self.pending) > MAX_LINE:
+            lines.append(self.pending)
+            self.pending = b""
+        if any(self.pattern.search(line) for line in (*lines, self.pending)):  # a prompt may lack its "\n"
+            self.readiness.output_seen = True
+            self.pending = b""
+
+    def close(self) -> None:
+        if not self.ended:
+            self.ended = True
+            os.close(self.fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            import select
+
+            select.select([], [fd], [])
+            continue
+        except OSError:
+            return  # gsup's own output is gone (a closed pipe): the program must not stall for it
+        view = view[written:]
