@@ -70,6 +70,9 @@ class Gsup:
         self.cwd = cwd
         self.running: set[subprocess.Popen[bytes]] = set()
 
+    def __repr__(self) -> str:
+        return f"Gsup(env={self.env!r}, cwd={self.cwd!r})"
+
     def run(self, script: Optional[PathLike] = None, *args: str, module: Optional[str] = None,
             command: Union[Sequence[str], str, None] = None, signal: Optional[SignalLike] = None,
             target: Optional[str] = None, stop: Optional[str] = None, after: Optional[Duration] = None,
@@ -85,9 +88,11 @@ class Gsup:
 
         ``python`` defaults to this interpreter; ``env`` is added to the environment.
         Returns the report even when an expectation failed (``report.ok`` is False) or
-        it is incomplete; raises :class:`RunError` on bad input (exit 2, with the report
-        if the program had started) or when no report came, :class:`RunTimeout` after
-        ``timeout`` seconds (gsup is ended, its report attached)."""
+        it is incomplete.  Raises :class:`RunError` when the experiment did not happen:
+        bad input, a signal that could not be sent (exit 2), a ``ready_*`` condition
+        that never came (exit 4), no report; the report is attached if the program
+        had started.  Raises :class:`RunTimeout` after ``timeout`` seconds (gsup is
+        ended, its report attached)."""
         flags = _flags({"--signal": _signal(signal), "--target": target, "--stop": stop, "--after": after,
                         "--grace": grace, "--kill-after": kill_after, "--settle": settle,
                         "--ready-port": ready_port, "--ready-output": ready_output, "--ready-file": ready_file,
@@ -192,7 +197,7 @@ def _check(code: Optional[int], output: str, has_document: bool, timed_out: Opti
     """Raise unless there is a result to return (see :meth:`Gsup.run`)."""
     if code is None:
         raise RunTimeout(f"gsup did not finish within {timed_out}s: it was ended", -1, output, report)
-    if code == ExitCode.USAGE or not has_document:
+    if code in (ExitCode.USAGE, ExitCode.NOT_READY) or not has_document:  # the experiment did not happen
         raise RunError(error_line(output) or f"gsup exited with code {code} and no report", code, output, report)
 
 

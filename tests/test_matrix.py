@@ -1,0 +1,156 @@
+"""``gsup matrix``: one real run per scenario, one table, one exit code.
+
+The forked program below makes every scenario end quickly and differently:
+the child blocks reading a pipe whose only writer is the parent, so it leaves
+(running its handler) as soon as the parent is gone, however that happened.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from tests.conftest import EXAMPLES, PYTHON, Gsup, free_port, own_fired, role
+
+Program = Callable[..., Path]
+
+FORKED = """
+    import atexit, os, sys
+
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(writer)
+
+        def child_cleanup():
+            pass
+
+        atexit.register(child_cleanup)
+        os.read(reader, 1)  # returns at EOF: once the parent has gone
+        sys.exit(0)
+    os.close(reader)
+
+    def parent_cleanup():
+        pass
+
+    atexit.register(parent_cleanup)
+    os.waitpid(pid, 0)
+"""
+FAST = ("--python", PYTHON, "--grace", "2s", "--settle", "200ms")
+SCENARIOS = ["SIGTERM→parent", "SIGTERM→child", "SIGINT→parent", "SIGINT→child", "SIGKILL→parent", "SIGKILL→child"]
+# scenario -> (parent's end, parent's handlers that ran, child's end, child's handlers that ran)
+OUTCOMES = {
+    "SIGTERM→parent": (("signaled", "SIGTERM"), [], ("exited", 0), ["child_cleanup"]),
+    "SIGTERM→child": (("exited", 0), ["parent_cleanup"], ("signaled", "SIGTERM"), []),
+    "SIGINT→parent": (("signaled", "SIGINT"), ["parent_cleanup"], ("exited", 0), ["child_cleanup"]),
+    "SIGINT→child": (("exited", 0), ["parent_cleanup"], ("signaled", "SIGINT"), ["child_cleanup"]),
+    "SIGKILL→parent": (("signaled", "SIGKILL"), [], ("exited", 0), ["child_cleanup"]),
+    "SIGKILL→child": (("exited", 0), ["parent_cleanup"], ("signaled", "SIGKILL"), []),
+}
+
+
+def ending(proc: dict[str, Any]) -> tuple[str, Any]:
+    end = proc["end"]
+    return end["how"], end["signal"] if end["how"] == "signaled" else end["code"]
+
+
+def test_default_matrix_of_a_forked_program(gsup: Gsup, program: Program) -> None:
+    script = program(FORKED)
+    result = gsup.run("matrix", "--json", *FAST, str(script))
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["schema"] == "gsup.matrix/1" and document["ok"] and document["complete"]
+    assert document["command"] == [PYTHON, str(script)]
+    assert [s["name"] for s in document["scenarios"]] == SCENARIOS
+    assert all(s["exit_code"] == 0 and s["ok"] and s["stop"] is None for s in document["scenarios"])
+    assert [(s["signal"], s["target"]) for s in document["scenarios"]][:2] == [("SIGTERM", "parent"),
+                                                                               ("SIGTERM", "child")]
+    for scenario, run in zip(document["scenarios"], document["runs"]):
+        parent, child = role(run, "parent"), role(run, "child")
+        assert (ending(parent), own_fired(parent), ending(child), own_fired(child)) == OUTCOMES[scenario["name"]]
+        assert run["actions"][0]["signal"] + "→" + run["actions"][0]["target"] == scenario["name"]
+    assert len({run["session"] for run in document["runs"]}) == 6  # a fresh tree each time
+    assert "gsup: SIGKILL→child: ok" in result.stderr  # not a terminal: one line per scenario
+
+
+def test_jobs_run_scenarios_side_by_side(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    """Each run spins (so gsup does not see a settled tree) until it sees the
+    other's marker file: both can only end by their signal if they ran at once."""
+    script = program(f"""
+        import os, signal, sys, time
+
+        open(os.path.join({str(tmp_path)!r}, f"running-{{os.getpid()}}"), "w").close()
+        deadline = time.monotonic() + 30
+        while len([n for n in os.listdir({str(tmp_path)!r}) if n.startswith("running-")]) < 2:
+            if time.monotonic() > deadline:
+                sys.exit(1)
+        signal.pause()
+    """)
+    result = gsup.run("matrix", "--json", "-q", "--jobs", "2", "--signals", "TERM,KILL", "--targets", "parent",
+                      *FAST, str(script))
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert [ending(role(run, "parent")) for run in document["runs"]] == [("signaled", "SIGTERM"),
+                                                                         ("signaled", "SIGKILL")]
+    assert result.stderr == ""  # -q
+
+
+def test_stop_preset_is_a_scenario_of_its_own(gsup: Gsup, program: Program) -> None:
+    script = program(FORKED)
+    result = gsup.run("matrix", "--json", "--signals", "KILL", "--targets", "child,ctrl-c", *FAST, str(script))
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert [(s["name"], s["signal"], s["target"], s["stop"]) for s in document["scenarios"]] == [
+        ("SIGKILL→child", "SIGKILL", "child", None), ("stop ctrl-c", "SIGINT", "group", "ctrl-c")]
+    group = document["runs"][1]
+    assert group["stop"] == "ctrl-c"
+    assert own_fired(role(group, "parent")) == ["parent_cleanup"]
+    assert own_fired(role(group, "child")) == ["child_cleanup"]
+
+
+@pytest.mark.slow
+def test_flask_matrix_without_leftovers_fails_on_kill_to_the_parent(gsup: Gsup) -> None:
+    """The seed's whole experiment in one command: only SIGKILL to the reloader's
+    parent orphans the serving child, which gsup then finds left running."""
+    result = gsup.run("matrix", "--python", PYTHON, "--grace", "2s", "--expect", "no leftovers",
+                      str(EXAMPLES / "flask_app.py"), env={"PORT": str(free_port()), "COLUMNS": "100"})
+    assert result.returncode == 1, result.stderr
+    table = result.stdout
+    for name in SCENARIOS:
+        assert name in table
+    assert "left running" in table and "exit 247" in table and "✓ shutdown3" in table and "✗ shutdown" in table
+    kill_parent = next(line for line in table.splitlines() if "SIGKILL→parent" in line)
+    assert "SIGKILL" in kill_parent.split("│")[2] and "left running" in kill_parent
+    assert "✗ no leftovers" in kill_parent
+    assert result.stderr.splitlines()[-1].startswith(
+        "gsup: error: 1 of 6 scenarios failed: SIGKILL→parent; each run's output is in ")
+    assert "gsup: SIGKILL→parent: no leftovers did not hold (left running" in result.stderr
+    logs = Path(result.stderr.splitlines()[-1].rsplit(" ", 1)[-1])
+    assert "Running on http://127.0.0.1" in (logs / "05-SIGKILL-parent.log").read_text()  # the program's output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--signals", "TERM,FOO"), "invalid signal 'FOO'"),
+    (("--signals", ""), "--signals is empty"),
+    (("--targets", "parent,pid:12"), "--targets pid:12: a pid belongs to one run"),
+    (("--targets", "parent,nobody"), "invalid target 'nobody' in --targets: use parent, child, group, tree or a stop"),
+    (("--jobs", "0"), "invalid --jobs 0"),
+    (("--kill-after", "1s"), "--kill-after goes with the timeout stop preset"),
+    (("--expect", "child: shutdown ran fast"), "--expect"),
+    (("--grace", "soon"), "invalid duration 'soon'"),
+])
+def test_bad_input_runs_nothing(gsup: Gsup, program: Program, args: tuple[str, ...], message: str) -> None:
+    script = program(FORKED)
+    result = gsup.run("matrix", *args, "--python", PYTHON, str(script))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("gsup: error: ") and message in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
+    assert not gsup.home.exists() or not any(gsup.home.iterdir())  # no session, no log directory
+
+
+def test_missing_program_is_bad_input(gsup: Gsup) -> None:
+    result = gsup.run("matrix", "--python", PYTHON, "missing.py")
+    assert (result.returncode, result.stderr) == (2, "gsup: error: missing.py: no such file\n")
