@@ -246,8 +246,9 @@ Every signal of --signals goes to every target of --targets, each scenario in a
 fresh tree; a stop preset in --targets (docker, k8s, systemd, ...) is one
 scenario of its own.  Scenarios run one at a time (servers bind fixed ports)
 unless --jobs says otherwise.  The options of gsup run apply to every run;
---expect must hold in each.  Exit 1 if an expectation failed, 3 if a report is
-incomplete, 2 for bad input.
+--expect must hold in each.  The program's output goes to one log file per
+scenario, named when a scenario fails.  Exits as gsup run would for the worst
+run: 2 (bad input: then nothing runs), 4, 3, then 1 (an expectation failed).
 """
 
 

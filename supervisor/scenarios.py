@@ -24,6 +24,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -248,11 +249,16 @@ class Progress:
 
 
 def execute(plan: Plan, log_dir: Path, progress: Progress) -> MatrixReport:
-    """Run every scenario of ``plan`` and gather the reports, in the plan's order."""
+    """Run every scenario of ``plan`` and gather the reports, in the plan's order.
+
+    SIGTERM (how ``api.end_gsup`` stops a matrix) interrupts like Ctrl-C, so the
+    running gsups are ended, and end their trees, before this process exits."""
     started, clock = time.time(), time.monotonic()
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         done = run_all(plan, log_dir, progress)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         progress.close()
     return MatrixReport(command=plan.command, started=started, duration=time.monotonic() - clock,
                         scenarios=[result for result, _ in done], runs=[report for _, report in done],
@@ -462,7 +468,7 @@ def _verdict(scenario: ScenarioResult, run: Report) -> Text:
         return Text("ok", style="green")
     lines = []
     for failed in (e for e in run.expectations if not e.ok):
-        lines += [Text(f"✗ {failed.text}", style="red"), Text(f"  {failed.observed}", style="dim")]
+        lines += [Text(f"✗ {failed.text}", style="red"), Text(failed.observed, style="dim")]
     lines += [Text(f"incomplete: {why}", style="red") for why in run.incomplete]
     if scenario.error:
         lines.append(Text(scenario.error, style="red"))

@@ -8,12 +8,13 @@ the child blocks reading a pipe whose only writer is the parent, so it leaves
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from tests.conftest import EXAMPLES, PYTHON, Gsup, free_port, own_fired, role
+from tests.conftest import EXAMPLES, PYTHON, Gsup, free_port, own_fired, role, wait_until
 
 Program = Callable[..., Path]
 
@@ -130,6 +131,25 @@ def test_flask_matrix_without_leftovers_fails_on_kill_to_the_parent(gsup: Gsup) 
     assert "gsup: SIGKILL→parent: no leftovers did not hold (left running" in result.stderr
     logs = Path(result.stderr.splitlines()[-1].rsplit(" ", 1)[-1])
     assert "Running on http://127.0.0.1" in (logs / "05-SIGKILL-parent.log").read_text()  # the program's output
+
+
+def test_sigterm_to_the_matrix_ends_the_running_scenario(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    """How the API stops a matrix: the running gsup is ended, and ends its tree."""
+    marker = tmp_path / "running"
+    script = program(f"""
+        import signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scenario's INT changes nothing: a 60 s grace
+        open({str(marker)!r}, "w").close()
+        signal.pause()
+    """)
+    matrix = gsup.start("matrix", "--signals", "INT", "--targets", "parent", "--grace", "60s", "--python", PYTHON,
+                        str(script))
+    wait_until(marker.exists, what="the scenario's program to run")
+    matrix.send_signal(signal.SIGTERM)
+    out, err = matrix.communicate(timeout=30)
+    assert matrix.returncode == 130, err
+    assert (out, err.splitlines()[-1]) == ("", "gsup: interrupted")
+    # and the harness checks that gsup run and its program have ended
 
 
 @pytest.mark.parametrize(("args", "message"), [
