@@ -36,11 +36,40 @@ class KillResult:
 
 
 def session_tree(session: sessions.Session) -> Tree:
+    """The live tree of a session, after checking its state names its own processes."""
     if session.root is None:
         raise GsupError(f"session {session.id} has not launched its program yet")
+    check_bound(session)
     tree = Tree(session.gsup.pid, session.root.pid, session.guardian.pid if session.guardian else None)
     tree.snapshot()
+    if signals.identity(session.root.pid) == session.root and session.root.pid not in {p.pid for p in tree.live()}:
+        raise GsupError(f"refusing session {session.id}: its state names pid {session.root.pid} as the program, "
+                        f"but that process is not below its gsup (pid {session.gsup.pid}): state tampered with?")
     return tree
+
+
+def check_bound(session: sessions.Session) -> None:
+    """Refuse a session.json whose pids are not this session's processes.
+
+    The file is private, but a pid and start time can be copied from any
+    process of ours; the guardian is the proof: a child of the named gsup
+    whose command line names this very session directory.
+    """
+    import psutil
+
+    guardian = session.guardian
+    problem = None
+    if guardian is None or signals.identity(guardian.pid) != guardian:
+        problem = "it names no running guardian"
+    else:
+        try:
+            proc = psutil.Process(guardian.pid)
+            if proc.ppid() != session.gsup.pid or str(session.dir.absolute()) not in proc.cmdline():
+                problem = f"pid {guardian.pid} is not the guardian of gsup pid {session.gsup.pid} for this session"
+        except psutil.Error:
+            problem = "its guardian ended"
+    if problem is not None:
+        raise GsupError(f"refusing session {session.id}: {problem}; session.json damaged or tampered with?")
 
 
 def kill(session_id: str | None, signum: signal.Signals, target: Target) -> KillResult:

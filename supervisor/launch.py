@@ -139,7 +139,7 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
     actions = [(os.POSIX_SPAWN_DUP2, status_w, GUARDIAN_STATUS_FD)]
     if output is not None and errors is not None:
         actions += [(os.POSIX_SPAWN_DUP2, output[1], 4), (os.POSIX_SPAWN_DUP2, errors[1], 5)]
-    command = [sys.executable, "-I", "-S", GUARDIAN, str(os.getpid()), repr(launched), str(session_dir),
+    command = [sys.executable, "-I", "-S", GUARDIAN, str(os.getpid()), repr(launched), str(session_dir.absolute()),
                "1" if stdout_to_stderr else "0", "--", *argv]
     try:
         guardian = os.posix_spawn(sys.executable, command, env, file_actions=actions)

@@ -141,7 +141,7 @@ def test_gsup_signalled_ends_the_tree_and_still_reports(gsup: Gsup, program: Pro
     found = wait_until(lambda: (lambda f: f if all(k in f for k in NEEDED) else None)(_pids(pids)),
                        what="every process of the tree to start")
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=30)
+    out, _ = proc.communicate(timeout=30)
     report = json.loads(out)
     assert _gone_within(list(found.values()), 0.5) == []
     assert report["complete"], report["incomplete"]
