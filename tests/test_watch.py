@@ -203,7 +203,8 @@ def test_choosing_presets(gsup: Gsup, program: Program, presets: list[str], modu
 
 def test_unknown_preset_is_bad_input(gsup: Gsup, program: Program) -> None:
     prog = program("print('never')\n")
-    for value, words in (("flask", "invalid --watch-preset 'flask'"), ("none,logging", "--watch-preset none turns every")):
+    for value, words in (("flask", "invalid --watch-preset 'flask'"),
+                         ("none,logging", "--watch-preset none turns every")):
         result = gsup.run("run", "--python", PYTHON, "--watch-preset", value, str(prog))
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith(f"gsup: error: {words}") and result.stderr.count("\n") == 1
@@ -221,6 +222,28 @@ def test_missing_attribute_is_reported_and_harmless(gsup: Gsup, program: Program
                             str(prog)), "parent")
     assert proc["watch_missing"] == ["mod:nope", "mod:Service.gone"]
     assert watched(proc) == [("plain", "ran")] and proc["end"]["code"] == 0
+
+
+def test_preset_paths_a_version_lacks_are_skipped_silently(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    """Starlette 1.0 dropped ``Router.shutdown``: the asgi preset must not call that missing."""
+    for package in ("uvicorn", "uvicorn/lifespan", "starlette"):
+        (tmp_path / package).mkdir()
+        program("", f"{package}/__init__.py")
+    program("""
+        class LifespanOn:
+            async def shutdown(self):
+                return None
+        """, "uvicorn/lifespan/on.py")
+    program("class Router:\n    pass\n", "starlette/routing.py")
+    prog = program("""
+        import asyncio
+        import starlette.routing
+        from uvicorn.lifespan.on import LifespanOn
+        asyncio.run(LifespanOn().shutdown())
+        """)
+    proc = role(gsup.report(str(prog)), "parent")
+    assert watched(proc, "uvicorn.lifespan.on") == [("LifespanOn.shutdown", "ran")]
+    assert "watch_missing" not in proc
 
 
 def test_preset_names_match_the_probe() -> None:

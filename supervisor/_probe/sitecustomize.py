@@ -664,7 +664,9 @@ def _patch_fork(rec, exits):
 
 # Built-in watch sets, as data: preset -> {module: ((attribute path, naming), ...)}.
 # An empty naming reports each call by its path; "hooks" and "finalize" report
-# the function the wrapped one hands out or runs (see _Watch.special).
+# the function the wrapped one hands out or runs (see _Watch.special).  A path
+# some version of the library lacks is skipped silently (Router.shutdown went in
+# Starlette 1.0); only a --watch the user typed is reported missing.
 WATCH_PRESETS = {
     "gunicorn": {"gunicorn.config": (("Config.__getattr__", "hooks"),)},
     "asgi": {
@@ -697,7 +699,7 @@ def _watch_table(environ):
     for spec in environ.get("GSUP_WATCH", "").split(","):
         module, _, path = spec.strip().partition(":")
         if module and path:
-            table.setdefault(module, []).append((path, ""))
+            table.setdefault(module, []).append((path, None))
     return table
 
 
@@ -755,12 +757,15 @@ class _Watch:
         return patch
 
     def install(self, module, path, naming):
+        """Wrap ``path`` in ``module``.  ``naming`` is a preset's (None: a --watch
+        the user typed, the only kind whose failure is reported: a preset's path
+        that this version of the library lacks is simply not watched)."""
         owner, name, raw = _lookup(module, path)
         modname = getattr(module, "__name__", "?")
         if raw is None:
             why = "no such attribute" if modname != "__main__" else \
-                "a script's own functions run before the probe could wrap them: move them to a module"
-            return self.missing(modname, path, why)
+                "the script (__main__) has run before anything could wrap it: move the function to a module"
+            return self.missing(naming, modname, path, why)
         if id(getattr(raw, "__func__", raw)) in _WRAPPED:
             return None  # watched twice (a preset and --watch): once is enough
         if naming:
@@ -771,11 +776,11 @@ class _Watch:
                 _js(path), _js(modname), _js(_where(_innermost(raw))), _js(watched))
             replacement = self.replacement(raw, isinstance(owner, type), desc)
         if replacement is None:
-            return self.missing(modname, path, "not a function or method the probe can wrap")
+            return self.missing(naming, modname, path, "not a function or method the probe can wrap")
         try:
             setattr(owner, name, replacement)
         except (AttributeError, TypeError) as exc:
-            self.missing(modname, path, "cannot be replaced: %s" % exc)
+            self.missing(naming, modname, path, "cannot be replaced: %s" % exc)
         return None
 
     def replacement(self, raw, in_class, desc):
@@ -888,8 +893,9 @@ class _Watch:
         self.rec.emit("watch.raise", ',"c":%d,"dur":%.6f,"exc":%s,"msg":%s' % (
             call[0], self.rec.monotonic() - call[1], _js(type(exc).__qualname__), _js(message)))
 
-    def missing(self, modname, path, why):
-        self.rec.emit("watch.missing", ',"module":%s,"qualname":%s,"why":%s' % (_js(modname), _js(path), _js(why)))
+    def missing(self, naming, modname, path, why):
+        if naming is None:
+            self.rec.emit("watch.missing", ',"module":%s,"qualname":%s,"why":%s' % (_js(modname), _js(path), _js(why)))
 
     def thread(self):
         """The calling thread's name, read without creating a thread object
