@@ -313,6 +313,12 @@ class Report:
         )
 
     @property
+    def unseen(self) -> dict[str, int]:
+        """What the probe could not watch, counted, so that a blind spot is never mistaken for "nothing ran"."""
+        return {"processes": sum(not p.instrumented for p in self.processes),
+                "handlers": sum(p.opaque_handlers for p in self.processes)}
+
+    @property
     def ok(self) -> bool:
         """Complete, and every ``--expect`` held: what CI wants to know in one bit."""
         return not self.incomplete and all(e.ok for e in self.expectations)
@@ -331,6 +337,7 @@ class Report:
             "processes": [p.to_json() for p in self.processes],
             "leftovers": self.leftovers,
             "expectations": [e.to_json() for e in self.expectations],
+            "unseen": self.unseen,
             "ready": self.ready.to_json() if self.ready is not None else None,
             "stop": self.stop,
         }

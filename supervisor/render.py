@@ -41,6 +41,10 @@ def render(report: Report) -> RenderableType:
         parts.append(Text(f"left running: {', '.join(map(str, report.leftovers))} (ended by gsup)", style="yellow"))
     else:
         parts.append(Text("nothing left running", style="dim"))
+    unseen = report.unseen
+    if unseen["processes"] or unseen["handlers"]:
+        parts.append(Text(f"not seen by the probe: {unseen['processes']} process(es) not instrumented, "
+                          f"{unseen['handlers']} handler(s) registered before it loaded", style="yellow"))
     for missing in report.incomplete:
         parts.append(Text(f"incomplete: {missing}", style="red"))
     if report.expectations:
@@ -67,6 +71,12 @@ def process_text(proc: Process) -> Text:
     if proc.handlers:
         text.append("\n")
         text.append_text(handlers_text(proc.handlers))
+    if proc.watched:
+        text.append("\nwatched:", style="dim")
+        text.append("\n")
+        text.append_text(handlers_text(proc.watched))
+    for missing in proc.watch_missing:
+        text.append(f"\nwatched {missing}: not found", style="dim")
     for sig in proc.signal_handlers:
         if sig.handler == "default_int_handler" and not sig.invoked:
             continue  # Python's own default: worth a line only when it fired
@@ -107,7 +117,7 @@ def handlers_text(handlers: list[Handler]) -> Text:
             label += f"  {handler.status}"
         elif handler.duration is not None and handler.duration >= 0.001:
             label += f"  {handler.duration * 1000:.0f} ms"
-        if handler.kind != "atexit":
+        if handler.kind not in ("atexit", "watched"):  # watched calls have a heading of their own
             label += f"  ({handler.kind})"
         lines.append(Text(label, style=style))
     return Text("\n").join(lines)

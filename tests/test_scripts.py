@@ -211,9 +211,11 @@ def test_isolated_python_child_is_reported_uninstrumented(gsup: Gsup, program: P
         import subprocess, sys
         subprocess.run([sys.executable, "-I", "-c", "import time; time.sleep(0.3)"])
     """)
-    child = role(gsup.report(str(script)), "child")
+    report = gsup.report(str(script))
+    child = role(report, "child")
     assert child["instrumented"] is False
     assert "-I" in child["uninstrumented_reason"]
+    assert report["unseen"] == {"processes": 1, "handlers": 0}  # counted at the top, never omitted
 
 
 def test_module_and_command_modes(gsup: Gsup, program: Program) -> None:
