@@ -1,0 +1,225 @@
+"""``make stress``: random programs, random signals, random timing; gsup must lose nothing and invent nothing.
+
+Each scenario (``plans.make``) is a generated program (``programs.source``)
+run under ``gsup run --json`` with its own ``GSUP_HOME``.  Afterwards:
+
+* leftovers: no process carrying this scenario's ``STRESS_SCENARIO`` is alive
+  (psutil over every process of the machine);
+* missing / invented: the report against the program's marker files
+  (``checks.compare``);
+* crashes: a gsup traceback, an unexplained exit code, JSON that does not parse.
+
+It ends with one summary line and exits non-zero if any count is not zero.
+Each discrepancy names its scenario, program and command;
+``--seed S --only N`` runs that scenario again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import checks
+import plans
+import programs
+
+SCRIPT = Path(__file__).resolve()
+BIN = Path(sys.executable).parent
+GSUP = BIN / "gsup"
+GRACE = "2s"
+TIMEOUT = 120.0  # a gsup that has not finished by then is hung: a crash
+CATEGORIES = ("leftover", "missing", "invented", "crash")
+
+
+@dataclass
+class Result:
+    """One scenario's outcome, ready to print."""
+
+    scenario: plans.Scenario
+    directory: Path
+    command: list[str]
+    findings: list[checks.Finding] = field(default_factory=list)
+    notes: list[checks.Finding] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, category: str) -> int:
+        return sum(1 for f in self.findings if f.category == category)
+
+
+def pythons(use_pyenv: bool) -> list[str]:
+    """The target interpreters: the venv's, and with ``--pythons`` pyenv's 3.9+."""
+    found = [str(BIN / "python")]
+    if use_pyenv:
+        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False).stdout.strip()
+        versions = Path(root, "versions")
+        for version in sorted(versions.iterdir()) if versions.is_dir() else []:
+            parts = version.name.split(".")
+            if parts[0] == "3" and parts[1].isdigit() and int(parts[1]) >= 9 and (version / "bin/python").exists():
+                found.append(str(version / "bin/python"))
+    return found
+
+
+def leftovers(scenario_id: str) -> list[psutil.Process]:
+    """Live (not zombie) processes that carry this scenario's environment."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("STRESS_SCENARIO") == scenario_id and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _no_core_dumps() -> None:
+    """SIGQUIT dumps core by default: not here (the limit is inherited by gsup and its tree)."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def run_one(scenario: plans.Scenario, base: Path, run_id: str) -> Result:
+    directory = base / f"{scenario.number:03d}"
+    shutil.rmtree(directory, ignore_errors=True)
+    markers = directory / "markers"
+    markers.mkdir(parents=True)
+    program = directory / "program.py"
+    program.write_text(programs.source(scenario, markers, directory / "program.log"))
+    command = [str(GSUP), "run", "--json", "-q", "--grace", GRACE, "--python", scenario.python,
+               "--signal", scenario.signal, "--target", scenario.target, *scenario.timing, str(program)]
+    scenario_id = f"{run_id}-{scenario.number}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GSUP_")}
+    env.update(GSUP_HOME=str(directory / "home"), STRESS_RUN=run_id, STRESS_SCENARIO=scenario_id, NO_COLOR="1")
+    result = Result(scenario, directory, command)
+    started = time.monotonic()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=directory, timeout=TIMEOUT,
+                              stdin=subprocess.DEVNULL, check=False)
+        code, stdout, stderr = done.returncode, done.stdout, done.stderr
+    except subprocess.TimeoutExpired as err:
+        code, stdout, stderr = -1, _text(err.stdout), _text(err.stderr)
+        result.findings.append(checks.Finding("crash", "hang", f"gsup still running after {TIMEOUT:g}s"))
+    result.seconds = time.monotonic() - started
+    _check_leftovers(result, scenario_id)
+    (directory / "gsup.stdout").write_text(stdout)
+    (directory / "gsup.stderr").write_text(stderr)
+    report, findings, reason = checks.judge_exit(code, stdout, stderr)
+    result.findings += findings
+    if reason:
+        result.notes.append(checks.Finding("note", f"exit 2 ({reason.strip(' :')}...)", _error_line(stderr)))
+    if report is not None:
+        outcome = checks.compare(scenario, report, markers)
+        result.findings += outcome.findings
+        result.notes += outcome.notes
+    return result
+
+
+def _error_line(stderr: str) -> str:
+    return next((line for line in stderr.splitlines() if line.startswith("gsup: error:")), "")
+
+
+def _text(data: bytes | str | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return data or ""
+
+
+def _check_leftovers(result: Result, scenario_id: str) -> None:
+    left = leftovers(scenario_id)
+    for proc in left:
+        try:
+            what = f"pid {proc.pid} {' '.join(proc.cmdline())[:120]}"
+            proc.kill()
+        except psutil.Error:
+            what = f"pid {proc.pid}"
+        result.findings.append(checks.Finding("leftover", "alive", f"{what} still running after gsup exited"))
+    psutil.wait_procs(left, timeout=5)
+
+
+def print_result(result: Result, seed: int, verbose: bool) -> None:
+    scenario = result.scenario
+    shown = result.findings + (result.notes if verbose else [])
+    if not shown:
+        return
+    print(f"stress: scenario {scenario.number} (seed {seed}): {len(result.findings)} discrepancies")
+    for finding in shown:
+        print(f"  {finding.category} [{finding.kind}] {finding.detail}")
+    print(f"  program: {result.directory / 'program.py'}")
+    print(f"  command: cd {result.directory} && GSUP_HOME=home {shlex.join(result.command)}")
+    print(f"  again:   {BIN / 'python'} {SCRIPT} --seed {seed} --only {scenario.number}")
+    sys.stdout.flush()
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--scenarios", type=int, default=200, help="how many scenarios (default 200)")
+    parser.add_argument("--jobs", type=int, default=2, help="scenarios run at once (default 2)")
+    parser.add_argument("--seed", type=int, default=None, help="the run's seed (default: random)")
+    parser.add_argument("--only", type=int, action="append", default=[], help="run only scenario N (repeatable)")
+    parser.add_argument("--pythons", action="store_true", help="also pyenv's Python 3.9+ as targets, at random")
+    parser.add_argument("--verbose", action="store_true", help="also show each legitimate difference")
+    parser.add_argument("--keep", action="store_true", help="keep every scenario's directory, not only failures")
+    parser.add_argument("--dir", type=Path, default=None, help="where scenarios run (default: a temp dir)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    _no_core_dumps()
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(2), "big")
+    base = args.dir or Path(tempfile.gettempdir()) / f"gsup-stress-{seed}"
+    base.mkdir(parents=True, exist_ok=True)
+    numbers = args.only or list(range(1, args.scenarios + 1))
+    targets = pythons(args.pythons)
+    run_id = uuid.uuid4().hex
+    started = time.monotonic()
+    results: list[Result] = []
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [pool.submit(run_one, plans.make(seed, n, targets), base, run_id) for n in numbers]
+        for future in futures:
+            result = future.result()
+            results.append(result)
+            print_result(result, seed, args.verbose)
+            if not result.findings and not args.keep:
+                shutil.rmtree(result.directory, ignore_errors=True)
+    stray = [p for p in psutil.process_iter() if _carries(p, run_id)]
+    for proc in stray:
+        proc.kill()
+    counts = {c: sum(r.count(c) for r in results) for c in CATEGORIES}
+    counts["leftover"] += len(stray)
+    notes = Counter(n.kind for r in results for n in r.notes)
+    kinds = Counter(f"{f.category} [{f.kind}]" for r in results for f in r.findings)
+    if kinds:
+        print("stress: discrepancies by kind: " + "; ".join(f"{n} {what}" for what, n in sorted(kinds.items())))
+    if notes:
+        print("stress: legitimate differences, counted apart: "
+              + "; ".join(f"{n} {what}" for what, n in sorted(notes.items())))
+    elapsed = time.monotonic() - started
+    print(f"stress: {len(results)} scenarios, {counts['leftover']} leftovers, {counts['missing']} missing, "
+          f"{counts['invented']} invented, {counts['crash']} crashes (seed {seed}, {elapsed:.0f} s)")
+    return 1 if any(counts.values()) else 0
+
+
+def _carries(proc: psutil.Process, run_id: str) -> bool:
+    try:
+        return proc.environ().get("STRESS_RUN") == run_id and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
