@@ -11,6 +11,7 @@ import json
 import signal
 from pathlib import Path
 from typing import Any, Callable
+from xml.etree import ElementTree
 
 import pytest
 
@@ -99,10 +100,15 @@ def test_jobs_run_scenarios_side_by_side(gsup: Gsup, program: Program, tmp_path:
     assert result.stderr == ""  # -q
 
 
-def test_stop_preset_is_a_scenario_of_its_own(gsup: Gsup, program: Program) -> None:
+def test_stop_preset_is_a_scenario_of_its_own(gsup: Gsup, program: Program, tmp_path: Path) -> None:
     script = program(FORKED)
-    result = gsup.run("matrix", "--json", "--signals", "KILL", "--targets", "child,ctrl-c", *FAST, str(script))
+    junit = tmp_path / "gsup.xml"
+    result = gsup.run("matrix", "--json", "--signals", "KILL", "--targets", "child,ctrl-c", "--junit", str(junit),
+                      *FAST, str(script))
     assert result.returncode == 0, result.stderr
+    suite = ElementTree.parse(junit).getroot()
+    assert [case.get("name") for case in suite.iter("testcase")] == ["SIGKILL→child", "stop ctrl-c"]
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("2", "0", "0")
     document = json.loads(result.stdout)
     assert [(s["name"], s["signal"], s["target"], s["stop"]) for s in document["scenarios"]] == [
         ("SIGKILL→child", "SIGKILL", "child", None), ("stop ctrl-c", "SIGINT", "group", "ctrl-c")]
