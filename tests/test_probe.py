@@ -438,6 +438,26 @@ PROGRAMS: dict[str, tuple[str, int, list[bytes]]] = {
         except TypeError as exc:
             print("TypeError", exc)
         """, 0, [b"True\n<built-in function default_int_handler>\n", b"Handlers.SIG_IGN"]),
+    "signal_handler_replaced_and_restored": ("""
+        import signal
+
+        def first(signum, frame):
+            pass
+
+        def second(signum, frame):
+            pass
+
+        old_int = signal.signal(signal.SIGINT, first)
+        print(old_int is signal.default_int_handler, signal.signal(signal.SIGINT, old_int) is first)
+        print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        signal.signal(signal.SIGTERM, first)
+        print(signal.signal(signal.SIGTERM, second) is first, signal.getsignal(signal.SIGTERM) is second)
+        try:
+            signal.signal(signal.SIGKILL, second)
+        except OSError:
+            print("refused")
+        print(signal.signal(signal.SIGTERM, signal.SIG_DFL) is second)
+        """, 0, [b"True True\nTrue\nTrue True\nrefused\nTrue\n"]),
     "register_decorator": ("""
         import atexit
 

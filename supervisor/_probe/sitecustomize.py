@@ -462,13 +462,17 @@ def _patch_signals(rec):
         return wrapper
 
     def signal(signalnum, handler):
+        previous = originals.get(signalnum)  # wrap_handler replaces it: unwrap ``old`` with this one
         try:
             old = real_signal(signalnum, wrap_handler(signalnum, handler))
         except BaseException as exc:
+            originals.pop(signalnum, None)
+            if previous is not None:
+                originals[signalnum] = previous
             _cut(exc)
             raise
         rec.emit("sig", ',"sig":%d,"handler":%s' % (signalnum, _js(_handler_name(handler))))
-        return unwrap(signalnum, old)
+        return previous[1] if previous is not None and previous[0] is old else old
 
     def getsignal(signalnum):
         try:
