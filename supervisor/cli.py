@@ -269,20 +269,20 @@ def matrix(ctx: click.Context, /, signals: str, targets: str, jobs: int, **param
 
 def _matrix(ctx: click.Context, signals: str, targets: str, jobs: int, params: dict[str, Any]) -> None:
     """Check everything, run every scenario, show the table (or JSON), exit as the runs did."""
-    from supervisor import scenarios
+    from supervisor import matrix_view, scenarios
 
     run_options = build_run_options(ctx, params)
     plan = scenarios.make_plan(signals, targets, jobs, params, ctx.meta.get("gsup.command", False),
-                              run_options.argv)
-    progress = scenarios.make_progress(params["quiet"], len(plan.scenarios))
+                               run_options.argv)
+    progress = matrix_view.make_progress(params["quiet"], len(plan.scenarios))
     result = scenarios.execute(plan, scenarios.log_directory(), progress)
-    scenarios.show(result, params["as_json"])
-    for line in scenarios.failure_lines(result):
+    matrix_view.show(result, params["as_json"])
+    for line in matrix_view.failure_lines(result):
         click.echo(f"gsup: {line}", err=True)
     if params["junit"] is not None:
         scenarios.write_junit(params["junit"], result)
     if result.exit_code:
-        fail(scenarios.summary(result), result.exit_code)
+        fail(matrix_view.summary(result), result.exit_code)
 
 
 @main.command()

@@ -1,0 +1,169 @@
+"""What ``gsup matrix`` shows: progress on stderr, then the table or the JSON on stdout.
+
+No data logic: every cell reads the scenario's report (``scenarios.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+from rich import progress
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from supervisor.model import (
+    EXITED,
+    INTERRUPTED,
+    LEFT_RUNNING,
+    NOT_RUN,
+    OS_EXIT,
+    RAISED,
+    RAN,
+    SIGNALED,
+    Handler,
+    Process,
+    Report,
+)
+from supervisor.scenarios import MatrixReport, Progress, Scenario, ScenarioResult
+
+
+def failure_lines(result: MatrixReport) -> list[str]:
+    """One line per failed scenario: its name and what went wrong."""
+    lines = []
+    for scenario, run in zip(result.scenarios, result.runs):
+        if scenario.ok:
+            continue
+        reasons = [f"{e.text} did not hold ({e.observed})" for e in run.expectations if not e.ok]
+        reasons += [f"incomplete: {why}" for why in run.incomplete]
+        reasons += [scenario.error] if scenario.error else []
+        lines.append(f"{scenario.name}: {'; '.join(reasons) or f'gsup exited {scenario.exit_code}'}")
+    return lines
+
+
+def summary(result: MatrixReport) -> str:
+    failed = [s.name for s in result.scenarios if not s.ok]
+    where = f"; each run's output is in {result.log_dir}" if result.log_dir else ""
+    return f"{len(failed)} of {len(result.scenarios)} scenarios failed: {', '.join(failed)}{where}"
+
+
+ROLE_ORDER = ("parent", "child", "grandchild", "unknown")
+_LIBRARY = re.compile(r"/(?:site|dist)-packages/|/lib/python\d+\.\d+/|^<")
+_MARKS = {RAN: ("✓", "green"), NOT_RUN: ("✗", "red"), INTERRUPTED: ("✗", "yellow"), RAISED: ("!", "red")}
+
+
+def show(result: MatrixReport, as_json: bool) -> None:
+    """The JSON document alone, or the table, on stdout."""
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+        return
+    Console(highlight=False).print(table(result))
+
+
+def table(result: MatrixReport) -> Table:
+    """A row per scenario; per role, how the process ended and which handlers ran (✓) or not (✗)."""
+    roles = _roles(result.runs)
+    title = f"gsup matrix: {_short(result.command)}  ({result.duration:.1f}s)"
+    grid = Table(title=title, title_justify="left", show_lines=True)
+    grid.add_column("scenario", no_wrap=True)
+    for role in roles:
+        grid.add_column(role)
+    grid.add_column("result")
+    for scenario, run in zip(result.scenarios, result.runs):
+        cells = [_cell(run.roles(role)) for role in roles]
+        grid.add_row(Text(scenario.name, style="bold"), *cells, _verdict(scenario, run))
+    return grid
+
+
+def _roles(runs: list[Report]) -> list[str]:
+    found = {p.role for run in runs for p in run.processes}
+    return [r for r in ROLE_ORDER if r in found] + sorted(found - set(ROLE_ORDER))
+
+
+def _cell(procs: list[Process]) -> Text:
+    if not procs:
+        return Text("-", style="dim")
+    return Text("\n").join(_process_cell(p) for p in procs)
+
+
+def _process_cell(proc: Process) -> Text:
+    clean = proc.end.how == EXITED and proc.end.code == 0
+    text = Text(ending(proc), style="green" if clean else "yellow")
+    for handler in _shown(proc.handlers):
+        mark, style = _MARKS[handler.status]
+        note = {INTERRUPTED: " (cut off)", RAISED: f" raised {handler.exception}"}.get(handler.status, "")
+        text.append(f"\n{mark} {handler.label}{note}", style=style)
+    return text
+
+
+def ending(proc: Process) -> str:
+    """``exit 0``, ``SIGKILL``, ``os._exit(3)``, ``left running``, ``exec``, ``unknown``."""
+    end = proc.end
+    words = {EXITED: f"exit {end.code}", SIGNALED: str(end.signal), OS_EXIT: f"os._exit({end.code})",
+             LEFT_RUNNING: "left running"}.get(end.how, end.how)
+    return words if proc.instrumented else f"{words} (no probe)"
+
+
+def _shown(handlers: list[Handler]) -> list[Handler]:
+    """The program's own handlers (all of them if it has none), in the order
+    they began, then the rest in the order atexit would have run them."""
+    known = [h for h in handlers if h.status in _MARKS]
+    own = [h for h in known if not _LIBRARY.search(h.where)] or known
+    began = sorted((h for h in own if h.order is not None), key=lambda h: h.order or 0)
+    return began + [h for h in reversed(own) if h.order is None]
+
+
+def _verdict(scenario: ScenarioResult, run: Report) -> Text:
+    if scenario.ok:
+        return Text("ok", style="green")
+    lines = []
+    for failed in (e for e in run.expectations if not e.ok):
+        lines += [Text(f"✗ {failed.text}", style="red"), Text(failed.observed, style="dim")]
+    lines += [Text(f"incomplete: {why}", style="red") for why in run.incomplete]
+    if scenario.error:
+        lines.append(Text(scenario.error, style="red"))
+    return Text("\n").join(lines or [Text(f"gsup exited {scenario.exit_code}", style="red")])
+
+
+def _short(argv: list[str]) -> str:
+    return " ".join(a.rsplit("/", 1)[-1] if i == 0 else a for i, a in enumerate(argv))
+
+
+class _Lines(Progress):
+    """Not a terminal: one line per finished scenario, for CI logs."""
+
+    def finished(self, result: ScenarioResult, report: Report) -> None:
+        verdict = "ok" if result.ok else f"failed (gsup exit {result.exit_code})"
+        print(f"gsup: {result.name}: {verdict}, {report.duration:.1f}s", file=sys.stderr, flush=True)
+
+
+class _Bar(Progress):
+    """A terminal: a progress bar naming the scenarios running; gone once done."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        self.bar = progress.Progress(progress.SpinnerColumn(), progress.TextColumn("{task.description}"),
+                                     progress.BarColumn(), progress.MofNCompleteColumn(),
+                                     progress.TimeElapsedColumn(), console=console, transient=True)
+        self.task = self.bar.add_task("starting", total=total)
+        self.running: list[str] = []
+        self.bar.start()
+
+    def started(self, scenario: Scenario) -> None:
+        self.running.append(scenario.name)
+        self.bar.update(self.task, description=", ".join(self.running))
+
+    def finished(self, result: ScenarioResult, report: Report) -> None:
+        self.running.remove(result.name)
+        self.bar.update(self.task, advance=1, description=", ".join(self.running))
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+def make_progress(quiet: bool, total: int) -> Progress:
+    if quiet:
+        return Progress()
+    console = Console(stderr=True)
+    return _Bar(console, total) if console.is_terminal else _Lines()
