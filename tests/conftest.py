@@ -175,8 +175,22 @@ def schema_errors(document: Any) -> list[str]:
     if not isinstance(document, dict) or document.get("schema") not in SCHEMAS:
         return []
     validator = schema_validator(SCHEMAS[document["schema"]])
-    errors = sorted(validator.iter_errors(document), key=lambda e: e.json_path)
-    return [f"/{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}" for e in errors]
+    found = []
+    for error in sorted(validator.iter_errors(document), key=lambda e: e.json_path):
+        leaves = _innermost(error)
+        reasons = " or ".join(leaf.message[:200] for leaf in leaves)
+        found.append(f"/{'/'.join(map(str, leaves[0].absolute_path))}: {reasons}")
+    return found
+
+
+def _innermost(error: Any) -> list[Any]:
+    """A oneOf/anyOf failure's own reasons, those deepest in the document: ``/ready/after: 0.2 is
+    not of type 'null'`` says more than ``/ready: {...} is not valid under any of the given schemas``."""
+    if not error.context:
+        return [error]
+    leaves = [leaf for branch in error.context for leaf in _innermost(branch)]
+    deepest = max(len(leaf.absolute_path) for leaf in leaves)
+    return [leaf for leaf in leaves if len(leaf.absolute_path) == deepest]
 
 
 def check_output(stdout: str) -> None:

@@ -180,6 +180,24 @@ def test_uninstrumented_sh_with_a_python_child_it_reaps(gsup: Gsup) -> None:
     assert child["instrumented"] is True and child["end"]["how"] == "unknown"
 
 
+def test_stop_preset_readiness_and_watched_calls(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    program("def drain():\n    pass\n", name="mymod.py")
+    script = program(f"""
+        import time, mymod
+        mymod.drain()
+        open({str(ready)!r}, "w").close()
+        time.sleep(60)
+    """)
+    report = valid(gsup.report("--stop", "k8s", "--ready-file", str(ready), "--watch-preset", "none",
+                               "--watch", "mymod:drain", "--watch", "mymod:missing", str(script)))
+    parent = role(report, "parent")
+    assert report["stop"] == "k8s" and report["actions"][0]["by"] == "stop k8s"
+    assert report["ready"]["ok"] is True and report["ready"]["after"] is not None
+    assert [(w["name"], w["status"]) for w in parent["watched"]] == [("drain", "ran")]
+    assert parent["watch_missing"] == ["mymod:missing"]
+
+
 def test_incomplete_report(gsup: Gsup, program: Program, tmp_path: Path) -> None:
     """The session directory vanishes mid-run: a real fault, and a partial report."""
     ready, go = tmp_path / "ready", tmp_path / "go"
