@@ -320,8 +320,9 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """Complete, and every ``--expect`` held: what CI wants to know in one bit."""
-        return not self.incomplete and all(e.ok for e in self.expectations)
+        """Complete, ready if asked for, and every ``--expect`` held: what CI wants to know in one bit."""
+        ready = self.ready is None or self.ready.ok
+        return not self.incomplete and ready and all(e.ok for e in self.expectations)
 
     def to_json(self) -> dict[str, Any]:
         return {

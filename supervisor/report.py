@@ -302,28 +302,40 @@ def _watched(events: list[Event]) -> tuple[list[Handler], list[str]]:
 
 
 def _signal_handlers(events: list[Event], entry: Process) -> list[SignalHandler]:
-    """The last Python handler installed per signal, and whether it ran.
+    """Per signal, the last Python handler installed and every earlier one that
+    ran, each with its runs.
 
-    Before 3.11 the probe leaves CPython's default SIGINT handler bare (a wrapper
-    would show in KeyboardInterrupt tracebacks); its runs are then unknown
-    (None) unless a KeyboardInterrupt ended the program, which proves one.
+    A run belongs to the handler installed when it happened (events are in
+    order): a server whose handler runs, restores the default and re-raises
+    (uvicorn) still shows that its handler ran.  Before 3.11 the probe leaves
+    CPython's default SIGINT handler bare (a wrapper would show in
+    KeyboardInterrupt tracebacks); its runs are then unknown (None) unless a
+    KeyboardInterrupt ended the program, which proves one.
     """
     installed: dict[int, str] = {}
+    runs: dict[tuple[int, str], int] = defaultdict(int)
+    order: list[tuple[int, str]] = []
     for event in events:
-        if event.get("k") in ("sig0", "sig") and isinstance(event.get("sig"), int):
-            installed[int(event["sig"])] = str(event.get("handler"))
-    runs: dict[int, int] = defaultdict(int)
-    for event in events:
-        if event.get("k") == "sigrun" and isinstance(event.get("sig"), int):
-            runs[int(event["sig"])] += 1
-    out = []
-    for signum, handler in sorted(installed.items()):
-        if handler in ("SIG_DFL", "None"):
+        signum = event.get("sig")
+        if not isinstance(signum, int):
             continue
-        invoked: Optional[bool] = runs[signum] > 0
-        if handler == "default_int_handler" and _before_311(entry.python) and not runs[signum]:
+        if event.get("k") in ("sig0", "sig"):
+            installed[signum] = str(event.get("handler"))
+        elif event.get("k") == "sigrun" and signum in installed:
+            runs[(signum, installed[signum])] += 1
+            if (signum, installed[signum]) not in order:
+                order.append((signum, installed[signum]))
+    shown = sorted(set(order) | set(installed.items()), key=lambda pair: (pair[0], pair not in order,
+                                                                           order.index(pair) if pair in order else 0))
+    out = []
+    for signum, handler in shown:
+        count = runs[(signum, handler)]
+        if handler in ("SIG_DFL", "None") or (not count and installed.get(signum) != handler):
+            continue
+        invoked: Optional[bool] = count > 0
+        if handler == "default_int_handler" and _before_311(entry.python) and not count:
             invoked = True if entry.exception == "KeyboardInterrupt" else None
-        out.append(SignalHandler(signal_name(signum), handler, invoked, runs[signum]))
+        out.append(SignalHandler(signal_name(signum), handler, invoked, count))
     return out
 
 

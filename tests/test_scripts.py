@@ -390,3 +390,22 @@ def test_default_sigint_handler_before_311_is_unobservable_unless_proven(gsup: G
     report = gsup.run("run", "-q", "--json", "--python", python, "--signal", "INT", str(uncaught)).report
     [sigint] = [s for s in only(report)["signal_handlers"] if s["signal"] == "SIGINT"]
     assert sigint["invoked"] is True  # the KeyboardInterrupt that ended it proves the run
+
+
+def test_handler_that_restores_the_default_and_reraises_is_still_shown_as_run(gsup: Gsup, program: Program,
+                                                                              tmp_path: Path) -> None:
+    """uvicorn's way: the handler runs, puts SIG_DFL back and re-sends the signal to itself."""
+    script = program(f"""
+        import os, signal, time
+        def handle_exit(signum, frame):
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        signal.signal(signal.SIGTERM, handle_exit)
+        open({str(tmp_path / "ready")!r}, "w").close()
+        time.sleep(60)
+    """)
+    parent = only(gsup.report("--signal", "TERM", "--ready-file", str(tmp_path / "ready"), str(script)))
+    assert parent["end"] == {"how": "signaled", "code": None, "signal": "SIGTERM", "reaped_by": "gsup"}
+    assert parent["signal_handlers"][-1] == {
+        "signal": "SIGTERM", "handler": "handle_exit", "invoked": True, "invocations": 1}
+    assert parent["explanation"] == "got SIGTERM by gsup: its Python handler handle_exit ran, then the process died by SIGTERM"
