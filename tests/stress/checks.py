@@ -3,26 +3,33 @@
 What may legitimately differ, given when the probe writes its events
 (``supervisor/_probe/sitecustomize.py``): the probe writes *begin* before it
 calls a handler and *end* after the handler returned, each from an atexit
-callback of its own, and ``sigrun`` before it calls a signal handler.  So:
+callback of its own; a *raise* when the exception reaches
+``sys.unraisablehook``; and ``sigrun`` before it calls a signal handler.  So:
 
 * a handler's begin marker always has the probe's begin before it: a begin
   marker with no ``order`` in the report is **missing**;
 * the report may show a handler began without its begin marker only if the
   process died between the probe's begin and the handler's first line: then
   the handler is ``interrupted``, no handler began after it, and the process
-  did not end normally ("interrupted before its first line");
-* an end marker without the probe's end: the process died between the
-  handler's last line and the probe's end, with the same conditions
-  ("interrupted after its last line"); anything else is missing;
+  died ("interrupted before its first line");
+* an end (or raise) marker without the probe's end (or raise): the process
+  died between the handler's last line and the probe's record, with the same
+  conditions ("interrupted after its last line"); anything else is missing;
 * ``ran`` without the end marker, or ``raised`` without the raise marker, is
   **invented** (unless an exception from a signal handler reached the handler
-  before its ``raise`` marker could be written);
-* a signal handler's k-th begin marker means ``invocations >= k``; more
-  invocations than markers is legitimate only by one, in a process that died
-  abnormally.
+  before its raise marker could be written);
+* "died" means killed by a signal, left running (then killed), or an
+  ``os._exit`` called by one of the program's signal handlers in that image;
+  an ``os._exit`` that no signal handler called (multiprocessing ending a
+  child) does not cut a handler short: it comes after the handler has ended;
+* a handler called twice in one process has one entry in the report: the
+  second call is **missing** from it;
+* a signal handler's k begin markers mean ``invocations >= k`` for its signal;
+  more invocations than markers is legitimate only by one, in a process that
+  died.
 
 Processes started with ``python -I`` run without the probe: their markers
-cannot be matched and are only counted (``unmatched``).
+cannot be matched and are only counted.
 """
 
 from __future__ import annotations
@@ -33,9 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import markers
+from markers import ImageMarks
 from plans import Scenario
 
-ABNORMAL = ("signaled", "left-running", "os._exit", "unknown")
+KILLED = ("signaled", "left-running", "unknown")
 KNOWN_SHOT_ERRORS = (  # exit 2 after the program started: the target was not there (supervisor/tree.py, runner.py)
     "--signal was never sent: no ",
     "no parent: the launched process",
@@ -49,7 +58,7 @@ GSUP_FRAME = re.compile(r'File "[^"]*(/supervisor/(?!_probe/)|/site-packages/(cl
 
 @dataclass
 class Finding:
-    """One discrepancy: ``category`` is leftover, missing, invented or crash."""
+    """One discrepancy (category leftover, missing, invented, crash) or a legitimate difference (note)."""
 
     category: str
     kind: str
@@ -57,19 +66,8 @@ class Finding:
 
 
 @dataclass
-class ImageMarks:
-    """The markers one program image left."""
-
-    pid: int
-    image: str
-    isolated: bool = False
-    handlers: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    signal_runs: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-
-@dataclass
 class Outcome:
-    """What one scenario's check established."""
+    """What one scenario's comparison established."""
 
     findings: list[Finding] = field(default_factory=list)
     notes: list[Finding] = field(default_factory=list)  # legitimate differences: counted, shown with --verbose
@@ -81,184 +79,157 @@ class Outcome:
         self.notes.extend(Finding("note", kind, detail) for _ in range(count))
 
 
-def read_markers(directory: Path) -> dict[tuple[int, str], ImageMarks]:
-    """Every image's markers, keyed by (pid, image)."""
-    images: dict[tuple[int, str], ImageMarks] = {}
-    for path in directory.iterdir():
-        pid_text, image, name, what = path.name.split("-")
-        key = (int(pid_text), image)
-        marks = images.setdefault(key, ImageMarks(*key))
-        if path.read_bytes() == b"isolated":
-            marks.isolated = True
-        if name == "image":
-            continue
-        if "." in name:
-            marks.signal_runs[name.split(".")[0]] += 1
-        else:
-            marks.handlers[name].add(what)
-    return images
+@dataclass
+class _Image:
+    """One report entry with the markers of the same image (if it left any)."""
+
+    entry: dict[str, Any]
+    marks: Optional[ImageMarks]
+    scenario: Scenario
+
+    @property
+    def where(self) -> str:
+        return f"pid {self.entry['pid']} ({self.entry['role']})"
+
+    def handler(self, name: str) -> Optional[dict[str, Any]]:
+        found = [h for h in self.entry["handlers"] if h["name"] == name]
+        return found[-1] if found else None
+
+    def died_in(self, handler: dict[str, Any]) -> bool:
+        """The process died while ``handler`` was the last to begin: it can be cut anywhere in it."""
+        orders = [h["order"] for h in self.entry["handlers"] if h["order"] is not None]
+        last = handler["order"] is not None and handler["order"] == max(orders)
+        return last and self.died()
+
+    def died(self) -> bool:
+        how = self.entry["end"]["how"]
+        return how in KILLED or (how == "os._exit" and self.signal_os_exit())
+
+    def signal_os_exit(self) -> bool:
+        """One of the program's os._exit signal handlers began in this image."""
+        exiting = {s.name for plan in self.scenario.plans() for s in plan.signals if s.body == "os_exit"}
+        return self.marks is not None and any(self.marks.began(name) for name in exiting)
 
 
-def image_entries(report: dict[str, Any], images: dict[tuple[int, str], ImageMarks]
-                  ) -> dict[tuple[int, str], Optional[dict[str, Any]]]:
-    """Each marker image's report entry.
-
-    A pid's probed images, in start order, match its instrumented entries in
-    order; its ``python -I`` images match its uninstrumented entries in order
-    (a ``/bin/sleep`` image comes last, after every Python image).
-    """
-    entries: dict[tuple[int, bool], list[dict[str, Any]]] = defaultdict(list)
-    for process in report["processes"]:
-        entries[(int(process["pid"]), bool(process["instrumented"]))].append(process)
-    found: dict[tuple[int, str], Optional[dict[str, Any]]] = {}
-    taken: dict[tuple[int, bool], int] = defaultdict(int)
-    for pid, image in sorted(images, key=lambda key: (key[0], int(key[1], 16))):
-        kind = (pid, not images[(pid, image)].isolated)
-        index = taken[kind]
-        taken[kind] += 1
-        found[(pid, image)] = entries[kind][index] if index < len(entries[kind]) else None
-    return found
-
-
-def compare(scenario: Scenario, report: dict[str, Any], markers: Path) -> Outcome:
+def compare(scenario: Scenario, report: dict[str, Any], directory: Path) -> Outcome:
     """Markers against the report: what is missing from it, and what it invented."""
     outcome = Outcome()
-    images = read_markers(markers)
-    matched = image_entries(report, images)
-    ours = scenario.handler_names()
-    signal_of = scenario.signal_of()
+    images = markers.read(directory)
+    matched = markers.match(report, images)
+    signals = scenario.signal_of()
     for key, marks in sorted(images.items()):
         entry = matched[key]
-        where = f"pid {key[0]} image {key[1]}"
         if entry is None:
             kind = "process-isolated" if marks.isolated else "process"
-            outcome.add("missing", kind, f"{where} ran the program{' under python -I' if marks.isolated else ''} "
-                        f"({_marks_text(marks)}) but the report has no entry for this image")
-            continue
-        if marks.isolated:
-            outcome.note("unmatched handler markers (python -I)", where, len(marks.handlers) + len(marks.signal_runs))
-            continue
-        for name, whats in sorted(marks.handlers.items()):
-            _check_handler(outcome, where, entry, name, whats)
-        _check_signals(outcome, where, entry, marks, scenario)
-    _check_claims(outcome, report, images, matched, ours, signal_of)
+            outcome.add("missing", kind, f"pid {key[0]} image {key[1]} ran the program"
+                        f"{' under python -I' if marks.isolated else ''} ({marks.describe()}) but the report "
+                        "has no entry for this image")
+        elif marks.isolated:
+            outcome.note("unmatched handler markers (python -I)", f"pid {key[0]}", len(marks.registered))
+        else:
+            image = _Image(entry, marks, scenario)
+            for name in sorted((set(marks.registered) | set(marks.runs)) - set(signals)):
+                _check_handler(outcome, image, name)
+            _check_signal_runs(outcome, image)
+    by_entry = {id(e): images[k] for k, e in matched.items() if e is not None}
+    for entry in report["processes"]:
+        if entry["instrumented"]:
+            _check_claims(outcome, _Image(entry, by_entry.get(id(entry)), scenario))
     return outcome
 
 
-def _marks_text(marks: ImageMarks) -> str:
-    parts = [f"{n}:{'/'.join(sorted(w))}" for n, w in sorted(marks.handlers.items())]
-    parts += [f"{n} x{c}" for n, c in sorted(marks.signal_runs.items())]
-    return ", ".join(parts) or "no handler markers"
-
-
-def _find(entry: dict[str, Any], name: str) -> Optional[dict[str, Any]]:
-    found = [h for h in entry["handlers"] if h["name"] == name]
-    return found[-1] if found else None
-
-
-def _last_began(entry: dict[str, Any], handler: dict[str, Any]) -> bool:
-    orders = [h["order"] for h in entry["handlers"] if h["order"] is not None]
-    return handler["order"] is not None and handler["order"] == max(orders)
-
-
-def _died_in(entry: dict[str, Any], handler: dict[str, Any]) -> bool:
-    """The process died while ``handler`` was the last to begin: it can be cut anywhere in it."""
-    return entry["end"]["how"] in ABNORMAL and _last_began(entry, handler)
-
-
-def _check_handler(outcome: Outcome, where: str, entry: dict[str, Any], name: str, whats: set[str]) -> None:
-    handler = _find(entry, name)
-    label = f"{where}: handler {name} (markers {'/'.join(sorted(whats))})"
+def _check_handler(outcome: Outcome, image: _Image, name: str) -> None:
+    assert image.marks is not None
+    handler = image.handler(name)
+    registered, runs = image.marks.registered.get(name, set()), image.marks.runs.get(name, {})
+    label = f"{image.where}: handler {name} (markers {image.marks.describe_one(name)})"
     if handler is None:
         outcome.add("missing", "handler", f"{label}: not in the report")
         return
     status = handler["status"]
-    if "unreg" in whats and status != "unregistered":
+    if "unreg" in registered and status != "unregistered":
         outcome.add("missing", "unregister", f"{label}: unregistered, but reported {status}")
-    if "begin" not in whats:
+    if not runs:
         return  # claims without markers are judged in _check_claims
     if handler["order"] is None:
         outcome.add("missing", "begin", f"{label}: began, but reported {status} with no order")
         return
-    if "raise" in whats:
-        expected = "raised"
-    elif "end" in whats:
-        expected = "ran"
-    else:
-        expected = "interrupted"
+    if len(runs) > 1:
+        outcome.add("missing", "called-again", f"{label}: called {len(runs)} times in one process, the report "
+                    f"shows one call ({status})")
+        return
+    _check_status(outcome, image, handler, label, next(iter(runs.values())))
+
+
+def _check_status(outcome: Outcome, image: _Image, handler: dict[str, Any], label: str, whats: set[str]) -> None:
+    expected = "raised" if "raise" in whats else "ran" if "end" in whats else "interrupted"
+    status = handler["status"]
     if status == expected:
         return
-    if status == "interrupted" and _died_in(entry, handler):
-        outcome.note(f"interrupted after its last line ({expected} marker)", f"{label}, ended {entry['end']}")
+    if status == "interrupted" and image.died_in(handler):
+        outcome.note(f"interrupted after its last line ({expected} marker)", f"{label}, ended {image.entry['end']}")
         return
-    if expected == "interrupted" and status == "raised" and _async_raise(entry):
+    if expected == "interrupted" and status == "raised" and _signal_ran(image.entry):
         outcome.note("raised from a signal handler before its raise marker", label)
         return
     category = "invented" if status in ("ran", "raised") else "missing"
     outcome.add(category, f"status-{expected}-as-{status}",
-                f"{label}: reported {status}, markers say {expected} (process ended {entry['end']})")
+                f"{label}: reported {status}, markers say {expected} (process ended {image.entry['end']})")
 
 
-def _async_raise(entry: dict[str, Any]) -> bool:
-    """Some exception-raising signal handler ran in this process (KeyboardInterrupt included)."""
+def _signal_ran(entry: dict[str, Any]) -> bool:
+    """Some signal handler ran in this process (the default SIGINT one included): it may have raised."""
     return any(s["invocations"] for s in entry["signal_handlers"])
 
 
-def _check_signals(outcome: Outcome, where: str, entry: dict[str, Any], marks: ImageMarks,
-                   scenario: Scenario) -> None:
-    signal_of = scenario.signal_of()
-    bodies = {s.name: s.body for plan in scenario.plans() for s in plan.signals}
-    runs: dict[str, int] = defaultdict(int)
-    for name, count in marks.signal_runs.items():
-        runs["SIG" + signal_of[name]] += count
-    reported = {s["signal"]: s for s in entry["signal_handlers"]}
-    for sig, count in sorted(runs.items()):
-        names = sorted(n for n in marks.signal_runs if "SIG" + signal_of[n] == sig)
+def _check_signal_runs(outcome: Outcome, image: _Image) -> None:
+    """Each signal whose handlers' begin markers exist: the report has it, with at least as many runs."""
+    assert image.marks is not None
+    signal_of = image.scenario.signal_of()
+    bodies = {s.name: s.body for plan in image.scenario.plans() for s in plan.signals}
+    runs: dict[str, list[str]] = defaultdict(list)
+    for name in image.marks.runs:
+        if name in signal_of and image.marks.began(name):
+            runs["SIG" + signal_of[name]].append(name)
+    reported = {s["signal"]: s for s in image.entry["signal_handlers"]}
+    for sig, names in sorted(runs.items()):
+        count = sum(image.marks.began(n) for n in names)
         got = reported.get(sig)
+        text = f"{image.where}: {'/'.join(names)} ran {count}x for {sig}"
         if got is None:
             why = ("-replaced-by-SIG_DFL" if any(bodies[n] == "redefault" for n in names)
-                   else "-inherited-by-fork" if entry["forked"] else "")
-            outcome.add("missing", "signal-handler" + why, f"{where}: {'/'.join(names)} ran {count}x for {sig}, "
-                        "the report lists no handler for it")
+                   else "-inherited-by-fork" if image.entry["forked"] else "")
+            outcome.add("missing", "signal-handler" + why, f"{text}, the report lists no handler for it")
         elif got["invocations"] < count:
-            outcome.add("missing", "signal-runs", f"{where}: {'/'.join(names)} ran {count}x for {sig}, "
-                        f"the report says {got['invocations']}")
+            outcome.add("missing", "signal-runs", f"{text}, the report says {got['invocations']}")
 
 
-def _check_claims(outcome: Outcome, report: dict[str, Any], images: dict[tuple[int, str], ImageMarks],
-                  matched: dict[tuple[int, str], Optional[dict[str, Any]]], ours: set[str],
-                  signal_of: dict[str, str]) -> None:
-    """Every claim the report makes about our handlers must have its marker."""
-    marks_of = {id(entry): images[key] for key, entry in matched.items() if entry is not None}
-    for entry in report["processes"]:
-        if not entry["instrumented"]:
+def _check_claims(outcome: Outcome, image: _Image) -> None:
+    """Every claim the report makes about the program's handlers must have its marker."""
+    ours = image.scenario.handler_names()
+    for handler in image.entry["handlers"]:
+        if handler["name"] not in ours or handler["order"] is None:
             continue
-        marks = marks_of.get(id(entry))
-        where = f"pid {entry['pid']} ({entry['role']})"
-        for handler in entry["handlers"]:
-            if handler["name"] not in ours or handler["order"] is None:
-                continue
-            whats = marks.handlers.get(handler["name"], set()) if marks else set()
-            if "begin" in whats:
-                continue  # judged against its markers in _check_handler
-            if handler["status"] == "interrupted" and _died_in(entry, handler):
-                outcome.note("interrupted before its first line", f"{where}: {handler['name']}, ended {entry['end']}")
-                continue
-            outcome.add("invented", "begin", f"{where}: report says {handler['name']} began "
-                        f"({handler['status']}, order {handler['order']}) but it left no begin marker "
-                        f"(process ended {entry['end']})")
-        for sig in entry["signal_handlers"]:
-            names = [n for n, s in signal_of.items() if "SIG" + s == sig["signal"]]
-            if sig["handler"] not in names:
-                continue
-            count = sum(marks.signal_runs.get(n, 0) for n in names) if marks else 0
-            extra = sig["invocations"] - count
-            if extra <= 0:
-                continue
-            if extra == 1 and entry["end"]["how"] in ABNORMAL:
-                outcome.note("signal handler killed before its first line", f"{where}: {sig['handler']}")
-                continue
-            outcome.add("invented", "signal-runs", f"{where}: report says {sig['handler']} ran "
+        if image.marks is not None and image.marks.began(handler["name"]):
+            continue  # judged against its markers in _check_handler
+        if handler["status"] == "interrupted" and image.died_in(handler):
+            outcome.note("interrupted before its first line", f"{image.where}: {handler['name']}, "
+                         f"ended {image.entry['end']}")
+            continue
+        outcome.add("invented", "begin", f"{image.where}: report says {handler['name']} began "
+                    f"({handler['status']}, order {handler['order']}) but it left no begin marker "
+                    f"(process ended {image.entry['end']})")
+    signal_of = image.scenario.signal_of()
+    for sig in image.entry["signal_handlers"]:
+        names = [n for n, s in signal_of.items() if "SIG" + s == sig["signal"]]
+        if sig["handler"] not in names:
+            continue
+        count = sum(image.marks.began(n) for n in names) if image.marks else 0
+        extra = sig["invocations"] - count
+        if extra == 1 and image.died():
+            outcome.note("signal handler killed before its first line", f"{image.where}: {sig['handler']}")
+        elif extra > 0:
+            outcome.add("invented", "signal-runs", f"{image.where}: report says {sig['handler']} ran "
                         f"{sig['invocations']}x for {sig['signal']}, markers show {count}")
 
 

@@ -6,17 +6,18 @@ function; ``subprocess`` and ``exec`` re-run the file with ``--role ROLE``.
 
 Each handler also leaves marker files, written with ``os.open``/``os.write``
 (no buffering, no fsync: the kernel has the bytes once ``write`` returns, so a
-SIGKILL cannot lose them), named ``<pid>-<image>-<name>-<what>`` where
+SIGKILL cannot lose them), named ``<pid>-<image>-<name>-<what>-<run>`` where
 ``image`` is the monotonic clock at import (a fork shares it, an exec renews
-it).  The markers are the independent truth the report is checked against:
+it) and ``run`` counts the handler's calls in this process (1, 2...; 0 for
+registrations).  The markers are the independent truth the report is checked
+against:
 
-* ``<name>-reg`` / ``-unreg``: after ``register`` / ``unregister`` returned;
-* ``<name>-begin``: the handler's first line ran;
-* ``<name>-end``: its last line ran (inside the ``try``, so anything raised
+* ``<name>-reg-0`` / ``-unreg-0``: after ``register`` / ``unregister`` returned;
+* ``<name>-begin-<k>``: the k-th call's first line ran (exit and signal handlers);
+* ``<name>-end-<k>``: its last line ran (inside the ``try``, so anything raised
   after it still shows as ``-raise``);
-* ``<name>-raise``: an exception is leaving it;
-* ``<signal handler>.<k>-begin``: its k-th invocation in this process began;
-* ``image-start``: this image imported the file, or was forked (content:
+* ``<name>-raise-<k>``: an exception is leaving it;
+* ``image-start-0``: this image imported the file, or was forked (content:
   ``isolated`` under ``python -I``, where the probe cannot run).  Every image
   writes it, so a pid's images, in order, match its report entries in order.
 """
@@ -40,19 +41,25 @@ import time
 MARKERS = {markers!r}
 LOG = {log!r}
 IMAGE = "%x" % time.monotonic_ns()
-_COUNTS = {{}}
+_RUNS = {{}}
 
 
-def _mark(name, what):
-    path = "%s/%d-%s-%s-%s" % (MARKERS, os.getpid(), IMAGE, name, what)
+def _mark(name, what, run=0):
+    path = "%s/%d-%s-%s-%s-%d" % (MARKERS, os.getpid(), IMAGE, name, what, run)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.write(fd, b"isolated" if sys.flags.isolated else b"probed")
     os.close(fd)
 
 
-def _sigmark(name):
-    _COUNTS[name] = _COUNTS.get(name, 0) + 1
-    _mark("%s.%d" % (name, _COUNTS[name]), "begin")
+def _begin(name):
+    run = _RUNS[name] = _RUNS.get(name, 0) + 1
+    _mark(name, "begin", run)
+    return run
+
+
+def _forked():
+    _RUNS.clear()
+    _mark("image", "start")
 
 
 def _output_to_log():
@@ -64,7 +71,7 @@ def _output_to_log():
 
 _output_to_log()
 _mark("image", "start")
-os.register_at_fork(after_in_child=lambda: _mark("image", "start"))
+os.register_at_fork(after_in_child=_forked)
 '''
 
 HANDLER_BODIES = {
@@ -88,18 +95,18 @@ SIGNAL_BODIES = {
 def _handler_def(handler: HandlerPlan) -> str:
     body = HANDLER_BODIES[handler.body].format(seconds=handler.seconds, name=handler.name)
     return (f"def {handler.name}():\n"
-            f"    _mark({handler.name!r}, 'begin')\n"
+            f"    _k = _begin({handler.name!r})\n"
             f"    try:\n"
             f"        {body}\n"
-            f"        _mark({handler.name!r}, 'end')\n"
+            f"        _mark({handler.name!r}, 'end', _k)\n"
             f"    except BaseException:\n"
-            f"        _mark({handler.name!r}, 'raise')\n"
+            f"        _mark({handler.name!r}, 'raise', _k)\n"
             f"        raise\n")
 
 
 def _signal_def(sig: SignalPlan) -> str:
     body = SIGNAL_BODIES[sig.body].format(seconds=sig.seconds, name=sig.name)
-    return f"def {sig.name}(signum, frame):\n    _sigmark({sig.name!r})\n    {body}\n"
+    return f"def {sig.name}(signum, frame):\n    _begin({sig.name!r})\n    {body}\n"
 
 
 def _register(handler: HandlerPlan) -> list[str]:
