@@ -32,5 +32,9 @@ lint: $(STAMP)  ## ruff and mypy --strict
 	$(BIN)/ruff check supervisor tests
 	$(BIN)/mypy
 
+.PHONY: versions
+versions: $(STAMP)  ## gsup on each pyenv CPython 3.9-3.13: pip install . in .venv-versions/, a smoke run
+	$(BIN)/python .ci/versions.py
+
 clean:  ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -234,3 +234,44 @@ def own_fired(proc: dict[str, Any], module: str = "__main__") -> list[str]:
     """The program's own handlers that began, in order (libraries register theirs too)."""
     began = [h for h in proc["handlers"] if h["module"] == module and h["order"] is not None]
     return [h["name"] for h in sorted(began, key=lambda h: h["order"])]
+
+
+# -- interpreters: each supported CPython as the program's ---------------------
+
+PYENV_MINORS = (9, 10, 11, 12, 13)  # the CPython 3.x a program under gsup may run on
+REQUIRE_ALL_PYTHONS = "GSUP_REQUIRE_ALL_PYTHONS"  # .ci/run sets it to 1: a missing interpreter fails
+
+
+def pyenv_versions_dir() -> Path:
+    """Where pyenv keeps its interpreters: ``$PYENV_ROOT/versions``, else ``~/.pyenv/versions``."""
+    root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
+    return Path(root) / "versions"
+
+
+def pyenv_pythons(minors: tuple[int, ...] = PYENV_MINORS) -> dict[int, tuple[tuple[int, ...], Path]]:
+    """3.<minor> -> (version, its ``bin/python3``), the newest patch release of each found under pyenv.
+    Only plain ``3.X.Y`` directories count (not ``3.13.0t`` or a virtualenv).  Stdlib only: ``make
+    versions`` (``.ci/versions.py``) finds the interpreters the tests find."""
+    found: dict[int, tuple[tuple[int, ...], Path]] = {}
+    versions = pyenv_versions_dir()
+    for entry in sorted(versions.iterdir()) if versions.is_dir() else []:
+        parts = entry.name.split(".")
+        exe = entry / "bin" / "python3"
+        if len(parts) != 3 or parts[0] != "3" or not all(p.isdigit() for p in parts) or not exe.exists():
+            continue
+        version = tuple(int(p) for p in parts)
+        if version[1] in minors and (version[1] not in found or version > found[version[1]][0]):
+            found[version[1]] = (version, exe)
+    return found
+
+
+def pyenv_python(minor: int) -> tuple[tuple[int, ...], str]:
+    """CPython 3.<minor>'s version and interpreter.  When it is missing the test skips, or fails
+    under ``GSUP_REQUIRE_ALL_PYTHONS=1``: CI must not pass by skipping what it was meant to check."""
+    found = pyenv_pythons((minor,)).get(minor)
+    if found is None:
+        reason = f"no CPython 3.{minor} under {pyenv_versions_dir()}"
+        if os.environ.get(REQUIRE_ALL_PYTHONS) == "1":
+            pytest.fail(f"{reason}, and {REQUIRE_ALL_PYTHONS}=1 requires every one", pytrace=False)
+        pytest.skip(reason)
+    return found[0], str(found[1])
