@@ -36,6 +36,9 @@ def _ending(proc: Process, everyone: list[Process], actions: list[Action]) -> st
         argv = " ".join(end.exec_argv or []) or "another program"
         return f"replaced itself with exec ({argv}): atexit skipped{_skipped(proc)}"
     if end.how == OS_EXIT:
+        if proc.atexit_began:  # ran them itself first, as a 3.13 multiprocessing child does
+            return (f"ran its atexit handlers itself ({', '.join(_began(proc))}), then left through "
+                    f"os._exit({end.code}){_inside_watched(proc)}{_skipped(proc)}")
         return f"left through os._exit({end.code}){_inside_watched(proc)}: atexit skipped{_skipped(proc)}"
     if end.how == UNKNOWN:
         return f"exit status unknown: {end.reason}{_handlers_summary(proc)}"

@@ -261,6 +261,7 @@ class _HookProxy:
         if current is not None and (
             msg.startswith("Exception ignored in atexit callback")
             or (args.err_msg is None and args.object is sys.modules.get("threading"))
+            or msg.startswith("Exception ignored on threading shutdown")  # 3.13
         ):
             self.exits.rec.emit("raise", ',"h":%d,"exc":%s' % (current, _js(args.exc_type.__qualname__)))
         return self.hook(args)
