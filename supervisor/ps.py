@@ -9,7 +9,10 @@ what ``gsup ps`` printed through the ordinary path (``cli._ps``):
   by field in the same order, so a malformed, foreign or linked session is
   skipped here exactly when it is skipped there;
 * each tree is what :meth:`supervisor.tree.Tree.snapshot` sees on a first look,
-  in the same order.
+  in the same order;
+* a session the ordinary path refuses (:func:`supervisor.control.check_bound`:
+  no guardian of its own; or its program running outside its tree) makes this
+  path step aside, so the refusal reads exactly as before.
 
 Whenever this path cannot be sure to print the same thing (an unexpected error,
 a stream click would re-wrap, an escape code click would strip), it prints
@@ -28,18 +31,22 @@ from supervisor import procfs
 
 TYPE_CHECKING = False  # typing itself costs a tenth of Python's start-up; mypy knows this name
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from typing import Any
 
 SCHEMA = "gsup.session/1"  # supervisor.session.SCHEMA (importing it would load psutil)
 
 
-class Session:
-    """What ``gsup ps`` shows of a session: the fields of session.json, checked."""
+class Unsure(Exception):
+    """A case the ordinary path refuses or reports: it answers instead, in its own words."""
 
-    def __init__(self, state: dict[str, Any]) -> None:
+
+class Session:
+    """What ``gsup ps`` needs of a session: the fields of session.json, checked."""
+
+    def __init__(self, state: dict[str, Any], directory: str) -> None:
         # supervisor.session.load's conversions, in its order: the first field to
         # fail decides the exception, and so whether the session is skipped.
+        self.dir = directory
         self.id = str(state["id"])
         self.command = [str(a) for a in state["command"]]
         self.gsup = (int(state["gsup"]["pid"]), float(state["gsup"]["create_time"]))
@@ -53,10 +60,13 @@ class Session:
 
     def is_live(self) -> bool:
         """As :meth:`supervisor.session.Session.is_live`."""
-        if self.finished:
-            return False
-        info = procfs.stat(self.gsup[0])
-        return info is not None and procfs.create_time(info) == self.gsup[1]
+        return not self.finished and running(self.gsup)
+
+
+def running(process: tuple[int, float]) -> bool:
+    """``signals.identity(pid) == process``: that very process still exists."""
+    info = procfs.stat(process[0])
+    return info is not None and procfs.create_time(info) == process[1]
 
 
 def sessions_root() -> str:
@@ -83,9 +93,18 @@ def load(root: str, name: str) -> Session | None:
             state = json.loads(f.read())
         if not isinstance(state, dict) or state.get("schema") != SCHEMA:
             raise ValueError("schema")
-        return Session(state)
+        return Session(state, absolute(root, name))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+def absolute(root: str, name: str) -> str:
+    """``str((Path(root) / name).absolute())`` without pathlib, which costs a third of
+    Python's start-up; where the two could spell it differently (a root that is not
+    normalised), an empty string, which names no guardian's session."""
+    if root == "." or os.path.normpath(root) != root:
+        return ""
+    return os.path.join(root if os.path.isabs(root) else os.path.join(os.getcwd(), root), name)
 
 
 def all_sessions() -> list[Session]:
@@ -97,6 +116,17 @@ def all_sessions() -> list[Session]:
     return sorted((s for s in found if s is not None), key=lambda s: s.started, reverse=True)
 
 
+def check_bound(session: Session) -> None:
+    """:func:`supervisor.control.check_bound`: the session's guardian, a child of its gsup,
+    names its directory; Unsure if not (the ordinary path then refuses the session)."""
+    if session.guardian is None or not running(session.guardian):
+        raise Unsure("no running guardian")
+    info = procfs.stat(session.guardian[0])
+    argv = procfs.cmdline(session.guardian[0])
+    if info is None or info.ppid != session.gsup[0] or argv is None or not session.dir or session.dir not in argv:
+        raise Unsure("not this session's guardian")
+
+
 def role(pid: int, ppid: int, root_pid: int) -> str:
     """:func:`supervisor.tree.role_of` for a process seen with a parent."""
     if pid == root_pid:
@@ -104,39 +134,44 @@ def role(pid: int, ppid: int, root_pid: int) -> str:
     return "child" if ppid == root_pid else "grandchild"
 
 
-def tree_rows(session: Session) -> Iterator[str]:
-    """The rows of one live session's tree, as ``cli._ps`` formats them.
+def live_tree(session: Session) -> list[tuple[int, int, list[str]]]:
+    """(pid, parent, argv) of each process ``control.session_tree`` would show, in its order.
 
-    The guardian (gsup's helper between gsup and the program) is not shown.
-    A process is shown if a second look confirms it is the one first seen
-    (psutil's pid-reuse check before ``ppid()``) and it has a command line or
-    a name; zombies have neither.
+    As :meth:`supervisor.tree.Tree.snapshot` on a first look: the guardian is
+    left out; a process is kept if a second look confirms it is the one first
+    seen (psutil's pid-reuse check before ``ppid()``) and it has a command line
+    or a name (zombies have neither).  Unsure if the program named in the
+    state is running but not in the tree (``session_tree`` refuses that).
     """
     assert session.root is not None
+    check_bound(session)
     guardian = session.guardian[0] if session.guardian else None
+    found = []
     for pid, first in procfs.descendants(session.gsup[0]):
         if pid == guardian:
-            continue  # gsup's own helper, never part of the tree
+            continue
         info = procfs.stat(pid)
         if info is None or info.starttime != first.starttime:
             continue
         argv = procfs.cmdline(pid)
-        if argv is None:
-            continue
-        argv = argv or [info.name]
-        yield f"  {pid:>7}  {role(pid, info.ppid, session.root[0]):<10}  {' '.join(argv)[:60]}"
+        if argv is not None:
+            found.append((pid, info.ppid, argv or [info.name]))
+    if running(session.root) and session.root[0] not in {pid for pid, _, _ in found}:
+        raise Unsure("the program is not below its gsup")
+    return found
 
 
 def lines() -> list[str]:
-    """Everything ``gsup ps`` prints, computed before anything is printed."""
-    found = [s for s in all_sessions() if s.is_live() and s.root is not None]
+    """Everything ``gsup ps`` prints, computed before anything is printed (as ``cli._ps``)."""
+    found = [(s, live_tree(s)) for s in all_sessions() if s.is_live() and s.root is not None]
     if not found:
         return ["no live gsup session"]
     out = []
-    for session in found:
-        rows = list(tree_rows(session))  # every tree is read before the first line, as live_sessions does
+    for session, tree in found:
+        assert session.root is not None
         out.append(f"session {session.id}  gsup pid {session.gsup[0]}  {' '.join(session.command)}")
-        out.extend(rows)
+        out += [f"  {pid:>7}  {role(pid, ppid, session.root[0]):<10}  {' '.join(argv)[:60]}"
+                for pid, ppid, argv in tree]
     return out
 
 

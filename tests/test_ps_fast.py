@@ -1,7 +1,9 @@
 """``gsup ps``'s fast path (supervisor/ps.py, supervisor/procfs.py) against the ordinary one.
 
-A real process tree stands in for a run: a "gsup" process with a launched
-"parent" below it, two children, a grandchild that exec'd, and a zombie.  Session
+A real process tree stands in for a run: a "gsup" process, its "guardian"
+(whose command line names the session directories, as the real one does), the
+launched "parent" below that, two children, a grandchild that exec'd, and a
+zombie.  Session
 files naming it, sound and broken in every way ``session.load`` checks, are
 written to the test's home; then ``gsup ps`` (fast) and ``cli.entry`` (click and
 psutil) must print the same bytes and exit with the same code.
@@ -27,34 +29,53 @@ from supervisor import procfs
 from tests.conftest import GSUP, PYTHON, Gsup, wait_until
 
 TREE = """
-import os, sys, time
+import os, signal, sys, time
+
+children = []
+
+def fork():
+    pid = os.fork()
+    if pid == 0:
+        children.clear()
+    else:
+        children.append(pid)
+    return pid
+
+def end(*_):
+    # TERM is passed down and everything below is reaped (the zombie too): no orphan is left to init
+    for pid in children:
+        os.kill(pid, signal.SIGTERM)
+    for pid in children:
+        os.waitpid(pid, 0)
+    os._exit(0)
 
 def rest():
     while True:
         time.sleep(60)
 
+signal.signal(signal.SIGTERM, end)
 ready = sys.argv[1]
-root = os.fork()
-if root == 0:
-    kids = []
+if sys.argv[2] != "--guardian":  # the stand-in gsup: its child is the guardian
+    if fork() == 0:
+        os.execv(sys.executable, [sys.executable, __file__, ready, "--guardian", *sys.argv[2:]])
+    rest()
+if fork() == 0:  # the launched program, "parent"
     for n in range(2):
-        pid = os.fork()
-        if pid == 0:
-            if n == 0 and os.fork() == 0:
+        if fork() == 0:
+            if n == 0 and fork() == 0:
                 os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)",
                                           "grandchild with a command line longer than sixty characters"])
             rest()
-        kids.append(pid)
-    zombie = os.fork()
-    if zombie == 0:
+    if fork() == 0:
         os._exit(0)  # never reaped: a zombie in the tree
     with open(ready + ".tmp", "w") as out:
-        out.write(" ".join(map(str, [os.getpid(), *kids, zombie])))
+        out.write(" ".join(map(str, [os.getppid(), os.getpid(), *children])))
     os.replace(ready + ".tmp", ready)
     rest()
 rest()
 """
 
+SESSIONS = ["1-aaaa", "2-bbbb", "3-cccc", "4-dddd"]  # directories the guardian names
 SLOW_PS = "import sys; sys.argv = ['gsup', 'ps']; from supervisor.cli import entry; entry()"
 
 
@@ -63,6 +84,7 @@ class FakeRun:
     """A tree shaped like a run's: ``gsup`` (the top) above ``parent``."""
 
     gsup: psutil.Process
+    guardian: psutil.Process
     parent: int
     children: list[int]
     zombie: int
@@ -75,6 +97,7 @@ class FakeRun:
             "gsup": {"pid": self.gsup.pid, "create_time": self.gsup.create_time()},
             "root": {"pid": self.parent, "create_time": psutil.Process(self.parent).create_time()},
             "pgid": self.parent, "started": time.time(), "launched": 1.5, "finished": False,
+            "guardian": {"pid": self.guardian.pid, "create_time": self.guardian.create_time()},
         }
         state.update(changes)
         return state
@@ -85,18 +108,25 @@ def tree(gsup: Gsup, tmp_path: Path) -> Iterator[FakeRun]:
     ready = tmp_path / "tree-ready"
     script = tmp_path / "tree.py"
     script.write_text(TREE)
-    top = subprocess.Popen([PYTHON, str(script), str(ready)], env=gsup.env, start_new_session=True)
+    top = subprocess.Popen([PYTHON, str(script), str(ready), *(str(gsup.home / name) for name in SESSIONS)],
+                           env=gsup.env, start_new_session=True)
     try:
         pids = [int(p) for p in wait_until(lambda: ready.exists() and ready.read_text(), what="tree").split()]
-        parent, children, zombie = pids[0], pids[1:3], pids[3]
+        guardian, parent, children, zombie = pids[0], pids[1], pids[2:4], pids[4]
         gone = lambda pid: psutil.Process(pid).status() == psutil.STATUS_ZOMBIE  # noqa: E731
         wait_until(lambda: gone(zombie), what="zombie")
         wait_until(lambda: any("grandchild" in " ".join(p.cmdline()) for p in psutil.Process(children[0]).children()),
                    what="grandchild's exec")
-        yield FakeRun(psutil.Process(top.pid), parent, children, zombie)
+        yield FakeRun(psutil.Process(top.pid), psutil.Process(guardian), parent, children, zombie)
     finally:
-        os.killpg(top.pid, signal.SIGKILL)
-        top.wait()
+        everyone = psutil.Process(top.pid).children(recursive=True)
+        top.terminate()  # passed down the tree, each process reaping its own
+        try:
+            top.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(top.pid, signal.SIGKILL)
+            top.wait()
+        psutil.wait_procs(everyone, timeout=10)
 
 
 def write_session(home: Path, name: str, state: Any) -> Path:
@@ -107,12 +137,22 @@ def write_session(home: Path, name: str, state: Any) -> Path:
     return path
 
 
-def both(gsup: Gsup, env: dict[str, str] | None = None) -> tuple[tuple[int, str, str], tuple[int, str, str]]:
-    """(fast, ordinary): returncode, stdout, stderr of each."""
-    fast = gsup.run("ps", env=env)
+Outcome = tuple[int, str, str]  # returncode, stdout, stderr
+
+
+def both(gsup: Gsup, env: dict[str, str] | None = None, fast_path: bool | None = True) -> tuple[Outcome, Outcome]:
+    """(``gsup ps``, the ordinary path), after checking whether ``gsup ps`` answered
+    without click (``fast_path``; None: either way)."""
+    full_env = {**gsup.env, **(env or {})}
+    fast = subprocess.run([PYTHON, "-X", "importtime", "-m", "supervisor", "ps"], capture_output=True, text=True,
+                          timeout=60, cwd=gsup.workdir, env=full_env, check=False)
+    imported = [line for line in fast.stderr.splitlines(keepends=True) if line.startswith("import time:")]
+    if fast_path is not None:
+        assert (not any(line.split("|")[-1].strip() == "click" for line in imported)) == fast_path
     slow = subprocess.run([PYTHON, "-c", SLOW_PS], capture_output=True, text=True, timeout=60, cwd=gsup.workdir,
-                          env={**gsup.env, **(env or {})}, check=False)
-    return (fast.returncode, fast.stdout, fast.stderr), (slow.returncode, slow.stdout, slow.stderr)
+                          env=full_env, check=False)
+    stderr = "".join(line for line in fast.stderr.splitlines(keepends=True) if line not in imported)
+    return (fast.returncode, fast.stdout, stderr), (slow.returncode, slow.stdout, slow.stderr)
 
 
 def rows(stdout: str) -> list[tuple[int, str]]:
@@ -129,7 +169,7 @@ def test_live_tree_same_as_click_path(gsup: Gsup, tree: FakeRun) -> None:
     assert fast == slow
     shown = rows(fast[1])
     assert shown[:3] == [(tree.parent, "parent"), (tree.children[0], "child"), (tree.children[1], "child")]
-    assert [role for _, role in shown[3:]] == ["grandchild"]  # the zombie is not shown
+    assert [role for _, role in shown[3:]] == ["grandchild"]  # neither the zombie nor the guardian is shown
     assert "-c import time; time.sleep(600) " in fast[1]  # cut at 60 characters
 
 
@@ -143,35 +183,42 @@ def test_imports_neither_click_nor_psutil(gsup: Gsup, tree: FakeRun) -> None:
     assert {"click", "psutil", "rich", "supervisor.cli"}.isdisjoint(imported), sorted(imported)
 
 
-BROKEN: list[Callable[[FakeRun], Any]] = [
-    lambda t: t.state(finished=True),
-    lambda t: t.state(root=None),
-    lambda t: t.state(command="abc"),  # iterable: shown letter by letter, as load reads it
-    lambda t: t.state(command=5),
-    lambda t: t.state(gsup={"pid": t.gsup.pid, "create_time": 12.5}),  # a recycled pid
-    lambda t: t.state(gsup={"pid": str(t.gsup.pid), "create_time": t.gsup.create_time()}),
-    lambda t: t.state(schema="gsup.session/2"),
-    lambda t: {k: v for k, v in t.state().items() if k != "pgid"},
-    lambda t: {k: v for k, v in t.state().items() if k != "launched"},
-    lambda t: t.state(launched="soon"),
-    lambda t: t.state(started=None),
-    lambda t: t.state(guardian={"pid": t.children[1], "create_time": 1.0}),  # gsup's helper: not listed
-    lambda t: t.state(guardian={"pid": "x"}),
-    lambda t: [t.state()],
-    lambda t: "{not json",
-    lambda t: "",
-    lambda t: t.state(command=[PYTHON, "\x1b[31mred\x1b[0m"]),  # click strips escapes off a terminal
-    lambda t: t.state(gsup={"pid": -1, "create_time": 1.0}),  # psutil's ValueError: an internal error
-    lambda t: json.dumps(t.state()).replace('"pgid": ' + str(t.parent), '"pgid": 1e999'),  # OverflowError
+FAST, ASIDE = True, False  # whether gsup ps answers itself, or steps aside for the ordinary path
+VARIANTS: list[tuple[Callable[[FakeRun], Any], bool]] = [
+    (lambda t: t.state(finished=True), FAST),
+    (lambda t: t.state(root=None), FAST),
+    (lambda t: t.state(command="abc"), FAST),  # iterable: shown letter by letter, as load reads it
+    (lambda t: t.state(command=5), FAST),
+    (lambda t: t.state(gsup={"pid": t.gsup.pid, "create_time": 12.5}), FAST),  # a recycled pid
+    (lambda t: t.state(gsup={"pid": str(t.gsup.pid), "create_time": t.gsup.create_time()}), FAST),
+    (lambda t: t.state(schema="gsup.session/2"), FAST),
+    (lambda t: {k: v for k, v in t.state().items() if k != "pgid"}, FAST),
+    (lambda t: {k: v for k, v in t.state().items() if k != "launched"}, FAST),
+    (lambda t: {k: v for k, v in t.state().items() if k != "guardian"}, ASIDE),  # refused: no guardian
+    (lambda t: t.state(launched="soon"), FAST),
+    (lambda t: t.state(started=None), FAST),
+    (lambda t: t.state(guardian=None), ASIDE),
+    (lambda t: t.state(guardian={"pid": t.children[1], "create_time": psutil.Process(t.children[1]).create_time()}),
+     ASIDE),  # refused: not a child of gsup naming the session
+    (lambda t: t.state(guardian={"pid": "x"}), FAST),
+    (lambda t: t.state(root={"pid": os.getpid(), "create_time": psutil.Process().create_time()}),
+     ASIDE),  # refused: the program is not below its gsup
+    (lambda t: [t.state()], FAST),
+    (lambda t: "{not json", FAST),
+    (lambda t: "", FAST),
+    (lambda t: t.state(command=[PYTHON, "\x1b[31mred\x1b[0m"]), ASIDE),  # click strips escapes off a terminal
+    (lambda t: t.state(gsup={"pid": -1, "create_time": 1.0}), ASIDE),  # psutil's ValueError: an internal error
+    (lambda t: json.dumps(t.state()).replace('"pgid": ' + str(t.parent), '"pgid": 1e999'), ASIDE),  # OverflowError
 ]
 
 
-@pytest.mark.parametrize("variant", range(len(BROKEN)))
+@pytest.mark.parametrize("variant", range(len(VARIANTS)))
 def test_session_variants_same_as_click_path(gsup: Gsup, tree: FakeRun, variant: int) -> None:
     gsup.home.mkdir()
     write_session(gsup.home, "2-bbbb", tree.state(started=time.time() - 10))  # a sound, older one
-    write_session(gsup.home, "3-cccc", BROKEN[variant](tree))
-    fast, slow = both(gsup)
+    state, fast_path = VARIANTS[variant]
+    write_session(gsup.home, "3-cccc", state(tree))
+    fast, slow = both(gsup, fast_path=fast_path)
     assert fast == slow
 
 
@@ -189,6 +236,14 @@ def test_unreadable_entries_same_as_click_path(gsup: Gsup, tree: FakeRun, tmp_pa
     fast, slow = both(gsup)
     assert fast == slow
     assert fast[1].count("session ") == 1
+
+
+def test_unnormalised_home_same_as_click_path(gsup: Gsup, tree: FakeRun) -> None:
+    gsup.home.mkdir()
+    write_session(gsup.home, "1-aaaa", tree.state())
+    fast, slow = both(gsup, env={"GSUP_HOME": f"{gsup.home}/"}, fast_path=False)
+    assert fast == slow
+    assert str(tree.parent) in fast[1]
 
 
 def test_no_session_home_same_as_click_path(gsup: Gsup) -> None:
