@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test lint clean
+.PHONY: help install demo test lint clean bench
 
 help:  ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ lint: $(STAMP)  ## ruff and mypy --strict
 .PHONY: versions
 versions: $(STAMP)  ## gsup on each pyenv CPython 3.9-3.13: pip install . in .venv-versions/, a smoke run
 	$(BIN)/python .ci/versions.py
+
+bench: $(STAMP)  ## Measure start-up, probe cost, idle CPU, latency, scale; writes docs/benchmarks.md
+	$(BIN)/python -m benchmark
 
 clean:  ## Remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
