@@ -77,13 +77,13 @@ def measure(groups: list[str]) -> tuple[list[Row], list[tuple[str, str]]]:
         env = bench_env(scratch / "home")
         for group in groups:
             for name, bench in BENCHES[group]:
-                print(f"bench: {name}...", file=sys.stderr, flush=True)
+                print(f"bench: {name}...", flush=True)
                 began = time.monotonic()
                 try:
                     rows += bench(env, scratch)
                 except Exception as err:
                     failures.append((name, f"{type(err).__name__}: {err}"))
-                print(f"bench: {name}: {time.monotonic() - began:.1f} s", file=sys.stderr, flush=True)
+                print(f"bench: {name}: {time.monotonic() - began:.1f} s", flush=True)
     return rows, failures
 
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, failures = measure(args.only or list(BENCHES))
     machine.seconds = time.monotonic() - began
     machine.load.append(os.getloadavg()[0])
-    print(table.terminal(rows, failures))
+    print("\n" + table.terminal(rows, failures))
     print(f"\n{sum(r.met for r in rows)} of {len(rows)} targets met; {machine.seconds:.0f} s; "
           f"load average {machine.load[0]:.2f} -> {machine.load[1]:.2f}")
     if failures:
