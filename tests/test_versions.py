@@ -63,9 +63,10 @@ which leaves atexit handlers free again; its 3.12 backport (PR 117029) was
 merged in March 2024, after 3.12.2 was released, so 3.12.3 is the first with it.
 Only 3.12.1 was run here: that boundary comes from the dates, not a run.
 
-Two of gsup's own mistakes, on 3.13 only, are pinned as expected failures (see
-``GSUP_BUGS``): each test still checks everything else, and passes again once
-the mistake is fixed.
+Two mistakes of gsup's on 3.13 that these tests found are fixed and pinned: a
+raising threading callback is ``raised`` (3.13 reports it as "Exception ignored
+on threading shutdown"), and a multiprocessing child that ran atexit itself
+before ``os._exit`` is explained as such.
 """
 
 from __future__ import annotations
@@ -107,36 +108,6 @@ class Target:
 def target(request: pytest.FixtureRequest) -> Target:
     version, python = pyenv_python(request.param)
     return Target(version, python)
-
-
-# gsup's known mistakes on some version: where each is, and what it gets wrong.  Fix one, delete it here.
-GSUP_BUGS = {
-    "threading-raise-313": (
-        "supervisor/_probe/sitecustomize.py _HookProxy: 3.13 reports a raising threading._register_atexit "
-        "callback as 'Exception ignored on threading shutdown' (object None), which the probe does not "
-        "recognise, so the callback is reported 'interrupted' instead of 'raised ValueError'"),
-    "explain-mp-313": (
-        "supervisor/explain.py: a 3.13 multiprocessing child runs atexit._run_exitfuncs() before os._exit, "
-        "but its explanation still says 'atexit skipped'"),
-}
-
-
-class Bugs:
-    """Collects the known mistakes a run showed, so that the rest is still checked strictly."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    def tolerate(self, key: str, observed: Any, wrong: Any, right: Any) -> Any:
-        """``right`` if ``observed`` is the known ``wrong`` value (noting the bug), else ``observed``."""
-        if observed == wrong:
-            self.seen.append(key)
-            return right
-        return observed
-
-    def report(self) -> None:
-        if self.seen:
-            pytest.xfail("; ".join(GSUP_BUGS[key] for key in dict.fromkeys(self.seen)))
 
 
 # -- reading reports ------------------------------------------------------------
@@ -358,11 +329,9 @@ def test_every_ending(gsup: Gsup, target: Target, tmp_path: Path) -> None:
     report = gsup.run("run", "-q", "--json", "--python", target.python, str(script)).report
     check_common(report, target)
     procs = by_mode(report)
-    bugs = Bugs()
     threads = procs["threads"]
     [raising] = [h for h in threads["handlers"] if h["name"] == "raising"]
-    raising["status"] = bugs.tolerate("threading-raise-313", (raising["status"], raising["exception"]),
-                                      ("interrupted", None), ("raised", "ValueError"))[0]
+    assert (raising["status"], raising["exception"]) == ("raised", "ValueError")
 
     assert {mode: ending(proc) for mode, proc in procs.items()} == expected_endings(target)
 
@@ -404,7 +373,6 @@ def test_every_ending(gsup: Gsup, target: Target, tmp_path: Path) -> None:
     for mode in STDERR_MODES:
         under_gsup = _ADDRESS.sub("0x?", (tmp_path / f"{mode}.err").read_text())
         assert under_gsup == _ADDRESS.sub("0x?", baseline_stderr(target, script, mode)), mode
-    bugs.report()
 
 
 # -- 2. forks and the seed: SIGKILL to the child ---------------------------------
@@ -492,7 +460,6 @@ def test_multiprocessing_start_methods(gsup: Gsup, target: Target, tmp_path: Pat
     [spawn] = [p for p in procs if "spawn_main" in " ".join(p["argv"])]
     [server] = [p for p in procs if "forkserver" in " ".join(p["argv"]) and not p["forked"]]
     [worker] = [p for p in procs if p["forked"] and p["ppid"] == server["pid"]]
-    bugs = Bugs()
 
     assert ending(parent) == ("exited", 0, None, ("top", "ran"), ("_exit_function", "ran"))
     # spawn: __main__ imported again as __mp_main__, so top is registered again, and everything runs.
@@ -506,9 +473,10 @@ def test_multiprocessing_start_methods(gsup: Gsup, target: Target, tmp_path: Pat
         assert ending(worker) == ("os._exit", 0, None, ("_exit_function", "unregistered"),
                                   ("_exit_function", "ran"), ("top", "ran"), ("own", "ran"))
         assert began(fork) == ["own", "_exit_function"] and fork["atexit_ran"] is True
-        for child in (fork, worker):
-            said = child["explanation"].startswith("left through os._exit(0): atexit skipped")
-            assert not bugs.tolerate("explain-mp-313", said, True, False), child["explanation"]
+        assert fork["explanation"].startswith(
+            "ran its atexit handlers itself (own, multiprocessing.util._exit_function), then left through os._exit(0)"
+        ), fork["explanation"]
+        assert "atexit skipped" not in worker["explanation"], worker["explanation"]
     else:  # the target, then os._exit in Process._bootstrap's caller: nothing runs
         assert ending(fork) == ("os._exit", 0, None, ("top", "not-run"), ("_exit_function", "not-run"),
                                 ("own", "not-run"))
@@ -518,4 +486,3 @@ def test_multiprocessing_start_methods(gsup: Gsup, target: Target, tmp_path: Pat
         assert fork["explanation"].startswith("left through os._exit(0): atexit skipped; not run: own")
     assert [h.get("inherited") for h in fork["handlers"]][:2] == [True, True]
     assert ending(server)[:3] == ("exited", 0, None)
-    bugs.report()
