@@ -190,6 +190,8 @@ class LiveSession:
 
 
 def live_sessions() -> list[LiveSession]:
+    """What ``gsup ps`` lists.  Its fast path (supervisor/ps.py) reads the same from
+    /proc and steps aside where ``session_tree`` refuses: a change here goes there too."""
     found = []
     for session in sessions.all_sessions():
         if session.is_live() and session.root is not None:

@@ -4,7 +4,7 @@ Importing psutil costs about twice Python's own start-up, and ``gsup ps`` needs
 only start times, parents and command lines.  Each function here returns what
 the psutil call it names returns (same files, same parsing, same float
 arithmetic), so an identity a ``gsup run`` wrote with psutil compares equal.
-tests/test_procfs.py holds them to psutil, so a psutil upgrade that changes
+tests/test_ps_fast.py holds them to psutil, so a psutil upgrade that changes
 its arithmetic fails there rather than in a silent ``gsup ps``.
 
 Stdlib only, and no import beyond ``os`` and ``sys``: that is the point.

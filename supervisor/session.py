@@ -168,7 +168,10 @@ def prune(keep: int) -> None:
 
 
 def load(session_id: str) -> Session:
-    """Read a session's state, refusing anything malformed, foreign or linked."""
+    """Read a session's state, refusing anything malformed, foreign or linked.
+
+    ``gsup ps``'s fast path (supervisor/ps.py) repeats these checks without
+    pathlib or psutil: a change here goes there too (tests/test_ps_fast.py)."""
     root = sessions_root()
     directory = root / session_id
     if "/" in session_id or session_id.startswith(".") or not directory.is_dir():
