@@ -80,11 +80,12 @@ def kill(session_id: str | None, signum: signal.Signals, target: Target) -> Kill
     tree = session_tree(session)
     assert session.root is not None
     pgid = session.pgid or session.root.pid
-    reached = deliver(tree, target, signum, pgid)
-    action = Action(signal=signum.name, signum=int(signum), target=str(target), pids=sorted(p.pid for p in reached),
-                    at=time.monotonic() - session.launched, by="gsup kill",
-                    group=pgid if target.kind == "group" else None)
-    session.append(session.actions_file, action.to_json())
+    with sessions.sending(session):
+        reached = deliver(tree, target, signum, pgid)
+        action = Action(signal=signum.name, signum=int(signum), target=str(target),
+                        pids=sorted(p.pid for p in reached), at=time.monotonic() - session.launched,
+                        by="gsup kill", group=pgid if target.kind == "group" else None)
+        session.append(session.actions_file, action.to_json())
     return KillResult(session, action, reached, note)
 
 

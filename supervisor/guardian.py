@@ -7,7 +7,7 @@ does not start the program itself: it starts this small process, which
 * is the program's parent and a child subreaper, so every orphan of the tree
   re-parents to it and stays findable through ``/proc/<pid>/task/*/children``;
 * reaps every process of the tree and sends each wait status to gsup down a
-  pipe, one JSON line per status;
+  pipe, one JSON line per status, then ``{"empty": true}`` once the tree is gone;
 * has ``PR_SET_PDEATHSIG``, so the kernel tells it when gsup dies, however gsup
   dies; then it stops every descendant, looks again until nothing new appears,
   kills them all, logs what it did in the session, reaps them, and exits.
@@ -195,8 +195,9 @@ def main(args: list[str]) -> int:
             pass
     guardian.report({"spawned": pid, "at": time.monotonic()})
     guardian.reap_until_empty()
+    guardian.report({"empty": True, "at": time.monotonic()})  # gsup can report now, not after our exit
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    os._exit(main(sys.argv[1:]))  # nothing to flush: every write was an os.write

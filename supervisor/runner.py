@@ -97,6 +97,7 @@ class Runner:
         self.launched = 0.0
         self.root_pid = 0
         self.guardian_pid: Optional[int] = None
+        self.guardian_reaped = False
         self.from_guardian: Optional[_StatusPipe] = None
         self.readiness = Readiness(options.ready_port, options.ready_output, options.ready_file)
         self.ready_at: Optional[float] = None
@@ -202,9 +203,12 @@ class Runner:
         """Take every wait status there is: the guardian's, then gsup's own
         (the guardian itself, and orphans if the guardian died); whether any
         process is left."""
-        reaped, any_left = reaper.reap_ready()
         assert self.from_guardian is not None
-        statuses = self.from_guardian.read(until_end=not any_left)
+        statuses = self.from_guardian.read()
+        if self.from_guardian.empty and not self.guardian_reaped:
+            self._reap_guardian()
+        reaped, any_left = reaper.reap_ready()
+        statuses += self.from_guardian.read(until_end=not any_left)
         if not any_left:
             for output in self.outputs:
                 output.pump(until_end=True)
@@ -218,7 +222,18 @@ class Runner:
             self._on_reaped(status, now)
         return any_left
 
+    def _reap_guardian(self) -> None:
+        """The guardian's tree is gone and it is exiting: collect it now rather
+        than wait for its SIGCHLD, so the report follows the last death at once."""
+        assert self.guardian_pid is not None
+        try:
+            pid, status = os.waitpid(self.guardian_pid, 0)
+        except ChildProcessError:
+            return  # already collected by reap_ready
+        self._on_guardian_end(ExitStatus.from_wait_status(pid, status, time.monotonic()))
+
     def _on_guardian_end(self, status: ExitStatus) -> None:
+        self.guardian_reaped = True
         if status.code != 0:
             how = f"exit {status.code}" if status.signal is None else signals.signal_name(status.signal)
             self.display.note(f"gsup's guardian (pid {status.pid}) ended early ({how}): gsup reaps the rest itself")
@@ -441,6 +456,7 @@ class Runner:
         if self.tree is not None:
             self.tree.snapshot()  # so nothing that has died is reported as still running
         # The session's log holds gsup's own actions and those of `gsup kill`.
+        sessions.wait_for_senders(self.session)
         logged = sessions.read_actions(self.session)
         facts = report.RunFacts(
             command=self.options.argv, session=self.session.id, started_wall=self.session.started,
@@ -513,10 +529,11 @@ class _StatusPipe:
         self.fd = fd
         self.pending = b""
         self.ended = False
+        self.empty = False  # the guardian said its tree is gone: nothing more can come
 
     def read(self, until_end: bool = False) -> list[ExitStatus]:
         """What has arrived; ``until_end``: the guardian is gone, take the rest."""
-        while not self.ended:
+        while not self.ended and not self.empty:
             try:
                 chunk = os.read(self.fd, 65536)
             except BlockingIOError:
@@ -528,6 +545,7 @@ class _StatusPipe:
                 self.ended = True
             self.pending += chunk
         *lines, self.pending = self.pending.split(b"\n")
+        self.empty = self.empty or any(line.startswith(b'{"empty"') for line in lines)
         return [status for status in map(_status, lines) if status is not None]
 
     def close(self) -> None:

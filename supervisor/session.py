@@ -13,11 +13,13 @@ the fact, and ``gsup kill --wait`` can say how its targets ended.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,42 @@ class Session:
     def is_live(self) -> bool:
         """The gsup that owns it still runs (same pid *and* start time)."""
         return not self.finished and identity(self.gsup.pid) == self.gsup
+
+
+@contextlib.contextmanager
+def sending(session: Session) -> Iterator[None]:
+    """Mark a ``gsup kill`` between its send and its log line.
+
+    The signal may end the tree at once, and the run's gsup would then build
+    its report before the action is logged; it waits for these marks instead
+    (see :func:`wait_for_senders`).
+    """
+    mark = session.dir / f"sending-{os.getpid()}"
+    try:
+        os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        marked = True
+    except OSError:
+        marked = False  # the run's gsup may then report a moment too early: no worse than without
+    try:
+        yield
+    finally:
+        if marked:
+            with contextlib.suppress(OSError):
+                mark.unlink()
+
+
+def wait_for_senders(session: Session, timeout: float = 2.0) -> None:
+    """Until no live ``gsup kill`` is between its send and its log line."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        busy = False
+        for mark in session.dir.glob("sending-*"):
+            pid = mark.name.partition("-")[2]
+            if pid.isdigit() and os.path.exists(f"/proc/{pid}"):
+                busy = True
+        if not busy:
+            return
+        time.sleep(0.005)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

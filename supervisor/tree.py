@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from supervisor import signals
+from supervisor import procfs, signals
 from supervisor.errors import GsupError
 from supervisor.options import Target
 from supervisor.signals import Identity
@@ -52,60 +52,85 @@ class Tree:
         self.root_pid = root_pid
         self.guardian_pid = guardian_pid  # gsup's own helper (guardian.py), below gsup but not of the tree
         self.history: dict[Identity, Seen] = {}
-        self._procs: dict[Identity, psutil.Process] = {}
+        self._states: dict[Identity, bytes] = {}  # live processes' state letters at the last look
+        self._boot_time = procfs.boot_time()
 
     def snapshot(self) -> list[Seen]:
-        """Look at the tree now; returns the processes never seen before."""
-        try:
-            live = psutil.Process(self.gsup_pid).children(recursive=True)
-        except psutil.Error:
-            live = []
+        """Look at the tree now; returns the processes never seen before.
+
+        The walk follows ``/proc/<pid>/task/*/children`` down from gsup, so a
+        look costs a few reads per process of the tree, not a read of every
+        process on the machine; identities use psutil's own arithmetic.
+        """
         now = time.monotonic()
         new: list[Seen] = []
-        current = set()
-        for proc in live:
-            if proc.pid == self.guardian_pid:
+        self._states = {}
+        for pid, info in _descendants(self.gsup_pid):
+            if pid == self.guardian_pid:
                 continue
-            try:
-                key = Identity(proc.pid, proc.create_time())
-                if key in self.history and proc.status() == psutil.STATUS_ZOMBIE:
-                    continue  # dead, waiting to be reaped: not running
-                current.add(key)
-                if key in self.history:
-                    continue
-                with proc.oneshot():
-                    seen = Seen(proc.pid, key.create_time, proc.ppid(), proc.cmdline() or [proc.name()], now)
-            except psutil.Error:
+            key = Identity(pid, float(info.starttime) / procfs.CLOCK_TICKS + self._boot_time)
+            if info.state == b"Z" and key in self.history:
+                continue  # dead, waiting to be reaped: not running
+            self._states[key] = info.state
+            if key in self.history:
                 continue
+            argv = procfs.cmdline(pid)
+            if argv is None:
+                continue  # gone meanwhile: the next look will not see it either
+            seen = Seen(pid, key.create_time, info.ppid, argv or [info.name], now)
             self.history[key] = seen
-            self._procs[key] = proc
             new.append(seen)
         for key, seen in self.history.items():
-            seen.alive = key in current
-            if not seen.alive:
-                self._procs.pop(key, None)
+            seen.alive = key in self._states
         return new
 
     def busy(self) -> bool:
-        """Is any live process on a CPU, waiting for one, or in disk I/O?
+        """Was any live process on a CPU, waiting for one, or in disk I/O at the last look?
 
         A program still importing shows as running (R) or in disk sleep (D),
         even while starved of CPU on a loaded machine; a server waiting for
         work sleeps (S).  So "settled" does not rest on a timer alone.
         """
-        for proc in list(self._procs.values()):
-            try:
-                if proc.status() in (psutil.STATUS_RUNNING, psutil.STATUS_DISK_SLEEP):
-                    return True
-            except psutil.Error:
-                continue
-        return False
+        return any(state in (b"R", b"D") for state in self._states.values())
 
     def live(self) -> list[Seen]:
         return [s for s in self.history.values() if s.alive]
 
     def role(self, pid: int, ppid: int | None) -> str:
         return role_of(pid, ppid, self.root_pid)
+
+
+def _descendants(pid: int) -> list[tuple[int, procfs.Stat]]:
+    """Every descendant of ``pid``, parents before children, with its stat.
+
+    A child is admitted only if its stat still names the parent it was listed
+    under, so a pid that died and was reused between the two reads is not.
+    """
+    found: list[tuple[int, procfs.Stat]] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop(0)
+        for child in _children(parent):
+            info = procfs.stat(child)
+            if info is not None and info.ppid == parent:
+                found.append((child, info))
+                todo.append(child)
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    out: list[int] = []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as file:
+                out.extend(int(p) for p in file.read().split())
+        except OSError:
+            continue
+    return out
 
 
 def role_of(pid: int, ppid: int | None, root_pid: int) -> str:
