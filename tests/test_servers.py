@@ -127,7 +127,7 @@ def wait_running(run: Popen[str], look: Callable[[], Any], what: str) -> Any:
 # -- gunicorn ---------------------------------------------------------------------------
 
 GUNICORN_CONF = """
-    import atexit, os
+    import atexit, os, signal
 
     HERE = os.path.dirname(os.path.abspath(__file__))
     control_socket_disable = True  # gunicorn >= 24 would share $HOME/.gunicorn/gunicorn.ctl with every other run
@@ -145,6 +145,13 @@ GUNICORN_CONF = """
         open(os.path.join(booted, str(os.getpid())), "w").close()
         if len(os.listdir(booted)) == 2:
             print("gunicorn-test: 2 workers booted", flush=True)
+
+    def post_fork(server, worker):
+        if os.environ.get("GUNICORN_TEST_EARLY_TERM"):
+            # A TERM to the master while this worker still runs the master's handler, inherited
+            # through fork: Arbiter.signal only queues it.  Wait until it has been swallowed so.
+            os.kill(server.pid, signal.SIGTERM)
+            server.SIG_QUEUE.get(timeout=30)
 
     def on_exit(server):
         log("on_exit")
@@ -179,8 +186,8 @@ def gunicorn(program: Program) -> Callable[..., list[str]]:
     conf = program(GUNICORN_CONF, "conf.py")
     program(WSGI_APP, "app.py")
 
-    def command(port: int, timeout: int = 5) -> list[str]:
-        return [GUNICORN, "-c", str(conf), "-w", "2", "--graceful-timeout", "2", "--timeout", str(timeout),
+    def command(port: int, timeout: int = 5, workers: int = 2) -> list[str]:
+        return [GUNICORN, "-c", str(conf), "-w", str(workers), "--graceful-timeout", "2", "--timeout", str(timeout),
                 "-b", f"127.0.0.1:{port}", "app:app"]
 
     return command
@@ -290,6 +297,28 @@ def test_gunicorn_master_killed_workers_notice_their_new_parent(gsup: Gsup, guni
         assert worker["ended"] > master["ended"]
     assert Counter(logged(tmp_path)) == Counter((what, w["pid"]) for w in workers
                                                 for what in ("worker_exit", "conf_bye"))
+
+
+def test_gunicorn_term_before_the_worker_booted(gsup: Gsup, gunicorn: Callable[..., list[str]],
+                                               tmp_path: Path) -> None:
+    """Why readiness here is "workers booted" and not only "port listening": a TERM that reaches
+    the master while a worker is not yet past Worker.init_signals is lost on that worker (the
+    handler it inherited from the master queues it in the worker's copy of the queue).  The
+    master's graceful stop then waits graceful_timeout (2 s) and SIGKILLs it: no worker_exit,
+    no atexit in the worker.  stop() reaps (WNOHANG) right after that SIGKILL, usually before
+    the worker is dead: then child_exit never runs, and the worker is collected as an orphan.
+    on_exit runs, and the master exits 0."""
+    report = gsup.report("--", *gunicorn(free_port(), workers=1), env={"GUNICORN_TEST_EARLY_TERM": "1"})
+    master, [worker] = role(report, "parent"), children(report)
+    assert report["actions"] == [] and report["leftovers"] == []
+    assert end_of(master) == ("exited", 0) and invoked(master)["SIGTERM"] == ("Arbiter.signal", 1)
+    assert ran_hooks(master) in (["on_exit"], ["child_exit", "on_exit"])
+    assert f"SIGTERM to its child {worker['pid']}, SIGKILL to its child {worker['pid']}" in master["explanation"]
+    assert end_of(worker) == ("signaled", "SIGKILL") and hooks(worker) == []
+    assert handlers(worker)["conf_bye"] == "not-run"
+    assert f"killed with SIGKILL by its parent (pid {master['pid']})" in worker["explanation"], worker["explanation"]
+    assert logged(tmp_path)[-2:] == [("on_exit", master["pid"]), ("conf_bye", master["pid"])]
+    assert {pid for _, pid in logged(tmp_path)} == {master["pid"]}
 
 
 ONE_WORKER = {
@@ -767,6 +796,29 @@ def test_kill_wait_on_a_zombie(gsup: Gsup, program: Program, tmp_path: Path) -> 
     finish(run)
     assert waited.returncode == 0, waited.stderr
     assert "not instrumented" not in waited.stdout, waited.stdout
+
+
+@pytest.mark.xfail(strict=True, reason="report.py _signal_handlers counts a run only once the process itself installed "
+                                       "a handler: one run by the handler a fork child inherited is dropped")
+def test_inherited_handler_run_in_a_fork_child(gsup: Gsup, program: Program) -> None:
+    """A gunicorn worker that gets its master's TERM before init_signals (see
+    test_gunicorn_term_before_the_worker_booted) runs the inherited Arbiter.signal; the report
+    of the worker shows no handler run."""
+    script = program("""
+        import os, signal
+
+        def on_usr1(signum, frame):
+            pass
+
+        signal.signal(signal.SIGUSR1, on_usr1)
+        pid = os.fork()
+        if pid == 0:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """)
+    child = role(gsup.report(str(script)), "child")
+    assert invoked(child) == {"SIGUSR1": ("on_usr1", 1)}
 
 
 @pytest.mark.xfail(strict=True, reason="expect.py _check_not_run: a function watched with --watch (or a preset "
