@@ -130,7 +130,7 @@ GUNICORN_CONF = """
     import atexit, os, signal
 
     HERE = os.path.dirname(os.path.abspath(__file__))
-    control_socket_disable = True  # gunicorn >= 24 would share $HOME/.gunicorn/gunicorn.ctl with every other run
+    control_socket_disable = True  # else $XDG_RUNTIME_DIR or $HOME/.gunicorn/gunicorn.ctl: one socket for every run
     """ + LOG_FUNCTION + """
 
     def conf_bye():
@@ -411,11 +411,10 @@ def test_gunicorn_timed_out_workers_are_aborted(gsup: Gsup, gunicorn: Callable[.
     assert [what for what, pid in lines if pid == killed["pid"]] == ["worker_abort"]
 
 
-# The table ``gsup matrix`` printed for this command (see the report of this test's commit):
-# every scenario whose master ended by itself left nothing behind except SIGKILL→parent, whose
-# orphaned workers check their parent only every timeout/2 = 15 s.  In the →child scenarios the
-# master replaces its workers and never ends: gsup's grace SIGKILLs the whole tree, which
-# 'no leftovers' does not count (nothing was left once the launched process had ended).
+# Which scenarios keep 'no leftovers'.  Only SIGKILL→parent fails: its orphaned workers check
+# their parent every timeout/2 = 15 s, long after the 2 s grace.  In the →child scenarios the
+# master replaces its workers and never ends by itself: gsup's grace SIGKILLs the whole tree,
+# which 'no leftovers' does not count (it is about what outlives the launched process).
 MATRIX = {"SIGTERM→parent": True, "SIGTERM→child": True, "SIGINT→parent": True, "SIGINT→child": True,
           "SIGKILL→parent": False, "SIGKILL→child": True}
 
