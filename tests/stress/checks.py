@@ -53,6 +53,7 @@ KNOWN_SHOT_ERRORS = (  # exit 2 after the program started: the target was not th
     "process group ",
     "no process of the tree is running",
 )
+NO_TARGET_MARGIN = 0.5  # seconds a target must have run past --after for gsup to have had to see it
 GSUP_FRAME = re.compile(r'File "[^"]*(/supervisor/(?!_probe/)|/site-packages/(click|rich|psutil)/)')
 
 
@@ -231,6 +232,28 @@ def _check_claims(outcome: Outcome, image: _Image) -> None:
         elif extra > 0:
             outcome.add("invented", "signal-runs", f"{image.where}: report says {sig['handler']} ran "
                         f"{sig['invocations']}x for {sig['signal']}, markers show {count}")
+
+
+def check_no_target(scenario: Scenario, report: dict[str, Any]) -> list[Finding]:
+    """gsup said the target was not there (exit 2): with ``--after T``, no
+    process it names may have been provably running from T until well after.
+
+    ``ended`` is when a status was collected, and a zombie can wait long for
+    its parent: only a later SIGKILL from gsup itself (which signals live
+    processes only) proves a process was still running.
+    """
+    if "--after" not in scenario.timing:
+        return []  # the settle moment is gsup's own: nothing to hold it against
+    text = scenario.timing[scenario.timing.index("--after") + 1]
+    at = float(text[:-2]) / 1000 if text.endswith("ms") else float(text.rstrip("s"))
+    roles = {"parent": ("parent",), "child": ("child",), "group": ("parent",)}.get(  # setsid leaves the group
+        scenario.target, ("parent", "child", "grandchild"))
+    killed_later = {pid for a in report["actions"] if a["at"] >= at + NO_TARGET_MARGIN for pid in a["pids"]}
+    alive = [p for p in report["processes"] if p["role"] in roles and p["started"] is not None
+             and p["started"] <= at and p["pid"] in killed_later]
+    return [Finding("crash", "exit-2-contradicted", f"gsup found no {scenario.target} at {at:.3f}s, but pid "
+                    f"{p['pid']} ({p['role']}) started at {p['started']} and gsup signalled it after "
+                    f"{at + NO_TARGET_MARGIN:.3f}s") for p in alive]
 
 
 def judge_exit(code: int, stdout: str, stderr: str) -> tuple[Optional[dict[str, Any]], list[Finding], str]:

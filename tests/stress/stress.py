@@ -121,6 +121,7 @@ def run_one(scenario: plans.Scenario, base: Path, run_id: str) -> Result:
     result.findings += findings
     if reason:
         result.notes.append(checks.Finding("note", f"exit 2 ({reason.strip(' :')}...)", _error_line(stderr)))
+        result.findings += checks.check_no_target(scenario, report) if report is not None else []
     if report is not None:
         outcome = checks.compare(scenario, report, markers)
         result.findings += outcome.findings
