@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     machine.seconds = time.monotonic() - began
     machine.load.append(os.getloadavg()[0])
     print("\n" + table.terminal(rows, failures))
-    print(f"\n{sum(r.met for r in rows)} of {len(rows)} targets met; {machine.seconds:.0f} s; "
+    targets = [r for r in rows if r.target is not None]
+    print(f"\n{sum(r.met for r in targets)} of {len(targets)} targets met; {machine.seconds:.0f} s; "
           f"load average {machine.load[0]:.2f} -> {machine.load[1]:.2f}")
     if failures:
         print(f"{len(failures)} benchmark(s) could not be measured: {args.output} left as it was", file=sys.stderr)

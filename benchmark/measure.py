@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable  # the venv's interpreter: gsup, psutil and flask are installed in it
@@ -34,7 +35,7 @@ class Row:
 
     name: str
     value: float
-    target: float
+    target: Optional[float]  # None: a figure shown for context, with no target
     unit: str  # "x" for a ratio, else "us", "ms", "%", "MB", "processes"
     detail: str  # the raw medians behind the figure
     command: str  # what reproduces it
@@ -42,7 +43,15 @@ class Row:
 
     @property
     def met(self) -> bool:
+        if self.target is None:
+            return True
         return self.value >= self.target if self.at_least else self.value <= self.target
+
+    @property
+    def goal(self) -> str:
+        if self.target is None:
+            return "—"
+        return ("≥ " if self.at_least else "≤ ") + self.shown(self.target)
 
     def shown(self, number: float) -> str:
         digits = 2 if self.unit == "x" else (0 if self.unit == "processes" else 1)
@@ -51,6 +60,8 @@ class Row:
 
     @property
     def verdict(self) -> str:
+        if self.target is None:
+            return "info"
         if self.met:
             return "ok"
         if self.at_least:

@@ -55,7 +55,7 @@ def _commit() -> str:
 
 
 def terminal(rows: list[Row], failures: list[tuple[str, str]]) -> str:
-    lines = [(r.name, r.shown(r.value), ("≥ " if r.at_least else "≤ ") + r.shown(r.target), r.verdict)
+    lines = [(r.name, r.shown(r.value), r.goal, r.verdict)
              for r in rows]
     lines += [(name, "-", "-", f"FAILED: {why}") for name, why in failures]
     header = ("benchmark", "measured", "target", "result")
@@ -66,7 +66,7 @@ def terminal(rows: list[Row], failures: list[tuple[str, str]]) -> str:
 
 
 def markdown(rows: list[Row], machine: Machine, command: str) -> str:
-    met = sum(r.met for r in rows)
+    met = sum(r.met for r in rows if r.target is not None)
     parts = [
         "# Benchmarks",
         "",
@@ -80,11 +80,11 @@ def markdown(rows: list[Row], machine: Machine, command: str) -> str:
         f"- run: {machine.date}, commit {machine.commit}, {machine.seconds:.0f} s in all",
         f"- load average (1 min): {' at start, '.join(f'{x:.2f}' for x in machine.load)} at end",
         "",
-        f"{met} of {len(rows)} targets met.",
+        f"{met} of {sum(r.target is not None for r in rows)} targets met.",
         "",
         "| benchmark | measured | target | result |",
         "|---|---|---|---|",
-        *(f"| {r.name} | {r.shown(r.value)} | {'≥' if r.at_least else '≤'} {r.shown(r.target)} | {r.verdict} |"
+        *(f"| {r.name} | {r.shown(r.value)} | {r.goal} | {r.verdict} |"
           for r in rows),
         "",
         "## How each figure is measured",
