@@ -24,9 +24,9 @@ callback of its own; a *raise* when the exception reaches
   child) does not cut a handler short: it comes after the handler has ended;
 * a handler called twice in one process has one entry in the report: the
   second call is **missing** from it;
-* a signal handler's k begin markers mean ``invocations >= k`` for its signal;
-  more invocations than markers is legitimate only by one, in a process that
-  died.
+* a signal handler's k begin markers mean ``invocations >= k`` for it (a run
+  belongs to the handler installed when it happened); more invocations than
+  markers is legitimate only by one, in a process that died.
 
 Processes started with ``python -I`` run without the probe: their markers
 cannot be matched and are only counted.
@@ -35,7 +35,6 @@ cannot be matched and are only counted.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -184,25 +183,19 @@ def _signal_ran(entry: dict[str, Any]) -> bool:
 
 
 def _check_signal_runs(outcome: Outcome, image: _Image) -> None:
-    """Each signal whose handlers' begin markers exist: the report has it, with at least as many runs."""
+    """Each of the program's signal handlers that began: the report lists it, with at least as many runs."""
     assert image.marks is not None
     signal_of = image.scenario.signal_of()
-    bodies = {s.name: s.body for plan in image.scenario.plans() for s in plan.signals}
-    runs: dict[str, list[str]] = defaultdict(list)
-    for name in image.marks.runs:
-        if name in signal_of and image.marks.began(name):
-            runs["SIG" + signal_of[name]].append(name)
-    reported = {s["signal"]: s for s in image.entry["signal_handlers"]}
-    for sig, names in sorted(runs.items()):
-        count = sum(image.marks.began(n) for n in names)
-        got = reported.get(sig)
-        text = f"{image.where}: {'/'.join(names)} ran {count}x for {sig}"
-        if got is None:
-            why = ("-replaced-by-SIG_DFL" if any(bodies[n] == "redefault" for n in names)
-                   else "-inherited-by-fork" if image.entry["forked"] else "")
-            outcome.add("missing", "signal-handler" + why, f"{text}, the report lists no handler for it")
-        elif got["invocations"] < count:
-            outcome.add("missing", "signal-runs", f"{text}, the report says {got['invocations']}")
+    for name in sorted(n for n in image.marks.runs if n in signal_of and image.marks.began(n)):
+        sig, count = "SIG" + signal_of[name], image.marks.began(name)
+        reported = [s for s in image.entry["signal_handlers"] if s["signal"] == sig and s["handler"] == name]
+        text = f"{image.where}: {name} ran {count}x for {sig}"
+        if not reported:
+            why = "-inherited-by-fork" if image.entry["forked"] else ""
+            outcome.add("missing", "signal-handler" + why, f"{text}, the report does not list it "
+                        f"(it lists {[(s['signal'], s['handler']) for s in image.entry['signal_handlers']]})")
+        elif sum(s["invocations"] for s in reported) < count:
+            outcome.add("missing", "signal-runs", f"{text}, the report says {reported}")
 
 
 def _check_claims(outcome: Outcome, image: _Image) -> None:
@@ -222,10 +215,9 @@ def _check_claims(outcome: Outcome, image: _Image) -> None:
                     f"(process ended {image.entry['end']})")
     signal_of = image.scenario.signal_of()
     for sig in image.entry["signal_handlers"]:
-        names = [n for n, s in signal_of.items() if "SIG" + s == sig["signal"]]
-        if sig["handler"] not in names:
+        if sig["handler"] not in signal_of:
             continue
-        count = sum(image.marks.began(n) for n in names) if image.marks else 0
+        count = image.marks.began(sig["handler"]) if image.marks else 0
         extra = sig["invocations"] - count
         if extra == 1 and image.died():
             outcome.note("signal handler killed before its first line", f"{image.where}: {sig['handler']}")
