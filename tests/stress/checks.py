@@ -142,7 +142,8 @@ def _check_handler(outcome: Outcome, image: _Image, name: str) -> None:
     assert image.marks is not None
     handler = image.handler(name)
     registered, runs = image.marks.registered.get(name, set()), image.marks.runs.get(name, {})
-    label = f"{image.where}: handler {name} (markers {image.marks.describe_one(name)})"
+    kind = f"{handler['kind']} " if handler is not None else ""
+    label = f"{image.where}: {kind}handler {name} (markers {image.marks.describe_one(name)})"
     if handler is None:
         outcome.add("missing", "handler", f"{label}: not in the report")
         return
