@@ -81,9 +81,10 @@ def kill(session_id: str | None, signum: signal.Signals, target: Target) -> Kill
     assert session.root is not None
     pgid = session.pgid or session.root.pid
     with sessions.sending(session):
+        sent_at = time.monotonic()  # its effects may follow at once: the send is dated from its start
         reached = deliver(tree, target, signum, pgid)
         action = Action(signal=signum.name, signum=int(signum), target=str(target),
-                        pids=sorted(p.pid for p in reached), at=time.monotonic() - session.launched,
+                        pids=sorted(p.pid for p in reached), at=sent_at - session.launched,
                         by="gsup kill", group=pgid if target.kind == "group" else None)
         session.append(session.actions_file, action.to_json())
     return KillResult(session, action, reached, note)

@@ -265,7 +265,10 @@ def _named(expectation: Expectation, images: list[Process], report: Report) -> l
 
 
 def _known_anywhere(name: Optional[str], report: Report) -> bool:
-    return any(name in (h.name, h.label) for h in _entries(report.processes))
+    """Registered somewhere, or a function the run watched: a claim that it did
+    not run is then meaningful, where an unknown name is more likely a typo."""
+    watched = {n for full in report.watching for n in (full, full.rpartition(".")[2])}
+    return name in watched or any(name in (h.name, h.label) for h in _entries(report.processes))
 
 
 def _check(expectation: Expectation, images: list[Process], report: Report) -> _Verdict:

@@ -265,6 +265,7 @@ class Report:
     expectations: list[ExpectationResult] = field(default_factory=list)  # --expect, in the order given
     ready: Optional[Ready] = None  # --ready-*, if asked for
     stop: Optional[str] = None  # the --stop preset replayed, if any
+    watching: list[str] = field(default_factory=list)  # names a watched call could be reported under
 
     def roles(self, role: str) -> list[Process]:
         """Every process (image) with that role, in start order."""
@@ -310,6 +311,7 @@ class Report:
             expectations=[ExpectationResult.from_json(e) for e in document.get("expectations", [])],
             ready=Ready.from_json(document["ready"]) if document.get("ready") else None,
             stop=_opt_str(document.get("stop")),
+            watching=[str(n) for n in document.get("watching", [])],
         )
 
     @property
@@ -341,6 +343,7 @@ class Report:
             "unseen": self.unseen,
             "ready": self.ready.to_json() if self.ready is not None else None,
             "stop": self.stop,
+            "watching": self.watching,
         }
 
 

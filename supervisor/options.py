@@ -97,6 +97,24 @@ def parse_watch(text: str) -> str:
 WATCH_PRESETS = ("gunicorn", "asgi", "weakref", "logging", "futures")
 
 
+# The names each preset's calls are reported under (the probe's WATCH_PRESETS again):
+# what ``--expect 'parent: on_exit not run'`` may name although it never ran.
+PRESET_CALLS = {
+    "gunicorn": ("on_exit", "worker_exit", "worker_int", "worker_abort", "child_exit"),
+    "asgi": ("LifespanOn.shutdown", "Server.shutdown", "Router.shutdown"),
+    "weakref": (),  # reported under each callback's own name
+    "logging": ("shutdown",),
+    "futures": ("ThreadPoolExecutor.shutdown", "ProcessPoolExecutor.shutdown"),
+}
+
+
+def watching(watch: Sequence[str], presets: Sequence[str]) -> list[str]:
+    """Every name a watched call of this run could be reported under."""
+    chosen = WATCH_PRESETS if not presets or "auto" in presets else [p for p in presets if p != "none"]
+    names = [spec.partition(":")[2] for spec in watch]
+    return [*names, *(name for preset in chosen for name in PRESET_CALLS[preset])]
+
+
 def parse_watch_presets(values: Sequence[str]) -> list[str]:
     """``--watch-preset`` values (repeatable or comma-separated): preset names,
     ``auto`` (every preset, the default) or ``none`` alone (no preset)."""

@@ -59,6 +59,7 @@ class RunFacts:
     guardian_pid: Optional[int] = None  # the launched process's parent, and the adopter of orphans
     ready: Optional[Ready] = None
     stop: Optional[str] = None
+    watching: list[str] = field(default_factory=list)
 
     def adopted(self, ppid: Optional[int]) -> bool:
         """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
@@ -114,7 +115,7 @@ def build(facts: RunFacts) -> Report:
         command=facts.command, session=facts.session, started=facts.started_wall,
         duration=facts.finished - facts.launched, processes=processes, actions=facts.actions,
         leftovers=sorted(leftovers), incomplete=list(facts.incomplete), version=facts.version,
-        ready=facts.ready, stop=facts.stop,
+        ready=facts.ready, stop=facts.stop, watching=facts.watching,
     )
 
 
@@ -225,6 +226,8 @@ def _why_unknown(proc: _Proc, facts: RunFacts) -> str:
     if proc.seen is not None and proc.seen.alive:
         return "still running when gsup stopped watching"
     parent = proc.ppid(facts)
+    if parent is not None and any(image.start and image.start.get("pid") == parent for image in facts.images):
+        return f"its parent (pid {parent}) has not collected its status (yet)"
     if parent is not None:
         return f"reaped by its parent (pid {parent}), which is not instrumented"
     if proc.seen is None and not proc.images:
@@ -360,6 +363,7 @@ def _mark_orphans(processes: list[Process], procs: list[_Proc], facts: RunFacts)
     """Orphaned: its parent ended while it still ran, or gsup adopted it before
     anyone saw its parent.  An ending nobody saw proves neither."""
     ended_at = {p.pid: p.status.at for p in procs if p.status is not None}
+    by_pid = {p.pid: p for p in procs}
     for process in processes:
         if process.role == "parent":
             continue
@@ -368,8 +372,44 @@ def _mark_orphans(processes: list[Process], procs: list[_Proc], facts: RunFacts)
             continue
         own = ended_at.get(process.pid)
         parent_end = ended_at.get(process.ppid)
+        child, parent = by_pid.get(process.pid), by_pid.get(process.ppid)
+        gone = _gone_by(child, facts) if child is not None else None
+        dying = _dying_from(parent, facts) if parent is not None else None
+        died_first = gone is not None and dying is not None and gone < dying
         process.orphaned = process.end.how == LEFT_RUNNING or (
-            parent_end is not None and own is not None and parent_end < own)
+            parent_end is not None and own is not None and parent_end < own and not died_first)
+
+
+def _gone_by(proc: _Proc, facts: RunFacts) -> Optional[float]:
+    """A moment by which the process was certainly finished: the SIGKILL that
+    killed it, or the last thing it did, when that was its ``os._exit`` or the
+    end of its atexit phase.  (Collection times cannot tell: a zombie whose
+    parent never waited is collected only after that parent has died.)"""
+    if proc.status is not None and proc.status.signal == 9:
+        sent = _signal_times(proc.pid, 9, facts)
+        if sent:
+            return min(sent)
+    image = proc.images[-1] if proc.images else None
+    if image is None or not image.events:
+        return None
+    last = image.events[-1]
+    return float(last["t"]) if last.get("k") in ("done", "os_exit") else None
+
+
+def _dying_from(proc: _Proc, facts: RunFacts) -> Optional[float]:
+    """The earliest moment a process began to end: the signal that killed it
+    was sent, its atexit phase began, or it called ``os._exit``."""
+    moments = _signal_times(proc.pid, proc.status.signal, facts) if proc.status and proc.status.signal else []
+    for image in proc.images:
+        moments += [float(e["t"]) for e in image.events if e.get("k") in ("exit", "os_exit")]
+    return min(moments) if moments else None
+
+
+def _signal_times(pid: int, signum: int, facts: RunFacts) -> list[float]:
+    """When ``signum`` was sent to ``pid``, by gsup or by a process of the tree."""
+    sent = [a.at + facts.launched for a in facts.actions if a.signum == signum and pid in a.pids]
+    return sent + [float(e["t"]) for image in facts.images for e in image.of_kind("kill")
+                   if e.get("pid") == pid and e.get("sig") == signum]
 
 
 def _last_of(events: list[Event], kind: str) -> Optional[Event]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Optional, Protocol
 
-from supervisor import __version__, events, launch, reaper, report, signals, stops
+from supervisor import __version__, events, launch, options, reaper, report, signals, stops
 from supervisor import session as sessions
 from supervisor.errors import ExitCode, GsupError
 from supervisor.model import Action, Ready, Report
@@ -360,9 +360,10 @@ class Runner:
     def send(self, signum: signal.Signals, target: Target, by: str) -> Action:
         """Send ``signum`` to ``target`` within this tree; raises GsupError if it reaches none."""
         assert self.tree is not None
+        sent_at = time.monotonic()
         reached = deliver(self.tree, target, signum, self.root_pid)
         return self._record(signum, str(target), sorted(p.pid for p in reached), by,
-                            group=self.root_pid if target.kind == "group" else None)
+                            group=self.root_pid if target.kind == "group" else None, sent_at=sent_at)
 
     def _end_container(self) -> None:
         """The main process of a container ended: the kernel kills the rest at once."""
@@ -376,10 +377,11 @@ class Runner:
     def _send_also(self, signum: signal.Signals, first: Action) -> None:
         """The second signal of a pair (systemd's SIGCONT), to exactly who got the first."""
         assert self.tree is not None
+        sent_at = time.monotonic()
         reached = [p.pid for p in self.tree.live() if p.pid in first.pids
                    and signals.send(p.identity, signum)]
         if reached:  # the first signal may already have ended them all
-            self._record(signum, first.target, sorted(reached), first.by, group=first.group)
+            self._record(signum, first.target, sorted(reached), first.by, group=first.group, sent_at=sent_at)
 
     def _send_quietly(self, signum: signal.Signals, target: Target, by: str) -> None:
         try:
@@ -411,9 +413,10 @@ class Runner:
             for proc in fresh:
                 signals.send(proc.identity, signal.SIGSTOP)
                 stopped[proc.identity] = proc
+        sent_at = time.monotonic()
         killed = [p for p in stopped.values() if signals.send(p.identity, signal.SIGKILL)]
         if killed:
-            self._record(signal.SIGKILL, target, [p.pid for p in killed], by)
+            self._record(signal.SIGKILL, target, [p.pid for p in killed], by, sent_at=sent_at)
         return killed
 
     def _kill_everything(self, why: str, by: str = "gsup") -> None:
@@ -427,9 +430,11 @@ class Runner:
             self._kill("tree", by)
 
     def _record(self, signum: signal.Signals, target: str, pids: list[int], by: str,
-                group: Optional[int] = None) -> Action:
+                group: Optional[int] = None, sent_at: Optional[float] = None) -> Action:
+        """Log a send; ``at`` is when it began, since its effects may follow at once."""
+        at = sent_at if sent_at is not None else time.monotonic()
         action = Action(signal=signum.name, signum=int(signum), target=target, pids=pids,
-                        at=time.monotonic() - self.launched, by=by, group=group)
+                        at=at - self.launched, by=by, group=group)
         self.actions.append(action)
         self._log(self.session.actions_file, action.to_json())
         self.display.action(action)
@@ -466,6 +471,7 @@ class Runner:
             statuses=self.statuses, actions=sorted(logged or self.actions, key=lambda a: a.at),
             leftovers=self.leftovers, finished=finished, incomplete=self.incomplete, version=__version__,
             ready=self._ready_result(), stop=self.options.stop,
+            watching=options.watching(self.options.watch, self.options.watch_presets),
         )
         built = report.build(facts)
         try:

@@ -14,8 +14,8 @@ workers have installed their signal handlers (a TERM sent then is swallowed by
 the handler a worker inherited from the master), and uvicorn's reloader holds
 the port before its server child has even started.
 
-Misreports of gsup still open are pinned at the end as strict xfails, each with
-the smallest program that shows it.
+Four misreports of gsup these runs revealed are fixed and pinned at the end,
+each with the smallest program that shows it.
 """
 
 from __future__ import annotations
@@ -643,7 +643,7 @@ def test_multiprocessing_fork_and_spawn_children(gsup: Gsup, program: Program, t
         assert fork["explanation"].startswith("left through os._exit(0): atexit skipped"), fork["explanation"]
     assert set(inherited) == {"module_bye", "parent_bye", "_exit_function"}
     assert end_of(tracker) == ("exited", 0) and report["leftovers"] == []
-    assert all(p["orphaned"] for p in kids)
+    assert all(p["orphaned"] for p in kids), [(p["argv"][-1], p["orphaned"], p["end"], p["ended"]) for p in kids]
     lines = logged(tmp_path)
     assert sorted(line for line in lines if line[0].startswith("import")) == sorted(
         [("import __main__", parent["pid"]), ("import __mp_main__", spawn["pid"])])
@@ -736,7 +736,7 @@ def test_process_pool_without_handler_leaves_workers(gsup: Gsup, program: Progra
     assert logged(tmp_path) == []
 
 
-# -- gsup's misreports, pinned: each xfail holds until the bug is fixed -----------------------
+# -- misreports these servers revealed, fixed: each test pins the right answer --------------
 
 
 ZOMBIE = """
@@ -756,8 +756,6 @@ ZOMBIE = """
     """
 
 
-@pytest.mark.xfail(strict=True, reason="report.py _mark_orphans compares collection times: a child dead before "
-                                       "its parent, collected only after it, is marked orphaned")
 def test_zombie_collected_after_its_parent_is_not_orphaned(gsup: Gsup, program: Program, tmp_path: Path) -> None:
     """The uvicorn server killed while its reloader ignores it, or gunicorn workers reaped by gsup
     after their master: "orphaned" means the parent ended while the child still ran."""
@@ -781,8 +779,6 @@ NEGLECTFUL_PARENT = """
     """
 
 
-@pytest.mark.xfail(strict=True, reason="report.py _why_unknown: a zombie its (instrumented) parent has not "
-                                       "collected yet is said to be reaped by a parent that is not instrumented")
 def test_kill_wait_on_a_zombie(gsup: Gsup, program: Program, tmp_path: Path) -> None:
     """``gsup kill --wait`` on a process whose parent does not collect it: the target is dead, its
     status unknown for now; the parent is instrumented and has reaped nothing."""
@@ -797,8 +793,6 @@ def test_kill_wait_on_a_zombie(gsup: Gsup, program: Program, tmp_path: Path) -> 
     assert "not instrumented" not in waited.stdout, waited.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="report.py _signal_handlers counts a run only once the process itself installed "
-                                       "a handler: one run by the handler a fork child inherited is dropped")
 def test_inherited_handler_run_in_a_fork_child(gsup: Gsup, program: Program) -> None:
     """A gunicorn worker that gets its master's TERM before init_signals (see
     test_gunicorn_term_before_the_worker_booted) runs the inherited Arbiter.signal; the report
@@ -820,8 +814,6 @@ def test_inherited_handler_run_in_a_fork_child(gsup: Gsup, program: Program) -> 
     assert invoked(child) == {"SIGUSR1": ("on_usr1", 1)}
 
 
-@pytest.mark.xfail(strict=True, reason="expect.py _check_not_run: a function watched with --watch (or a preset "
-                                       "hook) that was never called is 'no handler named ... (a typo?)'")
 def test_watched_function_never_called_is_not_run(gsup: Gsup, program: Program) -> None:
     """``parent: on_exit not run`` after a SIGKILLed gunicorn master is the natural claim."""
     program("def never():\n    pass\n", "mod.py")

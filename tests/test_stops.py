@@ -130,10 +130,10 @@ SERVER = """
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("127.0.0.1", int(sys.argv[1])))
-    server.listen()
-    print("listening on", sys.argv[1], flush=True)
-    sys.stderr.write("also on stderr\\n")
+    sys.stderr.write("also on stderr\\n")  # all output before any readiness: the signal follows at once
     sys.stderr.flush()
+    print("listening on", sys.argv[1], flush=True)
+    server.listen()
     open(sys.argv[2], "w").close()
     while True:
         time.sleep(60)

@@ -218,9 +218,16 @@ def _install(os, events_dir):
     already have something to report)."""
     rec = _Recorder(os, events_dir)
     exits = _patch_atexit(rec)
-    getsignal = _patch_signals(rec)
+    getsignal, wrapped_signals = _patch_signals(rec)
     wrap = _patch_os(rec)
-    _patch_fork(rec, exits)
+
+    def note_signal_handlers():
+        """The Python handlers in place: at start, and again in a forked child,
+        which inherits its parent's (their runs there are the child's own)."""
+        for signum in sorted({2, 15, *wrapped_signals}):
+            rec.emit("sig0", ',"sig":%d,"handler":%s' % (signum, _js(_handler_name(getsignal(signum)))))
+
+    _patch_fork(rec, exits, note_signal_handlers)
     if not PY311:
         hide_probe_frames(globals())
         exits.real_excepthook = sys.__excepthook__  # 3.9's handler errors: a watched handler's frame too
@@ -231,8 +238,7 @@ def _install(os, events_dir):
         **({} if PY311 else {"traceback": _patch_traceback}),
     }, _patch_watch(rec, os.environ)))
     exits.register_done()
-    for signum in (2, 15):
-        rec.emit("sig0", ',"sig":%d,"handler":%s' % (signum, _js(_handler_name(getsignal(signum)))))
+    note_signal_handlers()
 
 
 # -- exit handlers ---------------------------------------------------------------
@@ -487,7 +493,7 @@ def _patch_signals(rec):
     _signal.getsignal = getsignal
     if PY311 and real_getsignal(2) is default_int:
         real_signal(2, wrap_handler(2, default_int))  # so a Ctrl-C is seen arriving
-    return getsignal
+    return getsignal, originals
 
 
 # -- ways out: os._exit, exec, kill, spawn and the wait family ----------------------
@@ -644,7 +650,7 @@ def _patch_fork_exec(mod, ways):
         mod.fork_exec = _passthrough(real, "fork_exec", after=ways.spawn_argv(0))
 
 
-def _patch_fork(rec, exits):
+def _patch_fork(rec, exits, note_signal_handlers):
     """A forked child gets a file of its own and knows the handlers it inherited."""
     os = rec.os
 
@@ -658,6 +664,7 @@ def _patch_fork(rec, exits):
             for hid, entry in exits.handlers.items():
                 if entry[1] != "gone":
                     rec.emit("inherit", ',"h":%d,"kind":"%s"%s' % (hid, entry[1], _describe(entry[0])))
+            note_signal_handlers()
         except Exception:
             pass
 
