@@ -260,6 +260,16 @@ def test_preset_names_match_the_probe() -> None:
 GUNICORN_CONF = """
     import os
 
+    control_socket_disable = True  # else one $HOME/.gunicorn/gunicorn.ctl for every run on the machine
+
+    def post_worker_init(worker):
+        # After init_signals: a TERM now reaches the worker's own handler, not the master's it inherited.
+        booted = os.path.join(os.path.dirname(os.path.abspath(__file__)), "booted")
+        os.makedirs(booted, exist_ok=True)
+        open(os.path.join(booted, str(os.getpid())), "w").close()
+        if len(os.listdir(booted)) == 2:
+            print("watch-test: 2 workers booted", flush=True)
+
     def _mark(name):
         with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "%s-%d" % (name, os.getpid())), "w"):
             pass
@@ -294,7 +304,8 @@ def test_gunicorn_term_hooks(gsup: Gsup, program: Program, tmp_path: Path) -> No
     conf = program(GUNICORN_CONF, "conf.py")
     program(GUNICORN_APP, "app.py")
     gunicorn = str(Path(PYTHON).with_name("gunicorn"))
-    result = gsup.run("run", "--json", "--signal", "TERM", "--", gunicorn, "-c", str(conf), "-w", "2",
+    result = gsup.run("run", "--json", "--signal", "TERM", "--ready-output", "2 workers booted",
+                      "--", gunicorn, "-c", str(conf), "-w", "2",
                       "-b", f"127.0.0.1:{free_port()}", "app:app")
     assert result.returncode == 0, result.stderr
     report = result.report
