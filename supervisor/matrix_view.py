@@ -72,7 +72,7 @@ def table(result: MatrixReport) -> Table:
         grid.add_column(role)
     grid.add_column("result")
     for scenario, run in zip(result.scenarios, result.runs):
-        cells = [_cell(run.roles(role)) for role in roles]
+        cells = [_cell(run.roles(role), run) for role in roles]
         grid.add_row(Text(scenario.name, style="bold"), *cells, _verdict(scenario, run))
     return grid
 
@@ -82,20 +82,35 @@ def _roles(runs: list[Report]) -> list[str]:
     return [r for r in ROLE_ORDER if r in found] + sorted(found - set(ROLE_ORDER))
 
 
-def _cell(procs: list[Process]) -> Text:
+def _cell(procs: list[Process], run: Report) -> Text:
     if not procs:
         return Text("-", style="dim")
-    return Text("\n").join(_process_cell(p) for p in procs)
+    return Text("\n").join(_process_cell(p, run) for p in procs)
 
 
-def _process_cell(proc: Process) -> Text:
+def _process_cell(proc: Process, run: Report) -> Text:
     clean = proc.end.how == EXITED and proc.end.code == 0
-    text = Text(ending(proc), style="green" if clean else "yellow")
+    text = Text(ending(proc) + _by_gsup(proc, run), style="green" if clean else "yellow")
     for handler in _shown(proc.handlers):
         mark, style = _MARKS[handler.status]
         note = {INTERRUPTED: " (cut off)", RAISED: f" raised {handler.exception}"}.get(handler.status, "")
         text.append(f"\n{mark} {handler.label}{note}", style=style)
+    for call in sorted((w for w in proc.watched if not _LIBRARY.search(w.where)), key=lambda w: w.order or 0):
+        mark, style = _MARKS[call.status]  # a watched call: a gunicorn hook, a --watch function
+        note = {INTERRUPTED: " (cut off)", RAISED: f" raised {call.exception}"}.get(call.status, "")
+        text.append(f"\n{mark} {call.name}(){note}", style=style)
     return text
+
+
+def _by_gsup(proc: Process, run: Report) -> str:
+    """`` (grace)`` for a process that outlived the scenario and was ended by
+    gsup's grace kill: not the environment's doing, unlike the signal under test."""
+    if proc.end.how != SIGNALED:
+        return ""
+    for action in reversed(run.actions):
+        if action.signal == proc.end.signal and proc.pid in action.pids:
+            return " (grace)" if action.by == "grace" else ""
+    return ""
 
 
 def ending(proc: Process) -> str:

@@ -180,3 +180,23 @@ def test_bad_input_runs_nothing(gsup: Gsup, program: Program, args: tuple[str, .
 def test_missing_program_is_bad_input(gsup: Gsup) -> None:
     result = gsup.run("matrix", "--python", PYTHON, "missing.py")
     assert (result.returncode, result.stderr) == (2, "gsup: error: missing.py: no such file\n")
+
+
+def test_table_shows_watched_calls_and_who_ended_a_survivor(gsup: Gsup, program: Program) -> None:
+    """A watched function is a row of its own (``name()``), and a SIGKILL that came from
+    gsup's grace, not from the scenario, says so: it is not what the environment did."""
+    program("def cleanup():\n    pass\n", "mod.py")
+    script = program("""
+        import atexit, signal, time, mod
+        signal.signal(signal.SIGTERM, lambda *a: mod.cleanup())  # cleans up, but does not exit
+        atexit.register(mod.cleanup)
+        print("ready", flush=True)
+        while True:
+            time.sleep(60)
+    """)
+    result = gsup.run("matrix", "--python", PYTHON, "--signals", "TERM", "--targets", "parent", "--grace", "1s",
+                      "--ready-output", "ready", "--watch", "mod:cleanup", str(script), env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    lines = [line.strip("│ ").split("│") for line in result.stdout.splitlines() if "│" in line]
+    cells = [cell.strip() for line in lines for cell in line]
+    assert "SIGKILL (grace)" in cells and "✓ cleanup()" in cells and "✗ mod.cleanup" in cells, result.stdout
