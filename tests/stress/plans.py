@@ -61,6 +61,7 @@ class ChildPlan:
     wait: bool
     mp_daemon: bool = False  # multiprocessing: SIGTERMed by the parent's exit function
     middle: str = "os_exit"  # daemon: how the first fork ends (os_exit, or exit: runs inherited handlers)
+    close_fds: bool = False  # daemon: closes every fd but 0-2, as daemons do (the probe's own included)
 
 
 @dataclass
@@ -148,7 +149,7 @@ def _child(rng: random.Random, role: str, depth: int) -> ChildPlan:
     endings = CHILD_ENDINGS
     proc = _proc(rng, role, depth if kind != "subprocess_isolated" else 3, endings)
     return ChildPlan(kind, proc, wait=rng.random() < 0.5, mp_daemon=rng.random() < 0.3,
-                     middle=rng.choice(("os_exit", "exit")))
+                     middle=rng.choice(("os_exit", "exit")), close_fds=rng.random() < 0.5)
 
 
 def _timing(rng: random.Random, root: ProcPlan) -> list[str]:

@@ -125,8 +125,9 @@ def _start_child(index: int, child: ChildPlan) -> tuple[list[str], list[str]]:
         wait = [f"os.waitpid({var}, 0)"]
     elif child.kind == "daemon":
         middle = "os._exit(0)" if child.middle == "os_exit" else "sys.exit(0)"
+        close = ["        os.closerange(3, 65536)"] if child.close_fds else []
         start = [f"{var} = os.fork()", f"if {var} == 0:", "    os.setsid()", "    if os.fork() == 0:",
-                 f"        main_{role}()", "        sys.exit(0)", f"    {middle}"]
+                 *close, f"        main_{role}()", "        sys.exit(0)", f"    {middle}"]
         wait = [f"os.waitpid({var}, 0)"]
     elif child.kind in ("mp_fork", "mp_spawn"):
         method = child.kind[3:]
