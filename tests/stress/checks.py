@@ -125,7 +125,8 @@ def compare(scenario: Scenario, report: dict[str, Any], directory: Path) -> Outc
                         f"{' under python -I' if marks.isolated else ''} ({marks.describe()}) but the report "
                         "has no entry for this image")
         elif marks.isolated:
-            outcome.note("unmatched handler markers (python -I)", f"pid {key[0]}", len(marks.registered))
+            outcome.note("unmatched handler markers (python -I)", f"pid {key[0]}",
+                         len(set(marks.registered) | set(marks.runs)))
         else:
             image = _Image(entry, marks, scenario)
             for name in sorted((set(marks.registered) | set(marks.runs)) - set(signals)):
