@@ -327,7 +327,10 @@ def ps() -> None:
 def _ps() -> None:
     from supervisor import control
 
-    found = control.live_sessions()
+    refused: list[str] = []
+    found = control.live_sessions(refused)
+    for why in refused:
+        click.echo(f"gsup: {why}", err=True)
     if not found:
         click.echo("no live gsup session")
         return

@@ -191,11 +191,19 @@ class LiveSession:
     tree: Tree
 
 
-def live_sessions() -> list[LiveSession]:
+def live_sessions(refused: list[str] | None = None) -> list[LiveSession]:
     """What ``gsup ps`` lists.  Its fast path (supervisor/ps.py) reads the same from
-    /proc and steps aside where ``session_tree`` refuses: a change here goes there too."""
+    /proc and steps aside where ``session_tree`` refuses: a change here goes there too.
+
+    A session whose state is refused is left out, and why goes to ``refused``:
+    one damaged session must not hide the sound ones."""
     found = []
     for session in sessions.all_sessions():
         if session.is_live() and session.root is not None:
-            found.append(LiveSession(session, session_tree(session)))
+            try:
+                found.append(LiveSession(session, session_tree(session)))
+            except GsupError as err:
+                if refused is None:
+                    raise
+                refused.append(str(err))
     return found

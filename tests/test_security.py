@@ -167,3 +167,14 @@ def test_a_recycled_pid_is_never_signalled(live: Live) -> None:
         stranger.kill()
         stranger.wait()
     assert stranger.returncode == -signal.SIGKILL  # alive until the test itself killed it
+
+
+def test_ps_lists_sound_sessions_and_says_which_it_refused(live: Live) -> None:
+    live.tamper(guardian=None)
+    done = live.gsup.run("ps", timeout=30)
+    assert done.returncode == 0 and done.stdout == "no live gsup session\n", done
+    assert done.stderr == f"gsup: refusing session {live.dir.name}: it names no running guardian; " \
+                          "session.json damaged or tampered with?\n"
+    live.tamper()
+    done = live.gsup.run("ps", timeout=30)
+    assert done.returncode == 0 and f"session {live.dir.name}" in done.stdout and done.stderr == "", done
