@@ -170,7 +170,8 @@ def test_live_tree_same_as_click_path(gsup: Gsup, tree: FakeRun) -> None:
     shown = rows(fast[1])
     assert shown[:3] == [(tree.parent, "parent"), (tree.children[0], "child"), (tree.children[1], "child")]
     assert [role for _, role in shown[3:]] == ["grandchild"]  # neither the zombie nor the guardian is shown
-    assert "-c import time; time.sleep(600) " in fast[1]  # cut at 60 characters
+    argv = [PYTHON, "-c", "import time; time.sleep(600)", "grandchild with a command line longer than sixty characters"]
+    assert f"  {' '.join(argv)[:60]}\n" in fast[1]  # cut at 60 characters, wherever the venv lives
 
 
 def test_imports_neither_click_nor_psutil(gsup: Gsup, tree: FakeRun) -> None:
