@@ -96,6 +96,7 @@ class Handler:
     duration: Optional[float] = None
     exception: Optional[str] = None
     inherited: bool = False  # registered in the parent before a fork
+    runs: int = 1  # how many times it began (threading's callbacks can run twice)
 
     @property
     def label(self) -> str:
@@ -109,7 +110,7 @@ class Handler:
         return cls(kind=str(record["kind"]), name=str(record["name"]), module=str(record["module"]),
                    where=str(record["where"]), status=str(record["status"]), order=_opt_int(record.get("order")),
                    duration=_opt_float(record.get("duration")), exception=_opt_str(record.get("exception")),
-                   inherited=bool(record.get("inherited", False)))
+                   inherited=bool(record.get("inherited", False)), runs=int(record.get("runs", 1)))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "name": self.name, "module": self.module,
@@ -118,6 +119,8 @@ class Handler:
         out["exception"] = self.exception
         if self.inherited:
             out["inherited"] = True
+        if self.runs > 1:
+            out["runs"] = self.runs
         return out
 
 

@@ -181,6 +181,9 @@ def _entries(proc: _Proc, facts: RunFacts, leftovers: set[int]) -> list[Process]
             argv = list(facts.command)
         return [_uninstrumented(proc, role, argv, final, facts)]
     entries = []
+    before = _image_before_the_probe(proc)
+    if before is not None:
+        entries.append(_uninstrumented(proc, role, before, End(EXEC, exec_argv=_argv_of(proc.images[0])), facts))
     for index, image in enumerate(proc.images):
         last = index == len(proc.images) - 1
         exec_event = _last_of(image.events, "exec")
@@ -199,6 +202,27 @@ def _entries(proc: _Proc, facts: RunFacts, leftovers: set[int]) -> list[Process]
                 end.how = OS_EXIT
         entries.append(_from_image(image, proc, role, end, facts))
     return entries
+
+
+def _image_before_the_probe(proc: _Proc) -> Optional[list[str]]:
+    """The argv of an image that ran before the first instrumented one, if one did.
+
+    A process started as ``python -I`` (or anything the probe cannot enter) that
+    execs into a probed Python leaves only the second image's events.  gsup knows
+    of the first when its parent recorded spawning that very argv and gsup saw it
+    running it.  (A sighting alone could be the moment between fork and exec,
+    still showing the parent's argv: that is no image of its own.)
+    """
+    if proc.seen is None or proc.spawn_argv is None or not proc.images:
+        return None
+    first = _argv_of(proc.images[0])
+    if proc.seen.argv == proc.spawn_argv and first and proc.seen.argv != first:
+        return list(proc.seen.argv)
+    return None
+
+
+def _argv_of(image: Image) -> list[str]:
+    return [str(a) for a in (image.start or {}).get("argv") or []]
 
 
 def _uninstrumented(proc: _Proc, role: str, argv: list[str], end: End, facts: RunFacts) -> Process:
@@ -275,6 +299,9 @@ def _handlers(events: list[Event]) -> list[Handler]:
         elif kind == "begin" and handler.order is None:
             order += 1
             handler.order, handler.status = order, INTERRUPTED
+        elif kind == "begin":  # run again (threading's callbacks, when a first _shutdown() raised)
+            handler.runs += 1
+            handler.status, handler.exception = INTERRUPTED, None
         elif kind == "raise":
             handler.status, handler.exception = RAISED, str(event.get("exc"))
         elif kind == "end" and handler.status != RAISED:

@@ -6,6 +6,7 @@ documented behaviour (see shared/design/exit-semantics.md, section 3).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -410,3 +411,52 @@ def test_handler_that_restores_the_default_and_reraises_is_still_shown_as_run(gs
         "signal": "SIGTERM", "handler": "handle_exit", "invoked": True, "invocations": 1}
     assert parent["explanation"] == ("got SIGTERM by gsup: its Python handler handle_exit ran, "
                                      "then the process died by SIGTERM")
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_threading_callback_raising_where_multiprocessing_shuts_threading_down(gsup: Gsup, program: Program,
+                                                                              method: str) -> None:
+    """multiprocessing's _bootstrap calls threading._shutdown() itself, so a raising callback
+    reaches no unraisable hook there.  A fork child then leaves through os._exit(1); a spawn
+    child's interpreter runs the callbacks once more at exit: two runs, both raising."""
+    script = program("""
+        import multiprocessing, sys, threading
+        def boom():
+            raise ValueError("boom")
+        def target():
+            threading._register_atexit(boom)
+        if __name__ == "__main__":
+            p = multiprocessing.get_context(sys.argv[1]).Process(target=target)
+            p.start()
+            p.join()
+    """)
+    report = gsup.report(str(script), method)
+    [child] = [p for p in report["processes"] if any(h["name"] == "boom" for h in p["handlers"])]
+    [boom] = [h for h in child["handlers"] if h["name"] == "boom"]
+    assert (boom["status"], boom["exception"], boom.get("runs", 1)) == (
+        "raised", "ValueError", 1 if method == "fork" else 2)
+    assert (child["end"]["how"], child["end"]["code"]) == (("os._exit", 1) if method == "fork" else ("exited", 1))
+
+
+def test_an_uninstrumented_image_before_an_exec_is_reported(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    """``python -I`` (no probe) execs a Python the probe enters: both images are reported."""
+    ready = tmp_path / "ready"
+    script = program(f"""
+        import subprocess, sys
+        code = ("import os, sys, time\\n"
+                "while not os.path.exists({str(ready)!r}): time.sleep(0.01)\\n"
+                "os.execv(sys.executable, [sys.executable, '-c', 'pass'])")
+        child = subprocess.Popen([sys.executable, "-I", "-c", code])
+        child.wait()
+    """)
+    run = gsup.start("run", "--json", "--python", PYTHON, str(script))
+    assert run.stderr is not None
+    for line in run.stderr:  # gsup's progress lines: wait until it has seen the child run python -I
+        if "(child) running:" in line and " -I " in line:
+            break
+    ready.write_text("")  # only then may the child exec
+    out, _ = run.communicate(timeout=60)
+    before, after = [p for p in json.loads(out)["processes"] if p["role"] == "child"]
+    assert (before["instrumented"], before["argv"][1], before["end"]["how"]) == (False, "-I", "exec")
+    assert before["end"]["exec"][1:] == ["-c", "pass"]
+    assert (after["instrumented"], after["argv"][1:], after["end"]["how"]) == (True, ["-c", "pass"], "exited")

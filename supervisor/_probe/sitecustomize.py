@@ -368,9 +368,24 @@ class _Exits:
             return
 
         def _register_atexit(func, *args, **kwargs):
-            entry = self.handlers[self.new(func, "threading")]
+            hid = self.new(func, "threading")
+            entry = self.handlers[hid]
+            call = _partial(func, *args, **kwargs)
+
+            def callback():
+                # multiprocessing's _bootstrap calls threading._shutdown() itself: a raise
+                # there reaches no hook (as it does at interpreter exit), so it is noted here.
+                try:
+                    return call()
+                except BaseException as exc:
+                    if self.current == hid:
+                        self.rec.emit("raise", ',"h":%d,"exc":%s' % (hid, _js(type(exc).__qualname__)))
+                        self.current = None
+                    _cut(exc)
+                    raise
+
             real(entry[3])
-            real(func, *args, **kwargs)
+            real(callback)
             real(entry[2])
 
         mod._register_atexit = _register_atexit

@@ -156,11 +156,12 @@ def _check_handler(outcome: Outcome, image: _Image, name: str) -> None:
     if handler["order"] is None:
         outcome.add("missing", "begin", f"{label}: began, but reported {status} with no order")
         return
-    if len(runs) > 1:
-        outcome.add("missing", "called-again", f"{label}: called {len(runs)} times in one process, the report "
-                    f"shows one call ({status})")
+    if len(runs) != handler.get("runs", 1):
+        outcome.add("missing" if len(runs) > handler.get("runs", 1) else "invented", "called-again",
+                    f"{label}: called {len(runs)} times in one process, the report shows "
+                    f"{handler.get('runs', 1)} ({status})")
         return
-    _check_status(outcome, image, handler, label, next(iter(runs.values())))
+    _check_status(outcome, image, handler, label, runs[max(runs)])  # the status is the last run's
 
 
 def _check_status(outcome: Outcome, image: _Image, handler: dict[str, Any], label: str, whats: set[str]) -> None:
