@@ -22,8 +22,9 @@ callback of its own; a *raise* when the exception reaches
   ``os._exit`` called by one of the program's signal handlers in that image;
   an ``os._exit`` that no signal handler called (multiprocessing ending a
   child) does not cut a handler short: it comes after the handler has ended;
-* a handler called twice in one process has one entry in the report: the
-  second call is **missing** from it;
+* a handler called twice in one process has one entry in the report, whose
+  ``runs`` must count every call (fewer is **missing**, more **invented**), and
+  whose status is the last call's;
 * a signal handler's k begin markers mean ``invocations >= k`` for it (a run
   belongs to the handler installed when it happened); more invocations than
   markers is legitimate only by one, in a process that died.
