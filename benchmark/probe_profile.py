@@ -49,7 +49,7 @@ def steps() -> list[tuple[str, float]]:
         pass
 
     line = ('{"k":"reg","n":1,"t":1.000000,"h":1,"kind":"atexit"' + probe._describe(noop) + "}\n").encode()
-    hid = exits.new(noop, "atexit")
+    hid, _ = exits.new(noop, "atexit")
     timed: list[tuple[str, Callable[[], object]]] = [
         ("atexit.register, real (C), one call", lambda: real_register(noop)),
         ("atexit.register, the probe's, whole", lambda: atexit.register(noop)),
@@ -60,7 +60,7 @@ def steps() -> list[tuple[str, float]]:
         ("      _js(text) x3", lambda: (probe._js("noop"), probe._js("__main__"), probe._js("/a/b.py:12"))),
         ("    the reg body: '%d %s %s' % ...",
          lambda: ',"h":%d,"kind":"%s"%s' % (1, "atexit", ',"name":"x"')),  # noqa: UP031 (as the probe does)
-        ("    _marker(...) x2", lambda: (probe._marker(exits.begin, 1), probe._marker(exits.end, 1))),
+        ("    partial(...) x2 (the markers)", lambda: (probe._partial(exits.begin, 1), probe._partial(exits.end, 1))),
         ("    rec.emit('reg', body)", lambda: rec.emit("reg", ',"h":1,"kind":"atexit"')),
         ("      os.getpid() (a syscall, every event)", rec._getpid),
         ("      time.monotonic()", rec.monotonic),

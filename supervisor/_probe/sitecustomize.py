@@ -89,12 +89,22 @@ def _where(func):
     return "%s:%d" % (code.co_filename, code.co_firstlineno) if code else ""
 
 
+_DESCRIBED = {}  # function -> its fields: the same function registered again (a bound method per object) is cheap
+
+
 def _describe(func):
     """The JSON fields naming ``func``: qualname, module, file:line."""
     inner = _innermost(func)
+    if type(inner) is _FUNCTION:
+        known = _DESCRIBED.get(inner)
+        if known is not None and known[0] == (inner.__qualname__, inner.__module__, inner.__code__):
+            return known[1]
     name = getattr(inner, "__qualname__", None) or type(inner).__qualname__
-    return ',"name":%s,"module":%s,"where":%s' % (
+    fields = ',"name":%s,"module":%s,"where":%s' % (
         _js(name), _js(getattr(inner, "__module__", None) or ""), _js(_where(inner)))
+    if type(inner) is _FUNCTION:
+        _DESCRIBED[inner] = ((inner.__qualname__, inner.__module__, inner.__code__), fields)
+    return fields
 
 
 def _handler_name(handler):
@@ -140,9 +150,10 @@ class _Recorder:
         self.opaque = atexit._ncallbacks()  # registered before the probe: it cannot follow them
 
     def emit(self, kind, body=""):
+        # No getpid() check here (a syscall on every event): every fork that can
+        # run Python in the child (os.fork, subprocess's preexec_fn) runs the
+        # at-fork hook, which gives the child its own file first.
         try:
-            if self.pid != self._getpid():
-                return  # a fork the at-fork hook did not see (raw C fork)
             if self.check and not self.owns(self.fd):
                 self._open(create=False)
             data = ('{"k":"%s","n":%d,"t":%.6f%s}\n' % (kind, next(self.seq), self.monotonic(), body)).encode(
@@ -244,14 +255,6 @@ def _install(os, events_dir):
 # -- exit handlers ---------------------------------------------------------------
 
 
-def _marker(fn, hid):
-    """Registered just before and after a handler so that the handler itself
-    stays what atexit calls: tracebacks and ``unregister`` are untouched.  A C
-    ``partial`` (``_functools``: builtin, nothing to import) is the cheapest
-    callable to make, once per handler, and to call."""
-    return _partial(fn, hid)
-
-
 class _HookProxy:
     """``sys.unraisablehook`` while a handler runs: notes its exception, then
     hands it to the hook that was in place, so the printed text is unchanged."""
@@ -321,10 +324,16 @@ class _Exits:
         self.real_excepthook = sys.__excepthook__
 
     def new(self, func, kind):
+        """A handler's id and entry: [func, kind, begin marker, end marker, began at].
+
+        The markers are registered just before and after the handler, so the
+        handler itself stays what atexit calls: tracebacks and ``unregister``
+        are untouched.  A C ``partial`` is the cheapest callable to make and call.
+        """
         hid = len(self.handlers) + 1
-        self.handlers[hid] = [func, kind, _marker(self.begin, hid), _marker(self.end, hid), None]
+        entry = self.handlers[hid] = [func, kind, _partial(self.begin, hid), _partial(self.end, hid), None]
         self.rec.emit("reg", ',"h":%d,"kind":"%s"%s' % (hid, kind, _describe(func)))
-        return hid
+        return hid, entry
 
     def note_exit(self):
         """Record, once, that the atexit phase began and the exception it began with."""
@@ -368,8 +377,7 @@ class _Exits:
             return
 
         def _register_atexit(func, *args, **kwargs):
-            hid = self.new(func, "threading")
-            entry = self.handlers[hid]
+            hid, entry = self.new(func, "threading")
             call = _partial(func, *args, **kwargs)
 
             def callback():
@@ -402,11 +410,10 @@ def _patch_atexit(rec):
         try:
             if not callable(func):
                 return real_register(func, *args, **kwargs)  # let atexit raise its TypeError
-            hid = exits.new(func, "atexit")
+            hid, entry = exits.new(func, "atexit")
             if not PY310:
                 real_register(_Wrapped(hid, func, exits), *args, **kwargs)
                 return func
-            entry = handlers[hid]
             real_register(entry[3])
             real_register(func, *args, **kwargs)
             real_register(entry[2])
