@@ -4,10 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test lint clean bench
+.PHONY: help install demo test lint stress versions bench clean
 
 help:  ## List the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,6 @@ demo: $(STAMP)  ## Run the seed experiment: SIGKILL the Flask reloader's child, 
 test: $(STAMP)  ## Run the whole test suite
 	$(BIN)/python -m pytest -q
 
-.PHONY: stress
 stress: $(STAMP)  ## Random programs, signals and timing (200 runs, ~5 min): gsup must lose nothing
 	$(BIN)/python tests/stress/stress.py --scenarios 200 --jobs 2
 
@@ -32,7 +31,6 @@ lint: $(STAMP)  ## ruff and mypy --strict
 	$(BIN)/ruff check supervisor tests
 	$(BIN)/mypy
 
-.PHONY: versions
 versions: $(STAMP)  ## gsup on each pyenv CPython 3.9-3.13: pip install . in .venv-versions/, a smoke run
 	$(BIN)/python .ci/versions.py
 
@@ -40,4 +38,4 @@ bench: $(STAMP)  ## Measure start-up, probe cost, idle CPU, latency, scale; writ
 	$(BIN)/python -m benchmark
 
 clean:  ## Remove the venv and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-versions .pytest_cache .mypy_cache .ruff_cache *.egg-info
