@@ -60,7 +60,7 @@ def steps() -> list[tuple[str, float]]:
         ("      _js(text) x3", lambda: (probe._js("noop"), probe._js("__main__"), probe._js("/a/b.py:12"))),
         ("    the reg body: '%d %s %s' % ...",
          lambda: ',"h":%d,"kind":"%s"%s' % (1, "atexit", ',"name":"x"')),  # noqa: UP031 (as the probe does)
-        ("    partial(...) x2 (the markers)", lambda: (probe._partial(exits.begin, 1), probe._partial(exits.end, 1))),
+        ("    partial(...) (the marker, before and after)", lambda: probe._partial(exits.mark, 1)),
         ("    rec.emit('reg', body)", lambda: rec.emit("reg", ',"h":1,"kind":"atexit"')),
         ("      os.getpid() (a syscall, every event)", rec._getpid),
         ("      time.monotonic()", rec.monotonic),
@@ -73,7 +73,7 @@ def steps() -> list[tuple[str, float]]:
         ("handler run: exits.begin(hid)", lambda: exits.begin(hid)),
         ("  _HookProxy(...) made and set on each begin", lambda: probe._HookProxy(sys.unraisablehook, exits)),
         ("handler run: exits.end(hid)", lambda: exits.end(hid)),
-        ("handler run: the markers -> begin + end", lambda: (exits.handlers[hid][2](), exits.handlers[hid][3]())),
+        ("handler run: the marker twice -> begin + end", lambda: (exits.handlers[hid][2](), exits.handlers[hid][3]())),
     ]
     found = [(name, per_call(step)) for name, step in timed]
     # Drop the registrations unrecorded: the probe's own _clear would write an "unreg" for each.

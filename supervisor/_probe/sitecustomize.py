@@ -326,12 +326,15 @@ class _Exits:
     def new(self, func, kind):
         """A handler's id and entry: [func, kind, begin marker, end marker, began at].
 
-        The markers are registered just before and after the handler, so the
+        The marker is registered just before and after the handler, so the
         handler itself stays what atexit calls: tracebacks and ``unregister``
-        are untouched.  A C ``partial`` is the cheapest callable to make and call.
+        are untouched.  One C ``partial`` serves both places (its first call
+        begins, its second ends): the cheapest callable to make, and one object
+        less per handler for the garbage collector to walk.
         """
         hid = len(self.handlers) + 1
-        entry = self.handlers[hid] = [func, kind, _partial(self.begin, hid), _partial(self.end, hid), None]
+        marker = _partial(self.mark, hid)
+        entry = self.handlers[hid] = [func, kind, marker, marker, None]
         self.rec.emit("reg", ',"h":%d,"kind":"%s"%s' % (hid, kind, _describe(func)))
         return hid, entry
 
@@ -342,6 +345,12 @@ class _Exits:
         self.exit_noted = True
         exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
         self.rec.emit("exit", ',"exc":%s' % _js(type(exc).__qualname__) if exc is not None else "")
+
+    def mark(self, hid):
+        if self.handlers[hid][4] is None:
+            self.begin(hid)
+        else:
+            self.end(hid)
 
     def begin(self, hid):
         entry = self.handlers[hid]
@@ -354,7 +363,8 @@ class _Exits:
         self.rec.emit("begin", ',"h":%d' % hid)
 
     def end(self, hid):
-        began = self.handlers[hid][4]
+        entry = self.handlers[hid]
+        began, entry[4] = entry[4], None
         duration = self.rec.monotonic() - began if began is not None else 0.0
         self.rec.emit("end", ',"h":%d,"dur":%.6f' % (hid, duration))
         self.current = None
@@ -389,6 +399,7 @@ class _Exits:
                     if self.current == hid:
                         self.rec.emit("raise", ',"h":%d,"exc":%s' % (hid, _js(type(exc).__qualname__)))
                         self.current = None
+                    entry[4] = None  # no end marker follows: a second run must begin again
                     _cut(exc)
                     raise
 
