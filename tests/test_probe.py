@@ -317,6 +317,15 @@ PROGRAMS: dict[str, tuple[str, int, list[bytes]]] = {
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(30)
         """, -15, [b"before"]),
+    "os_exit_keyword": ("""
+        import os
+        print("flushed", flush=True)
+        os._exit(status=5)
+        """, 5, [b"flushed"]),
+    "kill_bad_argument": ("""
+        import os
+        os.kill("not a pid", 0)
+        """, 1, []),
     "os_exit": ("""
         import atexit, os
         atexit.register(print, "never")

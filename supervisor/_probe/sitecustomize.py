@@ -89,21 +89,22 @@ def _where(func):
     return "%s:%d" % (code.co_filename, code.co_firstlineno) if code else ""
 
 
-_DESCRIBED = {}  # function -> its fields: the same function registered again (a bound method per object) is cheap
+_DESCRIBED = {}  # code -> ((qualname, module), fields): a function registered again (a bound method per object)
+# is cheap; keyed by code, not function, so that closures made per object are not kept alive
 
 
 def _describe(func):
     """The JSON fields naming ``func``: qualname, module, file:line."""
     inner = _innermost(func)
     if type(inner) is _FUNCTION:
-        known = _DESCRIBED.get(inner)
-        if known is not None and known[0] == (inner.__qualname__, inner.__module__, inner.__code__):
+        known = _DESCRIBED.get(inner.__code__)
+        if known is not None and known[0] == (inner.__qualname__, inner.__module__):
             return known[1]
     name = getattr(inner, "__qualname__", None) or type(inner).__qualname__
     fields = ',"name":%s,"module":%s,"where":%s' % (
         _js(name), _js(getattr(inner, "__module__", None) or ""), _js(_where(inner)))
     if type(inner) is _FUNCTION:
-        _DESCRIBED[inner] = ((inner.__qualname__, inner.__module__, inner.__code__), fields)
+        _DESCRIBED[inner.__code__] = ((inner.__qualname__, inner.__module__), fields)
     return fields
 
 
@@ -139,12 +140,11 @@ class _Recorder:
         self.events_dir = events_dir
         self.monotonic = time.monotonic
         self.monotonic_ns = time.monotonic_ns
-        self._getpid, self._write, self._fstat = os.getpid, os.write, os.fstat
+        self._write, self._fstat = os.write, os.fstat
         self.fd = -1
         self.path = ""
         self.identity = None
         self.check = False  # True when the fd is low: verify it before each write
-        self.pid = 0
         self.count = itertools.count
         self.seq = self.count(1)  # next() is atomic: threads never share a sequence number
         self.opaque = atexit._ncallbacks()  # registered before the probe: it cannot follow them
@@ -160,8 +160,10 @@ class _Recorder:
                 "utf-8", "backslashreplace")
             try:
                 self._write(self.fd, data)
-            except OSError:  # closed under us: open it again
-                self._open(create=False)
+            except OSError:
+                if self.owns(self.fd):
+                    return  # still our file, just not writable now (ENOSPC...): the event is lost, not the fd
+                self._open(create=False)  # closed under us: open it again
                 self._write(self.fd, data)
         except Exception:
             pass
@@ -207,7 +209,7 @@ class _Recorder:
             pass
         self.path = "%s/%d-%s-%d.jsonl" % (self.events_dir, pid, start, self.monotonic_ns())
         self._open(create=True)
-        self.pid, self.seq = pid, self.count(1)
+        self.seq = self.count(1)
         argv = ",".join(_js(a) for a in _cmdline())
         self.emit("start", ',"pid":%d,"ppid":%d,"st":%s,"argv":[%s],"exe":%s,"py":"%d.%d.%d","fork":%s,"ncb":%d'
                   % (pid, os.getppid(), start, argv, _js(sys.executable), *sys.version_info[:3],
@@ -316,8 +318,8 @@ class _Exits:
 
     def __init__(self, rec, atexit):
         self.rec = rec
-        self.atexit = atexit
         self.handlers = {}  # handler id -> [func, kind, begin marker, end marker, began at]
+        self.ids = rec.count(1)
         self.current = None
         self.exit_noted = False
         self.real_register = atexit.register
@@ -332,7 +334,7 @@ class _Exits:
         begins, its second ends): the cheapest callable to make, and one object
         less per handler for the garbage collector to walk.
         """
-        hid = len(self.handlers) + 1
+        hid = next(self.ids)  # atomic: two threads registering at once never share an id
         marker = _partial(self.mark, hid)
         entry = self.handlers[hid] = [func, kind, marker, marker, None]
         self.rec.emit("reg", ',"h":%d,"kind":"%s"%s' % (hid, kind, _describe(func)))
@@ -540,14 +542,20 @@ def _passthrough(real, name, before=None, after=None):
 
     def wrapper(*args, **kwargs):
         if before is not None:
-            before(*args)
+            try:
+                before(*args, **kwargs)
+            except Exception:
+                pass  # odd arguments are the real call's to refuse, in its own words
         try:
             result = real(*args, **kwargs)
         except BaseException as exc:
             _cut(exc)
             raise
         if after is not None:
-            after(result, *args)
+            try:
+                after(result, *args, **kwargs)
+            except Exception:
+                pass
         return result
 
     wrapper.__name__ = wrapper.__qualname__ = name
@@ -562,20 +570,20 @@ class _Ways:
     def __init__(self, rec):
         self.rec = rec
 
-    def exit(self, code, *_):
-        self.rec.emit("os_exit", ',"code":%s' % (int(code) if isinstance(code, int) else _js(code)))
+    def exit(self, status, *_, **__):
+        self.rec.emit("os_exit", ',"code":%s' % (int(status) if isinstance(status, int) else _js(status)))
 
-    def exec(self, path, args, *_):
+    def exec(self, path, args, *_, **__):
         self.rec.emit("exec", ',"argv":[%s]' % ",".join(_js(a) for a in args))
 
-    def spawn(self, pid, *_):
+    def spawn(self, pid, *_, **__):
         if isinstance(pid, int) and pid > 0:
             self.rec.emit("spawn", ',"pid":%d' % pid)
 
     def spawn_argv(self, position):
         """A spawn record with the child's argv, which sits at ``position``."""
 
-        def note(pid, *args):
+        def note(pid, *args, **__):
             if isinstance(pid, int) and pid > 0:
                 try:
                     argv = ",".join(_js(a.decode("utf-8", "surrogateescape") if isinstance(a, bytes) else a)
@@ -586,17 +594,17 @@ class _Ways:
 
         return note
 
-    def kill(self, pid, sig, *_):
+    def kill(self, pid, sig, *_, **__):
         self.rec.emit("kill", ',"pid":%d,"sig":%d' % (pid, sig))
 
-    def killpg(self, pgid, sig, *_):
+    def killpg(self, pgid, sig, *_, **__):
         self.rec.emit("kill", ',"pgid":%d,"sig":%d' % (pgid, sig))
 
     def reaped(self, pid, status):
         if pid > 0:
             self.rec.emit("reaped", ',"pid":%d,"status":%d' % (pid, status))
 
-    def reaped_pair(self, result, *_):
+    def reaped_pair(self, result, *_, **__):
         self.reaped(result[0], result[1])
 
     def waitid(self, result, idtype, ident, options, *_):
@@ -691,7 +699,6 @@ def _patch_fork(rec, exits, note_signal_handlers):
         try:
             if rec.owns(rec.fd):
                 os.close(rec.fd)  # the parent's file: this process gets its own
-            rec.pid = 0
             exits.current = None
             rec.start(forked=True)
             for hid, entry in exits.handlers.items():
