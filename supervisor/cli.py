@@ -194,24 +194,16 @@ def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
 def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str]) -> None:
     """Run, print the report, write --junit, then exit by priority (README "Exit codes"):
     2 (signal never sent, --junit unwritable), 4 (not ready), 3 (incomplete), 1 (an --expect failed)."""
-    from rich.console import Console
-
     from supervisor import expect
     from supervisor import junit as junit_xml
     from supervisor.display import make_display
-    from supervisor.render import render
     from supervisor.runner import Runner
 
     expectations = expect.parse_all(run_options.expect)
     runner = Runner(run_options, make_display(quiet))
     report = runner.run()
     report.expectations = expect.evaluate(expectations, report)
-    if run_options.json_stdout:
-        import json
-
-        click.echo(json.dumps(report.to_json(), indent=2))
-    else:
-        Console(highlight=False).print(render(report))
+    _print_report(report, run_options.json_stdout)
     junit_error: Optional[GsupError] = None
     if junit is not None:
         name = junit_xml.scenario_name(run_options.signal, run_options.target, run_options.stop)

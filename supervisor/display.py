@@ -72,7 +72,6 @@ class LiveDisplay(PlainDisplay):
         self.console = console
         self.live = Live(console=console, auto_refresh=False, transient=False)
         self.ended_status: dict[int, str] = {}
-        self.roles: dict[int, str] = {}
         self.lines: list[str] = []
         self.next_draw = 0.0
         self.started_live = False

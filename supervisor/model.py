@@ -288,11 +288,6 @@ class Report:
                           f" use report.roles({role!r}) for the list")
 
     @property
-    def root(self) -> Optional[Process]:
-        parents = self.roles("parent")
-        return parents[-1] if parents else None
-
-    @property
     def complete(self) -> bool:
         return not self.incomplete
 

@@ -1,9 +1,11 @@
-"""Processes read straight from ``/proc``, as psutil reads them, for ``gsup ps``.
+"""Processes read straight from ``/proc``, as psutil reads them: for ``gsup ps``,
+and for the tree walk of ``gsup run`` (:func:`descendants`).
 
 Importing psutil costs about twice Python's own start-up, and ``gsup ps`` needs
-only start times, parents and command lines.  Each function here returns what
-the psutil call it names returns (same files, same parsing, same float
-arithmetic), so an identity a ``gsup run`` wrote with psutil compares equal.
+only start times, parents and command lines.  Each function here but
+:func:`descendants` returns what the psutil call it names returns (same files,
+same parsing, same float arithmetic), so an identity a ``gsup run`` wrote with
+psutil compares equal.
 tests/test_ps_fast.py holds them to psutil, so a psutil upgrade that changes
 its arithmetic fails there rather than in a silent ``gsup ps``.
 
@@ -63,45 +65,42 @@ def create_time(info: Stat) -> float:
     return float(info.starttime) / CLOCK_TICKS + boot_time()
 
 
-def ppid_map() -> dict[int, int]:
-    """pid -> parent pid for every process, in ``/proc``'s order (psutil's ``_ppid_map``)."""
-    found = {}
-    for name in os.listdir(b"/proc"):
-        if name.isdigit():
-            info = stat(int(name))
-            if info is not None:
-                found[int(name)] = info.ppid
-    return found
-
-
 def descendants(pid: int) -> list[tuple[int, Stat]]:
-    """``psutil.Process(pid).children(recursive=True)``, in the same order.
+    """Every descendant of ``pid``, parents before children, with its stat.
 
-    Each descendant comes with the stat read that admitted it (a process
-    started before ``pid`` holds a recycled pid, and is left out, as psutil
-    does).  An empty list if ``pid`` itself is gone.
+    The walk follows ``/proc/<pid>/task/*/children``, so it costs a few reads
+    per process of the tree, not a read of every process on the machine (as
+    psutil's ``children(recursive=True)`` does).  A child is admitted only if
+    its stat still names the parent it was listed under, so a pid that died
+    and was reused between the two reads is not.  ``gsup run``'s tree and
+    ``gsup ps`` both walk with this, so they list processes in the same order.
     """
-    top = stat(pid)
-    if top is None:
-        return []
-    below: dict[int, list[int]] = {}
-    for child, parent in ppid_map().items():
-        below.setdefault(parent, []).append(child)
-    top_created = create_time(top)
-    found = []
-    seen = set()
-    stack = [pid]
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue  # pids recycled while the map was read can make a cycle
-        seen.add(current)
-        for child in below.get(current, []):
+    found: list[tuple[int, Stat]] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop(0)
+        for child in children(parent):
             info = stat(child)
-            if info is not None and top_created <= create_time(info):
+            if info is not None and info.ppid == parent:
                 found.append((child, info))
-                stack.append(child)
+                todo.append(child)
     return found
+
+
+def children(pid: int) -> list[int]:
+    """The pids ``/proc/<pid>/task/*/children`` lists (children of every thread)."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    out: list[int] = []
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as file:
+                out.extend(int(p) for p in file.read().split())
+        except OSError:
+            continue
+    return out
 
 
 def cmdline(pid: int) -> list[str] | None:

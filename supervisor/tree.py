@@ -65,7 +65,7 @@ class Tree:
         now = time.monotonic()
         new: list[Seen] = []
         self._states = {}
-        for pid, info in _descendants(self.gsup_pid):
+        for pid, info in procfs.descendants(self.gsup_pid):
             if pid == self.guardian_pid:
                 continue
             key = Identity(pid, float(info.starttime) / procfs.CLOCK_TICKS + self._boot_time)
@@ -98,39 +98,6 @@ class Tree:
 
     def role(self, pid: int, ppid: int | None) -> str:
         return role_of(pid, ppid, self.root_pid)
-
-
-def _descendants(pid: int) -> list[tuple[int, procfs.Stat]]:
-    """Every descendant of ``pid``, parents before children, with its stat.
-
-    A child is admitted only if its stat still names the parent it was listed
-    under, so a pid that died and was reused between the two reads is not.
-    """
-    found: list[tuple[int, procfs.Stat]] = []
-    todo = [pid]
-    while todo:
-        parent = todo.pop(0)
-        for child in _children(parent):
-            info = procfs.stat(child)
-            if info is not None and info.ppid == parent:
-                found.append((child, info))
-                todo.append(child)
-    return found
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return []
-    out: list[int] = []
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children", "rb") as file:
-                out.extend(int(p) for p in file.read().split())
-        except OSError:
-            continue
-    return out
 
 
 def role_of(pid: int, ppid: int | None, root_pid: int) -> str:

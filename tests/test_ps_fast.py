@@ -275,7 +275,8 @@ def test_procfs_matches_psutil(tree: FakeRun) -> None:
         assert procfs.create_time(info) == proc.create_time()
         assert info.ppid == proc.ppid()
         assert procfs.cmdline(proc.pid) == (None if proc.pid == tree.zombie else proc.cmdline())
-    assert [pid for pid, _ in procfs.descendants(tree.gsup.pid)] == [p.pid for p in tree.gsup.children(recursive=True)]
+    assert sorted(pid for pid, _ in procfs.descendants(tree.gsup.pid)) == sorted(
+        p.pid for p in tree.gsup.children(recursive=True))
     assert procfs.boot_time() == psutil.boot_time()
     assert procfs.stat(os.getpid()) is not None and procfs.descendants(2**22 + 1) == []
     with pytest.raises(ValueError):
