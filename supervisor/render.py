@@ -12,10 +12,14 @@ from rich.text import Text
 from rich.tree import Tree
 
 from supervisor.model import (
+    EXITED,
     INTERRUPTED,
+    LEFT_RUNNING,
     NOT_RUN,
+    OS_EXIT,
     RAISED,
     RAN,
+    SIGNALED,
     UNREGISTERED,
     End,
     ExpectationResult,
@@ -87,18 +91,20 @@ def process_text(proc: Process) -> Text:
 
 
 def end_text(end: End) -> Text:
-    if end.how == "signaled":
-        body = f"killed by {end.signal}"
-    elif end.how == "left-running":
-        body = "left running" + (f", then {end.then.signal or end.then.code}" if end.then else "")
-    elif end.how == "os._exit":
-        body = f"os._exit({end.code})"
-    elif end.how == "exited":
-        body = f"exited {end.code}"
-    else:
-        body = end.how
-    style = "green" if end.how == "exited" and end.code == 0 else "yellow"
-    return Text.assemble("ended: ", (body, style))
+    style = "green" if end.how == EXITED and end.code == 0 else "yellow"
+    return Text.assemble("ended: ", (_ending(end), style))
+
+
+def _ending(end: End) -> str:
+    if end.how == SIGNALED:
+        return f"killed by {end.signal}"
+    if end.how == LEFT_RUNNING:
+        return "left running" + (f", then {end.then.signal or f'exited {end.then.code}'}" if end.then else "")
+    if end.how == OS_EXIT:
+        return f"os._exit({end.code})"
+    if end.how == EXITED:
+        return f"exited {end.code}"
+    return end.how
 
 
 def handlers_text(handlers: list[Handler]) -> Text:

@@ -129,3 +129,12 @@ def test_render_reads_at_80_columns() -> None:
         "    → killed it\n"
         "nothing left running\n"
     )
+
+
+def test_left_running_then_exited_reads_as_such() -> None:
+    from supervisor.model import EXITED, LEFT_RUNNING, SIGNALED, End
+    from supervisor.render import end_text
+
+    assert end_text(End(LEFT_RUNNING, then=End(EXITED, code=0))).plain == "ended: left running, then exited 0"
+    assert end_text(End(LEFT_RUNNING, then=End(SIGNALED, signal="SIGKILL"))).plain == (
+        "ended: left running, then SIGKILL")
