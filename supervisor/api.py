@@ -29,10 +29,12 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from signal import SIGTERM, Signals
-from typing import IO, TYPE_CHECKING, Any, Optional, Union
+from typing import IO, TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
 
 from supervisor.errors import ExitCode, GsupError
 from supervisor.model import Report
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from supervisor.scenarios import MatrixReport
@@ -100,7 +102,7 @@ class Gsup:
                         "--watch-preset": watch_preset, "--python": python or sys.executable})
         argv = ["run", "--json", "-q", *flags, *_program(script, args, module, command)]
         code, document, output = self._call(argv, env, cwd, timeout)
-        report = Report.from_json(document) if document is not None else None
+        report = _typed(Report.from_json, document)
         _check(code, output, report is not None, timeout if code is None else None, report)
         assert report is not None
         return report
@@ -128,7 +130,7 @@ class Gsup:
                         "--watch-preset": watch_preset, "--junit": junit, "--python": python or sys.executable})
         argv = ["matrix", "--json", "-q", *flags, *_program(script, args, module, command)]
         code, document, output = self._call(argv, env, cwd, timeout)
-        result = MatrixReport.from_json(document) if document is not None else None
+        result = _typed(MatrixReport.from_json, document)
         _check(code, output, result is not None, timeout if code is None else None)
         assert result is not None
         return result
@@ -199,6 +201,17 @@ def _check(code: Optional[int], output: str, has_document: bool, timed_out: Opti
         raise RunTimeout(f"gsup did not finish within {timed_out}s: it was ended", -1, output, report)
     if code in (ExitCode.USAGE, ExitCode.NOT_READY) or not has_document:  # the experiment did not happen
         raise RunError(error_line(output) or f"gsup exited with code {code} and no report", code, output, report)
+
+
+def _typed(read: Callable[[dict[str, Any]], T], document: Optional[dict[str, Any]]) -> Optional[T]:
+    """``document`` as a typed object; None (no report) when it is missing or damaged,
+    so the caller raises RunError with gsup's own words instead of a KeyError."""
+    if document is None:
+        return None
+    try:
+        return read(document)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def error_line(output: str) -> Optional[str]:

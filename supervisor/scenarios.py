@@ -274,12 +274,19 @@ def _start(index: int, scenario: Scenario, argv: list[str], log_dir: Path) -> _R
     out, log = stem.with_suffix(".json"), stem.with_suffix(".log")
     with open(out, "wb") as out_file, open(log, "wb") as log_file:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_file, stderr=log_file)
-    return _Running(index, scenario, proc, os.pidfd_open(proc.pid), out, log)
+    try:
+        return _Running(index, scenario, proc, os.pidfd_open(proc.pid), out, log)
+    except OSError:
+        api.end_gsup([proc])  # not yet among the running: nobody else would end it
+        raise
 
 
 def _finish(ended: _Running, command: list[str]) -> tuple[ScenarioResult, Report]:
     code = int(ended.proc.returncode)
-    error = api.error_line(ended.log.read_text(errors="replace"))
+    try:
+        error = api.error_line(ended.log.read_text(errors="replace"))
+    except OSError:
+        error = None
     try:
         document = api.parse_document(ended.out.read_text(errors="replace"))
         report = Report.from_json(document) if document is not None else None
