@@ -116,7 +116,7 @@ def test_sigkilled_gsup_leaves_nothing_running(gsup: Gsup, program: Program, tmp
     everyone = [p.pid for p in gsup.leftovers() if p.pid != proc.pid]
     assert set(found.values()) <= set(everyone)
     os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    proc.communicate(timeout=30)
     assert _gone_within(everyone, 2.0) == []
 
     # The report is still recoverable from the session's files, and says who killed them.

@@ -444,16 +444,18 @@ def test_an_uninstrumented_image_before_an_exec_is_reported(gsup: Gsup, program:
     script = program(f"""
         import subprocess, sys
         code = ("import os, sys, time\\n"
-                "while not os.path.exists({str(ready)!r}): time.sleep(0.01)\\n"
+                "deadline = time.monotonic() + 30\\n"
+                "while not os.path.exists({str(ready)!r}) and time.monotonic() < deadline: time.sleep(0.01)\\n"
                 "os.execv(sys.executable, [sys.executable, '-c', 'pass'])")
         child = subprocess.Popen([sys.executable, "-I", "-c", code])
         child.wait()
     """)
     run = gsup.start("run", "--json", "--python", PYTHON, str(script))
     assert run.stderr is not None
-    for line in run.stderr:  # gsup's progress lines: wait until it has seen the child run python -I
-        if "(child) running:" in line and " -I " in line:
-            break
+    # gsup's progress lines: wait until it has seen the child run python -I (the child gives up
+    # waiting after 30 s, so a missing line ends the run and fails here instead of hanging)
+    seen = any("(child) running:" in line and " -I " in line for line in run.stderr)
+    assert seen, "gsup never reported the python -I child"
     ready.write_text("")  # only then may the child exec
     out, _ = run.communicate(timeout=60)
     before, after = [p for p in json.loads(out)["processes"] if p["role"] == "child"]

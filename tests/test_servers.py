@@ -790,7 +790,9 @@ def test_kill_wait_on_a_zombie(gsup: Gsup, program: Program, tmp_path: Path) -> 
     kill(gsup, "TERM")
     finish(run)
     assert waited.returncode == 0, waited.stderr
-    assert "not instrumented" not in waited.stdout, waited.stdout
+    assert waited.stdout.splitlines()[1].startswith(f"{child} (child): exit status unknown: its parent (pid "), \
+        waited.stdout
+    assert "has not collected its status (yet)" in waited.stdout and "not instrumented" not in waited.stdout
 
 
 def test_inherited_handler_run_in_a_fork_child(gsup: Gsup, program: Program) -> None:

@@ -156,6 +156,11 @@ def test_ready_then_signal(gsup: Gsup, program: Program, tmp_path: Path, how: st
     assert lines[20001] == f"listening on {port}"
     assert "also on stderr" in result.stderr
     assert "gsup report:" in result.stdout
+    (saved,) = gsup.home.glob("*/report.json")
+    ready = json.loads(saved.read_text())["ready"]
+    assert ready["ok"] and ready["condition"] == {
+        "port": f"port {port} listening", "output": f"output matching {condition[1]!r}",
+        "file": f"file {flag}"}[how]
 
 
 def test_ready_output_matches_stderr_too_and_json_keeps_stdout_clean(gsup: Gsup, program: Program,
