@@ -132,7 +132,10 @@ class OutputPipe:
         if final or len(self.pending) > MAX_LINE:
             lines.append(self.pending)
             self.pending = b""
-        if any(self.pattern.search(line) for line in (*lines, self.pending)):  # a prompt may lack its "\n"
+        # Only whole lines: a program that writes a line in pieces (unbuffered,
+        # ``python -u``) would otherwise match ``^listening on \d+$`` on
+        # "listening on 4" and be signalled before the rest of its line.
+        if any(self.pattern.search(line) for line in lines):
             self.readiness.output_seen = True
             self.pending = b""
 

@@ -176,6 +176,21 @@ def test_ready_output_matches_stderr_too_and_json_keeps_stdout_clean(gsup: Gsup,
     assert "noise 19999" in result.stderr
 
 
+def test_ready_output_waits_for_the_whole_line(gsup: Gsup, program: Program) -> None:
+    """A line written in pieces (unbuffered output) matches only once whole: the
+    start of one must not fire a pattern that its end would not match."""
+    script = program("""
+        import os, time
+        os.write(1, b"listening on 4")  # the rest of the line never comes
+        time.sleep(60)
+    """)
+    result = gsup.run("run", "--json", "--python", PYTHON, "-q", "--signal", "TERM",
+                      "--ready-output", r"^listening on \d+$", "--ready-timeout", "1s", str(script))
+    assert result.returncode == 4, result.stderr
+    assert json.loads(result.stdout)["ready"]["ok"] is False
+    assert "listening on 4" in result.stderr  # the piece still passed through
+
+
 def test_readiness_that_never_comes(gsup: Gsup, program: Program, tmp_path: Path) -> None:
     port = free_port()
     with socket.socket() as other:  # someone else listening on the port does not count
