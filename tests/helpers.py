@@ -76,8 +76,12 @@ def pid_files(directory: Path) -> dict[str, int]:
 
 def wait_for_pids(directory: Path, names: tuple[str, ...], what: str) -> dict[str, int]:
     """``pid_files(directory)`` once every one of ``names`` has written its file."""
-    return dict(wait_until(lambda: (lambda f: f if all(k in f for k in names) else None)(pid_files(directory)),
-                           what=what))
+
+    def complete() -> dict[str, int] | None:
+        found = pid_files(directory)
+        return found if all(name in found for name in names) else None
+
+    return dict(wait_until(complete, what=what))
 
 
 # -- the network ----------------------------------------------------------------
