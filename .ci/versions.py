@@ -28,7 +28,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.conftest import PYENV_MINORS, REQUIRE_ALL_PYTHONS, pyenv_pythons, pyenv_versions_dir  # noqa: E402
+from tests.helpers import PYENV_MINORS, REQUIRE_ALL_PYTHONS, pyenv_pythons, pyenv_versions_dir  # noqa: E402
 
 VENVS = ROOT / ".venv-versions"
 JOBS = 2  # the machine has two cores; pip is busy for most of an install

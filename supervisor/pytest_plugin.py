@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import pytest
 
 if TYPE_CHECKING:
+    import psutil
+
     from supervisor.api import Gsup
 
 
@@ -44,17 +46,31 @@ def gsup(tmp_path: Path) -> Iterator[Gsup]:
 def _kill_leftovers(home: Path) -> None:
     """Kill what still runs with this home in its environment: gsup, its guardian
     or the program (when gsup itself had to be SIGKILLed, its tree may outlive it)."""
+    marker = str(home)
+    end_processes(processes_where(lambda environ: environ.get("GSUP_HOME") == marker))
+
+
+def processes_where(matches: Callable[[dict[str, str]], bool]) -> list[psutil.Process]:
+    """Every process of the machine whose environment ``matches``: the environment is
+    what a run's processes keep, whoever their parent has become (gsup's own tests find
+    their leftovers with it too)."""
     import psutil
 
-    marker = str(home)
     found = []
     for proc in psutil.process_iter():
         try:
             environ = proc.environ()
         except psutil.Error:
             continue
-        if environ.get("GSUP_HOME") == marker:
+        if matches(environ):
             found.append(proc)
+    return found
+
+
+def end_processes(found: list[psutil.Process]) -> None:
+    """SIGKILL each of ``found`` (one already gone is fine), then wait up to 5 s for all of them."""
+    import psutil
+
     for proc in found:
         try:
             proc.kill()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -17,10 +16,7 @@ from supervisor import api, matrix, run
 from supervisor.errors import ExitCode
 from supervisor.model import Report
 from supervisor.scenarios import MatrixReport
-from tests.conftest import Gsup
-from tests.test_matrix import FORKED
-
-Program = Callable[..., Path]
+from tests.helpers import FORKED, Gsup, Program
 
 
 @pytest.fixture

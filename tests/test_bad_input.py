@@ -11,13 +11,11 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from tests.conftest import PYTHON, Gsup, Result, role
-
-Program = Callable[..., Path]
+from tests.helpers import PYTHON, Gsup, Program, Result, role
 
 SLEEPER = """
 import time

@@ -7,11 +7,8 @@ comes back.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
-from tests.conftest import PYTHON, Gsup, role, statuses
-
-Program = Callable[..., Path]
+from tests.helpers import PYTHON, Gsup, Program, role, statuses
 
 
 def test_probe_never_writes_into_a_file_the_program_reopened(gsup: Gsup, program: Program, tmp_path: Path) -> None:

@@ -7,23 +7,17 @@ before it could report.  When several apply: 2, then 4, then 3, then 1.
 
 from __future__ import annotations
 
-import json
-import shutil
 import signal
-import subprocess
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from supervisor.errors import ExitCode, GsupError
-from tests.conftest import PYTHON, Gsup, role, wait_until
-
-Program = Callable[..., Path]
+from tests.helpers import PYTHON, Gsup, Program, error_lines, lose_session_mid_run, ready_then_sleep, role, wait_until
 
 
 def one_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.startswith("gsup: error:")]
+    lines = error_lines(stderr)
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr, stderr
     return lines[0]
@@ -62,13 +56,13 @@ def test_ok_when_gsup_signals_the_program(gsup: Gsup, program: Program) -> None:
 def test_ok_after_ctrl_c_is_forwarded(gsup: Gsup, program: Program, tmp_path: Path) -> None:
     """Ctrl-C during the run goes to the program; gsup still reports, so 0, not 130."""
     ready = tmp_path / "ready"
-    path = program(f"import time\nopen({str(ready)!r}, 'w').close()\ntime.sleep(60)\n")
+    path = program(ready_then_sleep(ready))
     proc = gsup.start("run", "--json", "--python", PYTHON, str(path))
     wait_until(ready.exists, what="the program to start")
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == ExitCode.OK, stderr
-    parent = role(json.loads(stdout), "parent")
+    result = gsup.finish(proc)
+    assert result.returncode == ExitCode.OK, result.stderr
+    parent = role(result.report, "parent")
     assert parent["exception"] == "KeyboardInterrupt"
 
 
@@ -121,43 +115,23 @@ def test_usage_when_gsup_home_is_a_file(gsup: Gsup, program: Program, tmp_path: 
 # -- 3 ------------------------------------------------------------------------------
 
 
-def _lose_session_mid_run(gsup: Gsup, program: Program, tmp_path: Path, *options: str) -> subprocess.Popen[str]:
-    """Start a run, then delete its session directory under it (a real fault, no mocks)."""
-    ready, go = tmp_path / "ready", tmp_path / "go"
-    path = program(f"""
-        import os, time
-        open({str(ready)!r}, "w").close()
-        deadline = time.monotonic() + 30
-        while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:
-            time.sleep(0.01)
-    """)
-    proc = gsup.start("run", "--json", "--python", PYTHON, *options, str(path))
-    wait_until(ready.exists, what="the program to start")
-    for session_dir in gsup.home.iterdir():
-        shutil.rmtree(session_dir)
-    go.touch()
-    return proc
-
-
 def test_incomplete_prints_a_partial_report(gsup: Gsup, program: Program, tmp_path: Path) -> None:
-    proc = _lose_session_mid_run(gsup, program, tmp_path)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == ExitCode.INCOMPLETE, stderr
-    report = json.loads(stdout)
+    result = gsup.finish(lose_session_mid_run(gsup, program, tmp_path))
+    assert result.returncode == ExitCode.INCOMPLETE, result.stderr
+    report = result.report
     assert report["complete"] is False
     assert any("exits.jsonl" in missing for missing in report["incomplete"]), report["incomplete"]
     assert role(report, "parent")["end"]["code"] == 0  # what was known is still there
-    message = one_error_line(stderr)
+    message = one_error_line(result.stderr)
     assert message.startswith("gsup: error: report incomplete:")
 
 
 def test_incomplete_outranks_a_failed_expectation(gsup: Gsup, program: Program, tmp_path: Path) -> None:
-    proc = _lose_session_mid_run(gsup, program, tmp_path, "--expect", "parent: exit 9")
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == ExitCode.INCOMPLETE, stderr
-    assert "gsup: expectation failed: parent: exit 9" in stderr.splitlines()
-    assert one_error_line(stderr).startswith("gsup: error: report incomplete:")
-    assert json.loads(stdout)["expectations"][0]["ok"] is False
+    result = gsup.finish(lose_session_mid_run(gsup, program, tmp_path, "--expect", "parent: exit 9"))
+    assert result.returncode == ExitCode.INCOMPLETE, result.stderr
+    assert "gsup: expectation failed: parent: exit 9" in result.stderr.splitlines()
+    assert one_error_line(result.stderr).startswith("gsup: error: report incomplete:")
+    assert result.report["expectations"][0]["ok"] is False
 
 
 # -- 130 ----------------------------------------------------------------------------
@@ -172,8 +146,8 @@ def test_interrupted_before_the_report(gsup: Gsup, tmp_path: Path) -> None:
     proc = gsup.start("run", "--python", str(slow_python), "-m", "some_module")
     wait_until(ready.exists, what="gsup to ask the interpreter for the module")
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == ExitCode.INTERRUPTED, stderr
-    assert stderr.strip().splitlines() == ["gsup: interrupted"]
-    assert stdout == ""
+    result = gsup.finish(proc, timeout=30)
+    assert result.returncode == ExitCode.INTERRUPTED, result.stderr
+    assert result.stderr.strip().splitlines() == ["gsup: interrupted"]
+    assert result.stdout == ""
     assert not gsup.home.exists() or not any(gsup.home.iterdir()), "nothing should have been launched"

@@ -8,7 +8,7 @@ Flask facts); the real runs check the wiring: parsing before launch, the JSON
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import pytest
 from rich.console import Console
@@ -33,9 +33,7 @@ from supervisor.model import (
     Report,
 )
 from supervisor.render import render
-from tests.conftest import EXAMPLES, PYTHON, Gsup, free_port, role
-
-Program = Callable[..., Path]
+from tests.helpers import EXAMPLES, PYTHON, Gsup, Program, free_port, role
 
 # -- building reports --------------------------------------------------------------------
 

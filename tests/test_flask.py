@@ -15,12 +15,11 @@ established by reading werkzeug's ``_reloader.py`` and CPython's
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLES, PYTHON, Gsup, free_port, http_get, own_fired, role, statuses, wait_until
+from tests.helpers import EXAMPLES, PYTHON, Gsup, free_port, http_get, own_fired, role, statuses, wait_until
 
 APP = str(EXAMPLES / "flask_app.py")
 ALL_RAN = ["shutdown3", "shutdown2", "shutdown"]  # LIFO: registered shutdown, shutdown2, shutdown3
@@ -126,12 +125,12 @@ def test_os_exit_in_the_child_skips_only_the_childs_handlers(gsup: Gsup) -> None
     run = gsup.start("run", "--json", "--python", PYTHON, APP, env={"PORT": str(port)})
     wait_until(lambda: http_get(port) == "Hi", what="the reloader's child to serve")
     assert http_get(port, "/user/Amy") is None  # the connection drops: os._exit(0)
-    out, err = run.communicate(timeout=60)
-    assert run.returncode == 0, err
-    report = json.loads(out)
+    result = gsup.finish(run)
+    assert result.returncode == 0, result.stderr
+    report = result.report
     parent, child = assert_two_processes(report)
     assert child["end"] == {"how": "os._exit", "code": 0, "signal": None, "reaped_by": f"parent {parent['pid']}"}
     assert child["explanation"].startswith("left through os._exit(0): atexit skipped")
     assert own_fired(child) == [] and own_fired(parent) == ALL_RAN
     assert parent["end"]["code"] == 0
-    assert "I will use OS EXIT!!" in err  # with --json the program's stdout goes to stderr
+    assert "I will use OS EXIT!!" in result.stderr  # with --json the program's stdout goes to stderr

@@ -9,21 +9,17 @@ be gone within 2 s (pidfds: no polling).
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
 
 import psutil
 import pytest
 
-from tests.conftest import PYTHON, Gsup, wait_until
-
-Program = Callable[..., Path]
+from tests.helpers import PYTHON, Gsup, Program, wait_for_pids
 
 TREE = """
     import os, signal, sys, time
@@ -69,14 +65,6 @@ TREE = """
 NEEDED = ("root", "stubborn", "daemon", "forker")
 
 
-def _pids(directory: Path) -> dict[str, int]:
-    found = {}
-    for path in directory.iterdir():
-        what, _, pid = path.name.partition("-")
-        found[what] = int(pid)
-    return found
-
-
 def _gone_within(pids: list[int], seconds: float) -> list[int]:
     """The pids still alive after ``seconds`` (each watched through a pidfd)."""
     fds = {}
@@ -101,18 +89,18 @@ def _gone_within(pids: list[int], seconds: float) -> list[int]:
             psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
 
 
-def _start_tree(gsup: Gsup, program: Program, tmp_path: Path) -> tuple[subprocess.Popen[str], dict[str, int]]:
+def _start_tree(gsup: Gsup, program: Program, tmp_path: Path, *options: str,
+                ) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    """A ``gsup run OPTIONS`` of TREE, once every process of the tree has written its pid."""
     script = program(TREE)
     pids = tmp_path / "pids"
     pids.mkdir()
-    proc = gsup.start("run", "-q", "--python", PYTHON, str(script), str(pids))
-    found = wait_until(lambda: (lambda f: f if all(k in f for k in NEEDED) else None)(_pids(pids)),
-                       what="every process of the tree to start")
-    return proc, found
+    proc = gsup.start("run", *options, "--python", PYTHON, str(script), str(pids))
+    return proc, wait_for_pids(pids, NEEDED, what="every process of the tree to start")
 
 
 def test_sigkilled_gsup_leaves_nothing_running(gsup: Gsup, program: Program, tmp_path: Path) -> None:
-    proc, found = _start_tree(gsup, program, tmp_path)
+    proc, found = _start_tree(gsup, program, tmp_path, "-q")
     everyone = [p.pid for p in gsup.leftovers() if p.pid != proc.pid]
     assert set(found.values()) <= set(everyone)
     os.kill(proc.pid, signal.SIGKILL)
@@ -123,7 +111,7 @@ def test_sigkilled_gsup_leaves_nothing_running(gsup: Gsup, program: Program, tmp
     (session,) = [p.name for p in gsup.home.iterdir() if p.is_dir()]
     rebuilt = gsup.run("report", session, "--json")
     assert rebuilt.returncode == 3, rebuilt.stderr  # partial: gsup itself died
-    report = json.loads(rebuilt.stdout)
+    report = rebuilt.report
     assert any("died" in why for why in report["incomplete"])
     by_pid = {p["pid"]: p for p in report["processes"]}
     assert by_pid[found["root"]]["end"]["signal"] == "SIGKILL"
@@ -134,15 +122,9 @@ def test_sigkilled_gsup_leaves_nothing_running(gsup: Gsup, program: Program, tmp
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_gsup_signalled_ends_the_tree_and_still_reports(gsup: Gsup, program: Program, tmp_path: Path,
                                                           sig: signal.Signals) -> None:
-    script = program(TREE)
-    pids = tmp_path / "pids"
-    pids.mkdir()
-    proc = gsup.start("run", "--json", "-q", "--grace", "1s", "--python", PYTHON, str(script), str(pids))
-    found = wait_until(lambda: (lambda f: f if all(k in f for k in NEEDED) else None)(_pids(pids)),
-                       what="every process of the tree to start")
+    proc, found = _start_tree(gsup, program, tmp_path, "--json", "-q", "--grace", "1s")
     proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=30)
-    report = json.loads(out)
+    report = gsup.finish(proc, timeout=30).report
     assert _gone_within(list(found.values()), 0.5) == []
     assert report["complete"], report["incomplete"]
     assert report["actions"][0]["signal"] == sig.name and report["actions"][0]["target"] == "group"

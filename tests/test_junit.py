@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -13,9 +12,7 @@ from supervisor import expect, junit
 from supervisor.errors import ExitCode, GsupError
 from supervisor.model import EXITED, NOT_RUN, RAN, SIGNALED, End, Handler, Process, Report
 from supervisor.options import Target
-from tests.conftest import PYTHON, Gsup, role
-
-Program = Callable[..., Path]
+from tests.helpers import PYTHON, Gsup, Program, error_lines, role
 
 
 def flask_like(*expectations: str, incomplete: tuple[str, ...] = ()) -> Report:
@@ -158,7 +155,6 @@ def test_gsup_run_cannot_write_junit(gsup: Gsup, program: Program, tmp_path: Pat
     result = gsup.run("run", "--json", "--python", PYTHON, "--junit", str(path), "--expect", "parent: exit 0",
                       str(program("pass\n")))
     assert result.returncode == ExitCode.USAGE, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("gsup: error:")]
-    assert errors == [f"gsup: error: cannot write --junit {str(path)!r}: No such file or directory"]
+    assert error_lines(result.stderr) == [f"gsup: error: cannot write --junit {str(path)!r}: No such file or directory"]
     assert result.report["expectations"][0]["ok"] is True  # the report is still printed
     assert not path.parent.exists()

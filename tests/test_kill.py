@@ -8,7 +8,6 @@ then reads the background run's JSON report.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any, Callable
 import psutil
 import pytest
 
-from tests.conftest import PYTHON, Gsup, role, statuses, wait_until
+from tests.helpers import PYTHON, Gsup, Program, ready_then_sleep, role, statuses, wait_until, wait_while_running
 
 PARENT = """
 import atexit, os, subprocess, sys
@@ -93,6 +92,7 @@ class Run:
 
     def __init__(self, gsup: Gsup, prog: Path, ready: Path) -> None:
         ready.mkdir()
+        self.gsup = gsup
         self.ready = ready
         self.argv = {"parent": [PYTHON, str(prog), str(ready)],
                      "child": [PYTHON, str(prog.with_name("kill_child.py")), str(ready)]}
@@ -103,22 +103,15 @@ class Run:
 
     def _pid(self, name: str) -> int:
         path = self.ready / name
-
-        def read() -> int | None:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"gsup run ended early: {self.proc.communicate()}")
-            return int(path.read_text()) if path.exists() else None
-
-        return int(wait_until(read, what=f"{name} ready file"))
+        return int(wait_while_running(self.proc, lambda: path.exists() and int(path.read_text()),
+                                      f"{name} ready file"))
 
     def _session(self, home: Path) -> str | None:
         found = [d.name for d in home.iterdir() if d.name.startswith(f"{self.proc.pid}-")]
         return found[0] if len(found) == 1 else None
 
     def report(self) -> dict[str, Any]:
-        out, err = self.proc.communicate(timeout=COMMUNICATE)
-        assert self.proc.returncode == 0, err
-        data = dict(json.loads(out))
+        data = self.gsup.finished_report(self.proc, timeout=COMMUNICATE)
         assert data["schema"] == "gsup.report/1"
         assert data["session"] == self.session
         assert data["complete"] is True, data["incomplete"]
@@ -126,7 +119,7 @@ class Run:
 
 
 @pytest.fixture
-def start(gsup: Gsup, program: Callable[..., Path], tmp_path: Path) -> Callable[..., Run]:
+def start(gsup: Gsup, program: Program, tmp_path: Path) -> Callable[..., Run]:
     """Start a run of the parent/child program; ``name`` is its ready directory."""
     progs = {PARENT: program(PARENT, "kill_parent.py"), HOG_PARENT: program(HOG_PARENT, "kill_hog.py")}
     program(CHILD, "kill_child.py")
@@ -393,7 +386,7 @@ def test_child_status_survives_parent_killed_in_waitpid(gsup: Gsup, start: Calla
     assert child["end"]["signal"] == "SIGKILL"
 
 
-def test_old_ended_sessions_are_pruned_live_ones_kept(gsup: Gsup, program: Callable[..., Path],
+def test_old_ended_sessions_are_pruned_live_ones_kept(gsup: Gsup, program: Program,
                                                       monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from supervisor import session as sessions
 
@@ -401,7 +394,7 @@ def test_old_ended_sessions_are_pruned_live_ones_kept(gsup: Gsup, program: Calla
     for _ in range(3):
         assert gsup.run("run", "-q", "--python", PYTHON, str(quick)).returncode == 0
     ready = tmp_path / "live-ready"
-    waiting = program(f"import time\nopen({str(ready)!r}, 'w').close()\ntime.sleep(60)\n", name="waiting.py")
+    waiting = program(ready_then_sleep(ready), name="waiting.py")
     live = gsup.start("run", "-q", "--python", PYTHON, str(waiting))
     wait_until(ready.exists, what="the live session's program")
     monkeypatch.setenv("GSUP_HOME", str(gsup.home))

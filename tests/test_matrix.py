@@ -1,46 +1,22 @@
 """``gsup matrix``: one real run per scenario, one table, one exit code.
 
-The forked program below makes every scenario end quickly and differently:
-the child blocks reading a pipe whose only writer is the parent, so it leaves
-(running its handler) as soon as the parent is gone, however that happened.
+The forked program (``FORKED``, in tests/helpers.py) makes every scenario end
+quickly and differently: the child blocks reading a pipe whose only writer is
+the parent, so it leaves (running its handler) as soon as the parent is gone,
+however that happened.
 """
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
 
-from tests.conftest import EXAMPLES, PYTHON, Gsup, free_port, own_fired, role, wait_until
+from tests.helpers import EXAMPLES, FORKED, PYTHON, Gsup, Program, free_port, own_fired, role, wait_until
 
-Program = Callable[..., Path]
-
-FORKED = """
-    import atexit, os, sys
-
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(writer)
-
-        def child_cleanup():
-            pass
-
-        atexit.register(child_cleanup)
-        os.read(reader, 1)  # returns at EOF: once the parent has gone
-        sys.exit(0)
-    os.close(reader)
-
-    def parent_cleanup():
-        pass
-
-    atexit.register(parent_cleanup)
-    os.waitpid(pid, 0)
-"""
 FAST = ("--python", PYTHON, "--grace", "2s", "--settle", "200ms")
 SCENARIOS = ["SIGTERM→parent", "SIGTERM→child", "SIGINT→parent", "SIGINT→child", "SIGKILL→parent", "SIGKILL→child"]
 # scenario -> (parent's end, parent's handlers that ran, child's end, child's handlers that ran)
@@ -63,7 +39,7 @@ def test_default_matrix_of_a_forked_program(gsup: Gsup, program: Program) -> Non
     script = program(FORKED)
     result = gsup.run("matrix", "--json", *FAST, str(script))
     assert result.returncode == 0, result.stderr
-    document = json.loads(result.stdout)
+    document = result.report
     assert document["schema"] == "gsup.matrix/1" and document["ok"] and document["complete"]
     assert document["command"] == [PYTHON, str(script)]
     assert [s["name"] for s in document["scenarios"]] == SCENARIOS
@@ -94,7 +70,7 @@ def test_jobs_run_scenarios_side_by_side(gsup: Gsup, program: Program, tmp_path:
     result = gsup.run("matrix", "--json", "-q", "--jobs", "2", "--signals", "TERM,KILL", "--targets", "parent",
                       *FAST, str(script))
     assert result.returncode == 0, result.stderr
-    document = json.loads(result.stdout)
+    document = result.report
     assert [ending(role(run, "parent")) for run in document["runs"]] == [("signaled", "SIGTERM"),
                                                                          ("signaled", "SIGKILL")]
     assert result.stderr == ""  # -q
@@ -109,7 +85,7 @@ def test_stop_preset_is_a_scenario_of_its_own(gsup: Gsup, program: Program, tmp_
     suite = ElementTree.parse(junit).getroot()
     assert [case.get("name") for case in suite.iter("testcase")] == ["SIGKILL→child", "stop ctrl-c"]
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("2", "0", "0")
-    document = json.loads(result.stdout)
+    document = result.report
     assert [(s["name"], s["signal"], s["target"], s["stop"]) for s in document["scenarios"]] == [
         ("SIGKILL→child", "SIGKILL", "child", None), ("stop ctrl-c", "SIGINT", "group", "ctrl-c")]
     group = document["runs"][1]
@@ -152,9 +128,9 @@ def test_sigterm_to_the_matrix_ends_the_running_scenario(gsup: Gsup, program: Pr
                         str(script))
     wait_until(marker.exists, what="the scenario's program to run")
     matrix.send_signal(signal.SIGTERM)
-    out, err = matrix.communicate(timeout=30)
-    assert matrix.returncode == 130, err
-    assert (out, err.splitlines()[-1]) == ("", "gsup: interrupted")
+    result = gsup.finish(matrix, timeout=30)
+    assert result.returncode == 130, result.stderr
+    assert (result.stdout, result.stderr.splitlines()[-1]) == ("", "gsup: interrupted")
     # and the harness checks that gsup run and its program have ended
 
 

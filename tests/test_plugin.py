@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import psutil
 
-from tests.test_matrix import FORKED
+from supervisor.pytest_plugin import end_processes, processes_where
+from tests.helpers import FORKED, write_program
 
 APP = FORKED.replace("    os.waitpid(pid, 0)", """\
     if os.environ.get("MARKER"):
@@ -67,7 +67,7 @@ def test_interrupted(gsup, tmp_path):
 def inner_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     project = tmp_path / "project"
     project.mkdir()
-    (project / "app.py").write_text(textwrap.dedent(APP).lstrip())
+    write_program(project / "app.py", APP)
     (project / "test_app.py").write_text(TESTS.lstrip())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "GSUP_"))}
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--basetemp",
@@ -78,15 +78,8 @@ def inner_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]
 def left_running(tmp_path: Path) -> list[psutil.Process]:
     """Processes started with a session home under the inner run's temporary directory."""
     marker = str(tmp_path / "basetemp")
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get("GSUP_HOME", "").startswith(marker):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    for proc in found:
-        proc.kill()
+    found = processes_where(lambda environ: environ.get("GSUP_HOME", "").startswith(marker))
+    end_processes(found)
     return found
 
 

@@ -22,135 +22,32 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
-import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from supervisor.events import Image, read_all
-from tests.conftest import ROOT, wait_until
+from tests.helpers import (
+    INTERPRETERS,
+    PROBE_DIR,
+    PYTHON_TIMEOUT,
+    PythonRun,
+    base_env,
+    finish_python,
+    minor_of,
+    normalised,
+    probe_env,
+    run_python,
+    start_python,
+    wait_until,
+    write_program,
+)
 
-PROBE_DIR = ROOT / "supervisor" / "_probe"
-MINORS = (9, 10, 11, 12, 13)
-TIMEOUT = 20  # for one program run; they take well under a second
-
-
-# -- interpreters ---------------------------------------------------------------
-
-
-def _pyenv_versions() -> Path:
-    root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
-    return Path(root) / "versions"
-
-
-def _version_of(name: str) -> tuple[int, ...] | None:
-    if not re.fullmatch(r"3\.\d+\.\d+", name):
-        return None
-    return tuple(int(p) for p in name.split("."))
-
-
-def _interpreters() -> list[Any]:
-    """One ``pytest.param`` per 3.9-3.13 in pyenv (newest patch), plus ``sys.executable``."""
-    found: dict[int, tuple[tuple[int, ...], Path]] = {}
-    versions = _pyenv_versions()
-    if versions.is_dir():
-        for entry in versions.iterdir():
-            version = _version_of(entry.name)
-            exe = entry / "bin" / "python3"
-            if version is None or version[1] not in MINORS or not exe.exists():
-                continue
-            if version[1] not in found or version > found[version[1]][0]:
-                found[version[1]] = (version, exe)
-    params = []
-    for minor in MINORS:
-        if minor in found:
-            version, exe = found[minor]
-            params.append(pytest.param(str(exe), id=".".join(map(str, version))))
-        else:
-            params.append(pytest.param(None, id=f"3.{minor}-missing",
-                                       marks=pytest.mark.skip(reason=f"no CPython 3.{minor} in {versions}")))
-    here = ".".join(map(str, sys.version_info[:3]))
-    params.append(pytest.param(sys.executable, id=f"running-{here}"))
-    return params
-
-
-INTERPRETERS = _interpreters()
-_VERSION_CACHE: dict[str, tuple[int, int]] = {}
-
-
-def minor_of(python: str) -> tuple[int, int]:
-    if python not in _VERSION_CACHE:
-        out = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"],
-                             capture_output=True, text=True, timeout=TIMEOUT, check=True).stdout
-        major, minor = out.split()
-        _VERSION_CACHE[python] = (int(major), int(minor))
-    return _VERSION_CACHE[python]
-
-
-# -- running programs -----------------------------------------------------------
-
-
-def base_env() -> dict[str, str]:
-    """The test's environment without anything that could load or configure a probe."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GSUP_", "PYTHON")) and k not in ("COVERAGE_PROCESS_START",)}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the probe directory is shared with other runs
-    return env
-
-
-def probe_env(events: Path | str, pythonpath: str | None = None) -> dict[str, str]:
-    env = base_env()
-    env["PYTHONPATH"] = pythonpath if pythonpath is not None else str(PROBE_DIR)
-    env["GSUP_EVENTS"] = str(events)
-    return env
-
-
-@dataclass
-class Run:
-    returncode: int
-    stdout: bytes
-    stderr: bytes
-
-    def show(self) -> str:
-        return (f"returncode={self.returncode}\n--- stdout\n{self.stdout.decode(errors='replace')}"
-                f"--- stderr\n{self.stderr.decode(errors='replace')}")
-
-
-def start(python: str, args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([python, *args], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def finish(proc: subprocess.Popen[bytes]) -> Run:
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"{proc.args} did not end in {TIMEOUT}s:\n{out!r}\n{err!r}") from None
-    return Run(proc.returncode, out, err)
-
-
-def run(python: str, args: list[str], env: dict[str, str], cwd: Path) -> Run:
-    return finish(start(python, args, env, cwd))
-
-
-def write(path: Path, source: str) -> Path:
-    path.write_text(textwrap.dedent(source).lstrip())
-    return path
-
-
-_ADDRESS = re.compile(rb"0x[0-9a-fA-F]+")
-
-
-def normalised(result: Run) -> tuple[int, bytes, bytes]:
-    return (result.returncode, _ADDRESS.sub(b"0x?", result.stdout), _ADDRESS.sub(b"0x?", result.stderr))
+# -- events, read back ----------------------------------------------------------
 
 
 def images_of(events: Path) -> list[Image]:
@@ -208,7 +105,7 @@ def wchan_shows_wait() -> bool:
              "        if f.read().strip() == 'do_wait':\n            raise SystemExit(0)\n"
              "    time.sleep(0.002)\nraise SystemExit(1)\n")
     parent = f"import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-c', {child!r}]))"
-    done = subprocess.run([sys.executable, "-c", parent], env=base_env(), capture_output=True, timeout=TIMEOUT)
+    done = subprocess.run([sys.executable, "-c", parent], env=base_env(), capture_output=True, timeout=PYTHON_TIMEOUT)
     return done.returncode == 0
 
 PROGRAMS: dict[str, tuple[str, int, list[bytes]]] = {
@@ -519,12 +416,12 @@ def test_output_and_status_unchanged(name: str, python: str, tmp_path: Path,
     if name.startswith("popen_wait") and not wchan_shows_wait():
         pytest.skip("/proc/<pid>/wchan does not show do_wait here: cannot time the SIGINT")
     source, code, expected = PROGRAMS[name]
-    prog = write(tmp_path / "prog.py", source)
+    prog = write_program(tmp_path / "prog.py", source)
     events = tmp_path / "events"
     events.mkdir()
-    base = start(python, [str(prog)], base_env(), tmp_path)
-    probed = start(python, [str(prog)], probe_env(events), tmp_path)
-    baseline, with_probe = finish(base), finish(probed)
+    base = start_python(python, [str(prog)], base_env(), tmp_path)
+    probed = start_python(python, [str(prog)], probe_env(events), tmp_path)
+    baseline, with_probe = finish_python(base), finish_python(probed)
 
     # The program does what it is meant to show (else the comparison proves little).
     assert baseline.returncode == code, baseline.show()
@@ -543,12 +440,12 @@ def test_output_and_status_unchanged(name: str, python: str, tmp_path: Path,
 interpreters = pytest.mark.parametrize("python", INTERPRETERS)
 
 
-def run_probed(python: str, tmp_path: Path, source: str, *args: str) -> tuple[Run, int, Path]:
-    prog = write(tmp_path / "prog.py", source)
+def run_probed(python: str, tmp_path: Path, source: str, *args: str) -> tuple[PythonRun, int, Path]:
+    prog = write_program(tmp_path / "prog.py", source)
     events = tmp_path / "events"
     events.mkdir(exist_ok=True)
-    proc = start(python, [str(prog), *args], probe_env(events), tmp_path)
-    return finish(proc), proc.pid, events
+    proc = start_python(python, [str(prog), *args], probe_env(events), tmp_path)
+    return finish_python(proc), proc.pid, events
 
 
 @interpreters
@@ -818,18 +715,18 @@ SHOW_PATH = """
 def test_hidden_sitecustomize_still_runs_and_path_is_clean(python: str, tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
-    write(other / "sitecustomize.py", """
+    write_program(other / "sitecustomize.py", """
         import sys
         MARK = "other-ran"
         print("OTHER SITECUSTOMIZE", sys.flags.isolated, flush=True)
         """)
-    prog = write(tmp_path / "prog.py", SHOW_PATH)
+    prog = write_program(tmp_path / "prog.py", SHOW_PATH)
     events = tmp_path / "events"
     events.mkdir()
     base_env_ = {**base_env(), "PYTHONPATH": str(other)}
-    probed = start(python, [str(prog)], probe_env(events, f"{PROBE_DIR}:{other}"), tmp_path)
-    baseline = run(python, [str(prog)], base_env_, tmp_path)
-    with_probe = finish(probed)
+    probed = start_python(python, [str(prog)], probe_env(events, f"{PROBE_DIR}:{other}"), tmp_path)
+    baseline = run_python(python, [str(prog)], base_env_, tmp_path)
+    with_probe = finish_python(probed)
     assert baseline.returncode == 0, baseline.show()
     assert baseline.stdout.startswith(b"OTHER SITECUSTOMIZE"), baseline.show()
     assert with_probe.stdout == baseline.stdout and with_probe.stderr == baseline.stderr, with_probe.show()
@@ -843,42 +740,42 @@ def test_hidden_sitecustomize_still_runs_and_path_is_clean(python: str, tmp_path
 def test_hidden_sitecustomize_error_reported_as_without_probe(python: str, tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
-    write(other / "sitecustomize.py", "print('other starts', flush=True)\n1 / 0\n")
-    prog = write(tmp_path / "prog.py", "import sys\nprint('sitecustomize' in sys.modules)\n")
+    write_program(other / "sitecustomize.py", "print('other starts', flush=True)\n1 / 0\n")
+    prog = write_program(tmp_path / "prog.py", "import sys\nprint('sitecustomize' in sys.modules)\n")
     events = tmp_path / "events"
     events.mkdir()
-    probed = start(python, [str(prog)], probe_env(events, f"{PROBE_DIR}:{other}"), tmp_path)
-    baseline = run(python, [str(prog)], {**base_env(), "PYTHONPATH": str(other)}, tmp_path)
-    with_probe = finish(probed)
+    probed = start_python(python, [str(prog)], probe_env(events, f"{PROBE_DIR}:{other}"), tmp_path)
+    baseline = run_python(python, [str(prog)], {**base_env(), "PYTHONPATH": str(other)}, tmp_path)
+    with_probe = finish_python(probed)
     assert b"ZeroDivisionError" in baseline.stderr, baseline.show()
     assert normalised(with_probe) == normalised(baseline), with_probe.show()
 
 
 @interpreters
 def test_no_events_dir_means_no_probe(python: str, tmp_path: Path) -> None:
-    prog = write(tmp_path / "prog.py", """
+    prog = write_program(tmp_path / "prog.py", """
         import _signal, atexit, os
         print(type(atexit.register).__name__, type(os._exit).__name__, type(_signal.signal).__name__)
         """)
     env = probe_env(tmp_path / "unused")
     del env["GSUP_EVENTS"]
-    result = run(python, [str(prog)], env, tmp_path)
-    baseline = run(python, [str(prog)], base_env(), tmp_path)
+    result = run_python(python, [str(prog)], env, tmp_path)
+    baseline = run_python(python, [str(prog)], base_env(), tmp_path)
     assert result.returncode == 0 and result.stdout == baseline.stdout, result.show()
     assert result.stdout == b"builtin_function_or_method builtin_function_or_method builtin_function_or_method\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prog.py"]
     # An empty GSUP_EVENTS is "off" too.
     env["GSUP_EVENTS"] = ""
-    assert run(python, [str(prog)], env, tmp_path).stdout == baseline.stdout
+    assert run_python(python, [str(prog)], env, tmp_path).stdout == baseline.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["prog.py"]
 
 
 @interpreters
 def test_isolated_mode_writes_nothing(python: str, tmp_path: Path) -> None:
-    prog = write(tmp_path / "prog.py", "import atexit\natexit.register(print, 'bye')\n")
+    prog = write_program(tmp_path / "prog.py", "import atexit\natexit.register(print, 'bye')\n")
     events = tmp_path / "events"
     events.mkdir()
-    result = run(python, ["-I", str(prog)], probe_env(events), tmp_path)
+    result = run_python(python, ["-I", str(prog)], probe_env(events), tmp_path)
     assert (result.returncode, result.stdout) == (0, b"bye\n"), result.show()
     assert list(events.iterdir()) == []
 
@@ -923,10 +820,10 @@ def test_probe_that_cannot_write_changes_nothing(python: str, where: str, tmp_pa
         else:
             os.unlink(target / "gsup-probe-test")
             pytest.skip(f"{target} is writable here")
-    prog = write(tmp_path / "prog.py", UNWRITABLE_PROGRAM)
-    probed = start(python, [str(prog)], probe_env(target), tmp_path)
-    baseline = run(python, [str(prog)], base_env(), tmp_path)
-    with_probe = finish(probed)
+    prog = write_program(tmp_path / "prog.py", UNWRITABLE_PROGRAM)
+    probed = start_python(python, [str(prog)], probe_env(target), tmp_path)
+    baseline = run_python(python, [str(prog)], base_env(), tmp_path)
+    with_probe = finish_python(probed)
     assert baseline.returncode == 4 and b"term 15\n3\nTrue" in baseline.stdout, baseline.show()
     assert normalised(with_probe) == normalised(baseline), (
         f"with the probe:\n{with_probe.show()}\nwithout:\n{baseline.show()}")
@@ -941,7 +838,7 @@ def test_probe_runs_once(python: str, twice: str, tmp_path: Path) -> None:
     else:
         second = tmp_path / "probe-link"
         second.symlink_to(PROBE_DIR, target_is_directory=True)
-    prog = write(tmp_path / "prog.py", """
+    prog = write_program(tmp_path / "prog.py", """
         import atexit, json, sys
 
         def once():
@@ -952,8 +849,8 @@ def test_probe_runs_once(python: str, twice: str, tmp_path: Path) -> None:
         """)
     events = tmp_path / "events"
     events.mkdir()
-    probed = start(python, [str(prog)], probe_env(events, f"{PROBE_DIR}:{second}"), tmp_path)
-    result = finish(probed)
+    probed = start_python(python, [str(prog)], probe_env(events, f"{PROBE_DIR}:{second}"), tmp_path)
+    result = finish_python(probed)
     assert result.returncode == 0, result.show()
     lines = result.stdout.decode().splitlines()
     assert lines[1:] == ["once"], result.show()
@@ -975,7 +872,7 @@ def test_probe_runs_once(python: str, twice: str, tmp_path: Path) -> None:
 @interpreters
 def test_sigkill_in_handler_keeps_what_was_written(python: str, tmp_path: Path) -> None:
     marker = tmp_path / "in-handler"
-    prog = write(tmp_path / "prog.py", """
+    prog = write_program(tmp_path / "prog.py", """
         import atexit, sys, time
 
         def finished_first():
@@ -997,11 +894,11 @@ def test_sigkill_in_handler_keeps_what_was_written(python: str, tmp_path: Path) 
         """)
     events = tmp_path / "events"
     events.mkdir()
-    proc = start(python, [str(prog), str(marker)], probe_env(events), tmp_path)
+    proc = start_python(python, [str(prog), str(marker)], probe_env(events), tmp_path)
     try:
         wait_until(marker.exists, what="the handler to start")
         proc.send_signal(signal.SIGKILL)
-        result = finish(proc)
+        result = finish_python(proc)
     finally:
         if proc.poll() is None:
             proc.kill()

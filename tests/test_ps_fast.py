@@ -26,7 +26,7 @@ import psutil
 import pytest
 
 from supervisor import procfs
-from tests.conftest import GSUP, PYTHON, Gsup, wait_until
+from tests.helpers import GSUP, PYTHON, Gsup, wait_until
 
 TREE = """
 import os, signal, sys, time

@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,9 +22,18 @@ from referencing import Registry, Resource
 
 from supervisor import model, schema, stops
 from supervisor.errors import ExitCode
-from tests.conftest import PYTHON, ROOT, Gsup, role, schema_errors, schema_validator, statuses, wait_until
+from tests.helpers import (
+    PYTHON,
+    ROOT,
+    Gsup,
+    Program,
+    lose_session_mid_run,
+    role,
+    schema_errors,
+    schema_validator,
+    statuses,
+)
 
-Program = Callable[..., Path]
 SCHEMA_DIR = ROOT / "supervisor" / "schemas"
 
 
@@ -200,22 +208,9 @@ def test_stop_preset_readiness_and_watched_calls(gsup: Gsup, program: Program, t
 
 def test_incomplete_report(gsup: Gsup, program: Program, tmp_path: Path) -> None:
     """The session directory vanishes mid-run: a real fault, and a partial report."""
-    ready, go = tmp_path / "ready", tmp_path / "go"
-    script = program(f"""
-        import os, time
-        open({str(ready)!r}, "w").close()
-        deadline = time.monotonic() + 30
-        while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:
-            time.sleep(0.01)
-    """)
-    run = gsup.start("run", "--json", "--python", PYTHON, str(script))
-    wait_until(ready.exists, what="the program to start")
-    for session_dir in gsup.home.iterdir():
-        shutil.rmtree(session_dir)
-    go.touch()
-    stdout, stderr = run.communicate(timeout=60)
-    assert run.returncode == ExitCode.INCOMPLETE, stderr
-    report = valid(json.loads(stdout))
+    result = gsup.finish(lose_session_mid_run(gsup, program, tmp_path))
+    assert result.returncode == ExitCode.INCOMPLETE, result.stderr
+    report = valid(result.report)
     assert report["complete"] is False and report["incomplete"]
 
 
@@ -256,7 +251,7 @@ def test_a_real_matrix(gsup: Gsup, program: Program) -> None:
     result = gsup.run("matrix", "--json", "-q", "--python", PYTHON, "--signals", "TERM", "--targets", "parent,docker",
                       str(script))
     assert result.returncode == 0, result.stderr
-    matrix = json.loads(result.stdout)
+    matrix = result.report
     assert schema_errors(matrix) == []
     assert closed_errors(matrix, "matrix") == [], "a field the schema does not describe"
     assert [s["stop"] for s in matrix["scenarios"]] == [None, "docker"]

@@ -6,20 +6,15 @@ documented behaviour (see shared/design/exit-semantics.md, section 3).
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from tests.conftest import PYTHON, Gsup, own_fired, role, statuses
-
-Program = Callable[..., Path]
+from tests.helpers import PYTHON, Gsup, Program, own_fired, pyenv_python, role, statuses, without_addresses
 
 SERVER = """
     import atexit, signal, sys, time
@@ -268,16 +263,12 @@ def test_output_and_status_pass_through_unchanged(gsup: Gsup, program: Program, 
     through = gsup.run("run", "-q", "--python", PYTHON, str(script))
     assert through.returncode == 0  # gsup worked; the program's status is in the report
     assert through.stdout.startswith(direct.stdout)
-    assert _addresses(through.stderr) == _addresses(direct.stderr)
+    assert without_addresses(through.stderr) == without_addresses(direct.stderr)
     end = only(gsup.report(str(script)))["end"]
     if direct.returncode < 0:
         assert end["signal"] == signal.Signals(-direct.returncode).name
     else:
         assert end["code"] == direct.returncode
-
-
-def _addresses(text: str) -> str:
-    return re.sub(r"0x[0-9a-f]+", "0x?", text)
 
 
 def test_exec_into_python_and_into_another_program(gsup: Gsup, program: Program) -> None:
@@ -363,20 +354,12 @@ def test_multiprocessing_fork_children(gsup: Gsup, program: Program) -> None:
     assert parent["end"]["code"] == 0 and [h["status"] for h in parent["handlers"] if h["name"] == "print"] == ["ran"]
 
 
-def _pyenv_python(version: str) -> str | None:
-    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    found = sorted(root.glob(f"{version}.*/bin/python")) if root.is_dir() else []
-    return str(found[-1]) if found else None
-
-
-@pytest.mark.parametrize("version", ["3.9", "3.10"])
+@pytest.mark.parametrize("minor", [9, 10], ids=["3.9", "3.10"])
 def test_default_sigint_handler_before_311_is_unobservable_unless_proven(gsup: Gsup, program: Program,
-                                                                         version: str) -> None:
+                                                                         minor: int) -> None:
     """Before 3.11 the probe leaves CPython's SIGINT handler bare: a caught
     KeyboardInterrupt leaves no trace, so its run is unknown, not "not invoked"."""
-    python = _pyenv_python(version)
-    if python is None:
-        pytest.skip(f"no CPython {version} under pyenv")
+    _, python = pyenv_python(minor)
     caught = program("""
         import time
         try:
@@ -457,8 +440,7 @@ def test_an_uninstrumented_image_before_an_exec_is_reported(gsup: Gsup, program:
     seen = any("(child) running:" in line and " -I " in line for line in run.stderr)
     assert seen, "gsup never reported the python -I child"
     ready.write_text("")  # only then may the child exec
-    out, _ = run.communicate(timeout=60)
-    before, after = [p for p in json.loads(out)["processes"] if p["role"] == "child"]
+    before, after = [p for p in gsup.finish(run).report["processes"] if p["role"] == "child"]
     assert (before["instrumented"], before["argv"][1], before["end"]["how"]) == (False, "-I", "exec")
     assert before["end"]["exec"][1:] == ["-c", "pass"]
     assert (after["instrumented"], after["argv"][1:], after["end"]["how"]) == (True, ["-c", "pass"], "exited")

@@ -17,14 +17,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 import pytest
 
-from tests.conftest import PYTHON, Gsup, wait_until
-
-Program = Callable[..., Path]
+from tests.helpers import PYTHON, Gsup, Program, wait_for_pids, wait_until
 
 FAMILY = """
     import os, sys, time
@@ -44,7 +42,7 @@ FAMILY = """
 class Live:
     def __init__(self, gsup: Gsup, proc: subprocess.Popen[str], ready: Path) -> None:
         self.gsup, self.proc, self.ready = gsup, proc, ready
-        names = wait_until(lambda: _names(ready) if len(_names(ready)) == 2 else None, what="parent and child")
+        names = wait_for_pids(ready, ("parent", "child"), what="parent and child")
         self.parent, self.child = names["parent"], names["child"]
         (self.dir,) = [p for p in gsup.home.iterdir() if p.is_dir()]
         self.state_file = self.dir / "session.json"
@@ -55,10 +53,6 @@ class Live:
 
     def tamper(self, **changes: Any) -> None:
         self.state_file.write_text(json.dumps({**self.state, **changes}))
-
-
-def _names(ready: Path) -> dict[str, int]:
-    return {p.name.split("-")[0]: int(p.name.split("-")[1]) for p in ready.iterdir() if "-" in p.name}
 
 
 @pytest.fixture

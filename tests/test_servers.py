@@ -20,7 +20,6 @@ each with the smallest program that shows it.
 
 from __future__ import annotations
 
-import json
 import socket
 from collections import Counter
 from collections.abc import Sequence
@@ -32,10 +31,19 @@ import psutil
 import pytest
 
 from supervisor.readiness import listening
-from tests.conftest import PYTHON, Gsup, free_port, role, wait_until
-from tests.test_probe import INTERPRETERS, minor_of
+from tests.helpers import (
+    INTERPRETERS,
+    PYTHON,
+    Gsup,
+    Program,
+    free_port,
+    gunicorn_hooks,
+    minor_of,
+    role,
+    wait_until,
+    wait_while_running,
+)
 
-Program = Callable[..., Path]
 Report = dict[str, Any]
 Proc = dict[str, Any]
 
@@ -98,30 +106,10 @@ def expect(*claims: str) -> list[str]:
     return [arg for claim in claims for arg in ("--expect", claim)]
 
 
-def finish(run: Popen[str]) -> Report:
-    """The report of a background ``gsup run --json``."""
-    out, err = run.communicate(timeout=60)
-    assert run.returncode == 0, err
-    report = dict(json.loads(out))
-    assert report["complete"], report["incomplete"]
-    return report
-
-
 def kill(gsup: Gsup, signal: str, target: str = "parent") -> None:
     """``gsup kill`` into the one live session of this test."""
     result = gsup.run("kill", "--signal", signal, "--target", target)
     assert result.returncode == 0, result.stderr
-
-
-def wait_running(run: Popen[str], look: Callable[[], Any], what: str) -> Any:
-    """``wait_until(look)``, failing at once if the background ``gsup run`` ends first."""
-
-    def checked() -> Any:
-        if run.poll() is not None:
-            raise AssertionError(f"gsup run ended while waiting for {what}: {run.communicate()}")
-        return look()
-
-    return wait_until(checked, what=what)
 
 
 # -- gunicorn ---------------------------------------------------------------------------
@@ -205,19 +193,14 @@ def booted(directory: Path, count: int, run: Popen[str]) -> tuple[int, list[int]
         workers = sorted(int(w.name) for w in masters[0].iterdir()) if len(masters) == 1 else []
         return (int(masters[0].name), workers) if len(workers) >= count else None
 
-    found: tuple[int, list[int]] = wait_running(run, look, f"{count} gunicorn workers to boot")
+    found: tuple[int, list[int]] = wait_while_running(run, look, f"{count} gunicorn workers to boot")
     return found
 
 
-def hooks(proc: Proc) -> list[tuple[str, str, str]]:
-    """(hook, status, file of the function that ran) for each gunicorn hook call, in order."""
-    found = sorted((w for w in proc["watched"] if w["module"] == "gunicorn"), key=lambda w: w["order"])
-    return [(w["name"], w["status"], Path(w["where"].rpartition(":")[0]).name) for w in found]
-
-
 def ran_hooks(proc: Proc) -> list[str]:
-    assert all(status == "ran" and where == "conf.py" for _, status, where in hooks(proc)), hooks(proc)
-    return [name for name, _, _ in hooks(proc)]
+    hooks = gunicorn_hooks(proc)
+    assert all(status == "ran" and where == "conf.py" for _, status, where in hooks), hooks
+    return [name for name, _, _ in hooks]
 
 
 def assert_master_stopped(master: Proc, workers: list[Proc], exits: int = 2) -> None:
@@ -289,7 +272,7 @@ def test_gunicorn_master_killed_workers_notice_their_new_parent(gsup: Gsup, guni
                          "--", *gunicorn(port, timeout=2))
     master, workers = role(report, "parent"), children(report)
     assert end_of(master) == ("signaled", "SIGKILL")
-    assert hooks(master) == [] and handlers(master)["conf_bye"] == "not-run"
+    assert gunicorn_hooks(master) == [] and handlers(master)["conf_bye"] == "not-run"
     assert len(workers) == 2 and report["leftovers"] == []
     for worker in workers:
         assert_worker_left(worker, ["worker_exit"], None, None)
@@ -314,7 +297,7 @@ def test_gunicorn_term_before_the_worker_booted(gsup: Gsup, gunicorn: Callable[.
     assert end_of(master) == ("exited", 0) and invoked(master)["SIGTERM"] == ("Arbiter.signal", 1)
     assert ran_hooks(master) in (["on_exit"], ["child_exit", "on_exit"])
     assert f"SIGTERM to its child {worker['pid']}, SIGKILL to its child {worker['pid']}" in master["explanation"]
-    assert end_of(worker) == ("signaled", "SIGKILL") and hooks(worker) == []
+    assert end_of(worker) == ("signaled", "SIGKILL") and gunicorn_hooks(worker) == []
     assert handlers(worker)["conf_bye"] == "not-run"
     assert f"killed with SIGKILL by its parent (pid {master['pid']})" in worker["explanation"], worker["explanation"]
     assert logged(tmp_path)[-2:] == [("on_exit", master["pid"]), ("conf_bye", master["pid"])]
@@ -342,7 +325,7 @@ def test_gunicorn_one_worker_is_replaced(gsup: Gsup, gunicorn: Callable[..., lis
     _, everyone = booted(tmp_path, 3, run)
     [newcomer] = set(everyone) - {victim, survivor}
     kill(gsup, "TERM")
-    report = finish(run)
+    report = gsup.finished_report(run)
     procs = {p["pid"]: p for p in report["processes"]}
     master, killed = procs[master_pid], procs[victim]
     assert [(a["signal"], a["target"], a["by"]) for a in report["actions"]] == [
@@ -392,7 +375,7 @@ def test_gunicorn_timed_out_workers_are_aborted(gsup: Gsup, gunicorn: Callable[.
         closing.close()
         booted(tmp_path, 4, run)  # both replaced: only then does the second client let go
     kill(gsup, "TERM")
-    report = finish(run)
+    report = gsup.finished_report(run)
     master, workers = role(report, "parent"), children(report)
     aborted = {end_of(w): w for w in workers if "SIGABRT" in invoked(w)}
     assert sorted(aborted) == [("exited", 0), ("signaled", "SIGKILL")] and len(workers) == 4
@@ -424,12 +407,12 @@ def test_gunicorn_matrix_no_leftovers(gsup: Gsup, gunicorn: Callable[..., list[s
     result = gsup.run("matrix", "--json", "--grace", "2s", *ready(port), *expect("no leftovers"),
                       "--", *gunicorn(port, timeout=30))
     assert result.returncode == 1, result.stderr
-    document = json.loads(result.stdout)
+    document = result.report
     assert {s["name"]: s["ok"] for s in document["scenarios"]} == MATRIX
     runs = dict(zip((s["name"] for s in document["scenarios"]), document["runs"]))
     orphans = children(runs["SIGKILL→parent"])
     assert runs["SIGKILL→parent"]["leftovers"] == sorted(w["pid"] for w in orphans) and len(orphans) == 2
-    assert all(end_of(w) == ("left-running", "SIGKILL") and hooks(w) == [] for w in orphans)
+    assert all(end_of(w) == ("left-running", "SIGKILL") and gunicorn_hooks(w) == [] for w in orphans)
     for name in ("SIGTERM→child", "SIGINT→child", "SIGKILL→child"):
         run = runs[name]
         master = role(run, "parent")
@@ -529,13 +512,13 @@ def test_uvicorn_server_killed_reloader_does_not_notice(gsup: Gsup, uvicorn: Cal
     to the reloader then ends it cleanly; its join() in shutdown() collects the SIGKILL."""
     port = free_port()
     run = gsup.start("run", "--json", "--", *uvicorn(port))
-    server: int = wait_running(run, lambda: pid_of(tmp_path, "startup"), "the lifespan startup")
+    server: int = wait_while_running(run, lambda: pid_of(tmp_path, "startup"), "the lifespan startup")
     reloader = psutil.Process(server).ppid()
     kill(gsup, "KILL", f"pid:{server}")
     wait_until(lambda: psutil.Process(server).status() == psutil.STATUS_ZOMBIE, what="the server to die")
     assert psutil.Process(reloader).is_running() and listening(port, [reloader])
     kill(gsup, "TERM")
-    report = finish(run)
+    report = gsup.finished_report(run)
     parent, killed, tracker = uvicorn_tree(report)
     assert parent["pid"] == reloader and killed["pid"] == server
     assert end_of(parent) == ("exited", 0) and invoked(parent) == {"SIGTERM": ("BaseReload.signal_handler", 1)}
@@ -785,10 +768,10 @@ def test_kill_wait_on_a_zombie(gsup: Gsup, program: Program, tmp_path: Path) -> 
     script = program(NEGLECTFUL_PARENT)
     pid_file = tmp_path / "pid"
     run = gsup.start("run", "--json", "--python", PYTHON, str(script), str(pid_file))
-    child = wait_running(run, lambda: pid_file.exists() and int(pid_file.read_text()), "the child")
+    child = wait_while_running(run, lambda: pid_file.exists() and int(pid_file.read_text()), "the child")
     waited = gsup.run("kill", "--signal", "KILL", "--target", f"pid:{child}", "--wait")
     kill(gsup, "TERM")
-    finish(run)
+    gsup.finished_report(run)
     assert waited.returncode == 0, waited.stderr
     assert waited.stdout.splitlines()[1].startswith(f"{child} (child): exit status unknown: its parent (pid "), \
         waited.stdout

@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
-from tests.conftest import PYTHON, Gsup, free_port
-
-Program = Callable[..., Path]
+from tests.helpers import PYTHON, Gsup, Program, free_port
 
 TREE = """
     import atexit, os, signal, sys, time
@@ -170,7 +168,7 @@ def test_ready_output_matches_stderr_too_and_json_keeps_stdout_clean(gsup: Gsup,
     result = gsup.run("run", "--json", "--python", PYTHON, "-q", "--signal", "TERM", "--ready-output",
                       "also on stderr", str(script), str(port), str(tmp_path / "flag"))
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)  # nothing of the program on stdout
+    report = result.report  # nothing of the program on stdout
     assert report["ready"]["ok"] and report["ready"]["condition"] == "output matching 'also on stderr'"
     assert report["actions"][0]["at"] >= report["ready"]["after"]
     assert "noise 19999" in result.stderr
@@ -201,9 +199,9 @@ def test_readiness_that_never_comes(gsup: Gsup, program: Program, tmp_path: Path
                           "--ready-port", str(port), "--ready-timeout", "1s", str(script))
     assert result.returncode == 4
     assert result.stderr.endswith(f"gsup: error: not ready after 1s (--ready-timeout): no port {port} "
-                                  f"listening; the tree was: {json.loads(result.stdout)['processes'][0]['pid']} "
+                                  f"listening; the tree was: {result.report['processes'][0]['pid']} "
                                   "(parent)\n")
-    report = json.loads(result.stdout)
+    report = result.report
     assert report["ready"] == {"condition": f"port {port} listening", "ok": False, "after": None}
     assert [a["by"] for a in report["actions"]] == ["gsup"] and report["actions"][0]["signal"] == "SIGKILL"
     assert report["processes"][0]["end"]["signal"] == "SIGKILL"

@@ -6,7 +6,6 @@ group: SIGINT to gsup (the program runs in a group of its own).
 
 from __future__ import annotations
 
-import json
 import os
 import pty
 import select
@@ -14,15 +13,12 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable
 
 from rich.console import Console
 
 from supervisor.model import End, Handler, Process, Report
 from supervisor.render import render
-from tests.conftest import GSUP, PYTHON, Gsup, role, statuses, wait_until
-
-Program = Callable[..., Path]
+from tests.helpers import GSUP, PYTHON, Gsup, Program, role, statuses, wait_until
 
 
 def waiting_program(program: Program, ready: Path, extra: str = "") -> Path:
@@ -42,9 +38,9 @@ def test_ctrl_c_reaches_the_program_and_the_report_follows(gsup: Gsup, program: 
     run = gsup.start("run", "--json", "--python", PYTHON, str(waiting_program(program, ready)))
     wait_until(ready.exists, what="the program to start")
     run.send_signal(signal.SIGINT)
-    out, err = run.communicate(timeout=60)
-    assert run.returncode == 0, err
-    report = json.loads(out)
+    result = gsup.finish(run)
+    assert result.returncode == 0, result.stderr
+    report = result.report
     parent = role(report, "parent")
     assert parent["end"]["signal"] == "SIGINT" and parent["exception"] == "KeyboardInterrupt"
     assert statuses(parent) == {"cleanup": "ran"}
@@ -63,9 +59,9 @@ def test_second_ctrl_c_kills_what_is_left(gsup: Gsup, program: Program, tmp_path
     wait_until(lambda: any(p.name == "actions.jsonl" for p in events.rglob("actions.jsonl")),
                what="the first Ctrl-C to be forwarded")
     run.send_signal(signal.SIGINT)
-    out, err = run.communicate(timeout=60)
-    assert run.returncode == 0, err
-    report = json.loads(out)
+    result = gsup.finish(run)
+    assert result.returncode == 0, result.stderr
+    report = result.report
     parent = role(report, "parent")
     assert parent["end"]["signal"] == "SIGKILL"
     assert statuses(parent) == {"cleanup": "not-run"}

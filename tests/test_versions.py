@@ -71,17 +71,14 @@ before ``os._exit`` is explained as such.
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import PYENV_MINORS, Gsup, pyenv_python, pyenv_pythons
+from tests.helpers import PYENV_MINORS, Gsup, plain_env, pyenv_python, pyenv_pythons, without_addresses, write_program
 
 _FOUND = pyenv_pythons()
 VERSIONS = [pytest.param(minor, id=".".join(map(str, _FOUND[minor][0])) if minor in _FOUND else f"3.{minor}-missing")
@@ -146,25 +143,12 @@ def check_common(report: dict[str, Any], target: Target) -> None:
         assert proc["python"] == target.name, proc["argv"]
 
 
-def write(path: Path, source: str) -> Path:
-    path.write_text(textwrap.dedent(source).lstrip())
-    return path
-
-
 # -- stderr ---------------------------------------------------------------------
-
-_ADDRESS = re.compile(r"0x[0-9a-f]+")
-
 
 def headlines(text: str) -> list[str]:
     """What a traceback says, without its frames: every unindented line but 'Traceback ...'."""
-    return [_ADDRESS.sub("0x?", line) for line in text.splitlines()
+    return [without_addresses(line) for line in text.splitlines()
             if line and not line.startswith(" ") and not line.startswith("Traceback (most recent call last)")]
-
-
-def plain_env() -> dict[str, str]:
-    """The environment without gsup's probe: the baseline a run under gsup must match."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("GSUP_", "PYTHON"))}
 
 
 def baseline_stderr(target: Target, script: Path, mode: str) -> str:
@@ -325,7 +309,7 @@ def expected_headlines(target: Target) -> dict[str, list[str]]:
 
 
 def test_every_ending(gsup: Gsup, target: Target, tmp_path: Path) -> None:
-    script = write(tmp_path / "endings.py", ENDINGS)
+    script = write_program(tmp_path / "endings.py", ENDINGS)
     report = gsup.run("run", "-q", "--json", "--python", target.python, str(script)).report
     check_common(report, target)
     procs = by_mode(report)
@@ -371,8 +355,8 @@ def test_every_ending(gsup: Gsup, target: Target, tmp_path: Path) -> None:
     headlines_now = {mode: headlines((tmp_path / f"{mode}.err").read_text()) for mode in STDERR_MODES}
     assert headlines_now == expected_headlines(target)
     for mode in STDERR_MODES:
-        under_gsup = _ADDRESS.sub("0x?", (tmp_path / f"{mode}.err").read_text())
-        assert under_gsup == _ADDRESS.sub("0x?", baseline_stderr(target, script, mode)), mode
+        under_gsup = without_addresses((tmp_path / f"{mode}.err").read_text())
+        assert under_gsup == without_addresses(baseline_stderr(target, script, mode)), mode
 
 
 # -- 2. forks and the seed: SIGKILL to the child ---------------------------------
@@ -406,7 +390,7 @@ FORKS = """
 def test_fork_and_sigkill_to_the_child(gsup: Gsup, target: Target, tmp_path: Path) -> None:
     """A bare fork child runs what it inherited and its own handlers; then the seed
     experiment: gsup SIGKILLs the child the parent waits for, as Flask's reloader does."""
-    script = write(tmp_path / "forks.py", FORKS)
+    script = write_program(tmp_path / "forks.py", FORKS)
     report = gsup.run("run", "-q", "--json", "--python", target.python, "--signal", "KILL", "--target", "child",
                       str(script)).report
     check_common(report, target)
@@ -451,7 +435,7 @@ MULTIPROCESSING = """
 
 
 def test_multiprocessing_start_methods(gsup: Gsup, target: Target, tmp_path: Path) -> None:
-    script = write(tmp_path / "mp.py", MULTIPROCESSING)
+    script = write_program(tmp_path / "mp.py", MULTIPROCESSING)
     report = gsup.run("run", "-q", "--json", "--python", target.python, str(script)).report
     check_common(report, target)
     procs = report["processes"]

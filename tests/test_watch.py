@@ -11,17 +11,30 @@ from __future__ import annotations
 import ast
 import json
 import subprocess
-import textwrap
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from supervisor import options
-from tests.conftest import PYTHON, ROOT, Gsup, free_port, role, wait_until
-from tests.test_probe import INTERPRETERS, base_env, finish, normalised, probe_env, start
-
-Program = Callable[..., Path]
+from tests.helpers import (
+    INTERPRETERS,
+    PYTHON,
+    ROOT,
+    Gsup,
+    Program,
+    base_env,
+    finish_python,
+    free_port,
+    gunicorn_hooks,
+    normalised,
+    probe_env,
+    role,
+    run_python,
+    start_python,
+    wait_while_running,
+    write_program,
+)
 
 MODULE = """
     import asyncio, os, sys, time
@@ -121,13 +134,13 @@ def test_killed_inside_a_watched_function(gsup: Gsup, program: Program, tmp_path
     prog = program("import mod, sys\nmod.plain(1)\nmod.stuck(sys.argv[1])\n")
     run = gsup.start("run", "--json", "--python", PYTHON, "--watch", "mod:plain", "--watch", "mod:stuck",
                      str(prog), str(marker))
-    wait_until(lambda: marker.exists() or run.poll() is not None, what="the watched function to start")
+    wait_while_running(run, marker.exists, what="the watched function to start")
     assert run.poll() is None, run.communicate()
     kill = gsup.run("kill", "--signal", "KILL")
     assert kill.returncode == 0, kill.stderr
-    out, err = run.communicate(timeout=30)
-    assert run.returncode == 0, err
-    proc = role(json.loads(out), "parent")
+    result = gsup.finish(run, timeout=30)
+    assert result.returncode == 0, result.stderr
+    proc = role(result.report, "parent")
     assert proc["end"]["signal"] == "SIGKILL"
     assert watched(proc) == [("plain", "ran"), ("stuck", "interrupted")]
     assert [w["duration"] for w in proc["watched"] if w["name"] == "stuck"] == [None]
@@ -291,12 +304,6 @@ GUNICORN_APP = """
     """
 
 
-def hooks(proc: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(hook, status, file the hook function is in) for each gunicorn hook call, in order."""
-    calls = sorted((w for w in proc["watched"] if w["module"] == "gunicorn"), key=lambda w: w["order"])
-    return [(w["name"], w["status"], Path(w["where"].rpartition(":")[0]).name) for w in calls]
-
-
 def test_gunicorn_term_hooks(gsup: Gsup, program: Program, tmp_path: Path) -> None:
     """gunicorn calls on_exit and child_exit in the master (Arbiter.halt, reap_workers) and
     worker_exit in each worker, in spawn_worker's ``finally`` after the worker loop
@@ -313,10 +320,10 @@ def test_gunicorn_term_hooks(gsup: Gsup, program: Program, tmp_path: Path) -> No
     workers = [p for p in report["processes"] if p["role"] == "child"]
     assert len(workers) == 2, [(p["pid"], p["role"], p["argv"]) for p in report["processes"]]
     assert master["end"] == {"how": "exited", "code": 0, "signal": None, "reaped_by": "gsup"}
-    assert hooks(master) == [("child_exit", "ran", "config.py")] * 2 + [("on_exit", "ran", "conf.py")]
+    assert gunicorn_hooks(master) == [("child_exit", "ran", "config.py")] * 2 + [("on_exit", "ran", "conf.py")]
     for worker in workers:
         assert worker["end"]["how"] == "exited" and worker["end"]["code"] == 0
-        assert hooks(worker) == [("worker_exit", "ran", "conf.py")]
+        assert gunicorn_hooks(worker) == [("worker_exit", "ran", "conf.py")]
     # What the hooks themselves left behind agrees with the report.
     marks = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("on_exit-", "worker_")))
     assert marks == sorted([f"on_exit-{master['pid']}"] + [f"worker_exit-{w['pid']}" for w in workers])
@@ -356,16 +363,15 @@ TRANSPARENCY = """
 
 @pytest.mark.parametrize("python", INTERPRETERS)
 def test_watching_changes_nothing(python: str, tmp_path: Path) -> None:
-    (tmp_path / "mod.py").write_text(textwrap.dedent(MODULE).lstrip())
-    prog = tmp_path / "prog.py"
-    prog.write_text(textwrap.dedent(TRANSPARENCY).lstrip())
+    write_program(tmp_path / "mod.py", MODULE)
+    prog = write_program(tmp_path / "prog.py", TRANSPARENCY)
     events = tmp_path / "events"
     events.mkdir()
     env = {**probe_env(events), "GSUP_WATCH": ",".join(
         f"mod:{n}" for n in ("plain", "Service.stop", "Service.build", "Service.version", "drain", "steps", "bad"))}
-    baseline = finish(start(python, [str(prog)], base_env(), tmp_path))
-    probed = start(python, [str(prog)], env, tmp_path)
-    with_probe = finish(probed)
+    baseline = run_python(python, [str(prog)], base_env(), tmp_path)
+    probed = start_python(python, [str(prog)], env, tmp_path)
+    with_probe = finish_python(probed)
     assert baseline.returncode == 1 and b"in a finalizer" in baseline.stderr, baseline.show()
     assert normalised(with_probe) == normalised(baseline), f"{with_probe.show()}\nwithout:\n{baseline.show()}"
     [image] = events.glob(f"{probed.pid}-*.jsonl")

@@ -34,10 +34,14 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # the checkout: tests.helpers
 
 import checks
 import plans
 import programs
+
+from supervisor.pytest_plugin import end_processes, processes_where
+from tests.helpers import error_lines, pyenv_pythons
 
 SCRIPT = Path(__file__).resolve()
 BIN = Path(sys.executable).parent
@@ -63,28 +67,23 @@ class Result:
 
 
 def pythons(use_pyenv: bool) -> list[str]:
-    """The target interpreters: the venv's, and with ``--pythons`` pyenv's 3.9+."""
+    """The target interpreters: the venv's, and with ``--pythons`` pyenv's 3.9-3.13 (the ones the tests use)."""
     found = [str(BIN / "python")]
     if use_pyenv:
-        root = subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=False).stdout.strip()
-        versions = Path(root, "versions")
-        for version in sorted(versions.iterdir()) if versions.is_dir() else []:
-            parts = version.name.split(".")
-            if parts[0] == "3" and parts[1].isdigit() and int(parts[1]) >= 9 and (version / "bin/python").exists():
-                found.append(str(version / "bin/python"))
+        found += [str(exe) for _, (_, exe) in sorted(pyenv_pythons().items())]
     return found
 
 
-def leftovers(scenario_id: str) -> list[psutil.Process]:
-    """Live (not zombie) processes that carry this scenario's environment."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get("STRESS_SCENARIO") == scenario_id and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
+def carrying(name: str, value: str) -> list[psutil.Process]:
+    """Live (not zombie) processes whose environment has ``name=value``."""
+    return [proc for proc in processes_where(lambda environ: environ.get(name) == value) if _alive(proc)]
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _no_core_dumps() -> None:
@@ -130,7 +129,7 @@ def run_one(scenario: plans.Scenario, base: Path, run_id: str) -> Result:
 
 
 def _error_line(stderr: str) -> str:
-    return next((line for line in stderr.splitlines() if line.startswith("gsup: error:")), "")
+    return next(iter(error_lines(stderr)), "")
 
 
 def _text(data: bytes | str | None) -> str:
@@ -140,15 +139,14 @@ def _text(data: bytes | str | None) -> str:
 
 
 def _check_leftovers(result: Result, scenario_id: str) -> None:
-    left = leftovers(scenario_id)
+    left = carrying("STRESS_SCENARIO", scenario_id)
     for proc in left:
         try:
             what = f"pid {proc.pid} {' '.join(proc.cmdline())[:120]}"
-            proc.kill()
         except psutil.Error:
             what = f"pid {proc.pid}"
         result.findings.append(checks.Finding("leftover", "alive", f"{what} still running after gsup exited"))
-    psutil.wait_procs(left, timeout=5)
+    end_processes(left)
 
 
 def print_result(result: Result, seed: int, verbose: bool) -> None:
@@ -197,9 +195,8 @@ def main(argv: list[str]) -> int:
             print_result(result, seed, args.verbose)
             if not result.findings and not args.keep:
                 shutil.rmtree(result.directory, ignore_errors=True)
-    stray = [p for p in psutil.process_iter() if _carries(p, run_id)]
-    for proc in stray:
-        proc.kill()
+    stray = carrying("STRESS_RUN", run_id)
+    end_processes(stray)
     counts = {c: sum(r.count(c) for r in results) for c in CATEGORIES}
     counts["leftover"] += len(stray)
     notes = Counter(n.kind for r in results for n in r.notes)
@@ -213,13 +210,6 @@ def main(argv: list[str]) -> int:
     print(f"stress: {len(results)} scenarios, {counts['leftover']} leftovers, {counts['missing']} missing, "
           f"{counts['invented']} invented, {counts['crash']} crashes (seed {seed}, {elapsed:.0f} s)")
     return 1 if any(counts.values()) else 0
-
-
-def _carries(proc: psutil.Process, run_id: str) -> bool:
-    try:
-        return proc.environ().get("STRESS_RUN") == run_id and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 if __name__ == "__main__":
