@@ -14,7 +14,6 @@ ours, malformed, or names processes that are not its own (:func:`check_bound`).
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 
@@ -101,6 +100,8 @@ def absolute(path: str) -> str:
 
 def load(session_id: str) -> State:
     """Read a session's state, refusing anything malformed, foreign or linked."""
+    import json  # here, not above: with no session at all, ``gsup ps`` never pays for it
+
     directory = child(sessions_root(), session_id)
     if "/" in session_id or session_id.startswith(".") or not os.path.isdir(directory):
         raise GsupError(f"unknown session {session_id!r}: see `gsup ps` for live sessions")
