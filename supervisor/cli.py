@@ -303,7 +303,7 @@ def _kill(sig: str, target: str, session_id: Optional[str], wait: bool, timeout:
     click.echo(f"sent {result.action.signal} to {result.action.target} in session {result.session.id}: {names}")
     if not wait:
         return
-    still = control.wait_for(result.targets, limit)
+    still = control.wait_for([p.identity for p in result.targets], limit)
     if still:
         fail(f"still running after {timeout}: {', '.join(str(p.pid) for p in still)}", ExitCode.INCOMPLETE)
     for proc in control.outcomes(result.session, [p.pid for p in result.targets]):
@@ -317,21 +317,14 @@ def ps() -> None:
 
 
 def _ps() -> None:
-    from supervisor import control
+    from supervisor import discovery
+    from supervisor.ps import lines, refusal
 
-    refused: list[str] = []
-    found = control.live_sessions(refused)
+    found, refused = discovery.live_sessions()
     for why in refused:
-        click.echo(f"gsup: {why}", err=True)
-    if not found:
-        click.echo("no live gsup session")
-        return
-    for live in found:
-        session = live.session
-        click.echo(f"session {session.id}  gsup pid {session.gsup.pid}  {' '.join(session.command)}")
-        for proc in sorted(live.tree.live(), key=lambda p: p.first_seen):
-            role = live.tree.role(proc.pid, proc.ppid)
-            click.echo(f"  {proc.pid:>7}  {role:<10}  {' '.join(proc.argv)[:60]}")
+        click.echo(refusal(why), err=True)
+    for line in lines(found):
+        click.echo(line)
 
 
 @main.command("report")

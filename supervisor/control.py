@@ -1,8 +1,10 @@
-"""``gsup kill`` and ``gsup ps``: act on a live session from another terminal.
+"""``gsup kill`` and ``gsup report``: act on a session from another terminal.
 
-Only processes that belong to the session's tree are ever signalled: the tree
-is read fresh from the session's gsup (a subreaper, so every descendant is below
-it), and every send re-checks the process's identity through a pidfd.
+Only processes that belong to the session's tree are ever signalled: the
+session is found and checked by :mod:`supervisor.discovery` (its state must
+name its own processes), the tree is read fresh from the session's gsup (a
+subreaper, so every descendant is below it), and every send re-checks the
+process's identity through a pidfd.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from supervisor import discovery, signals
 from supervisor import session as sessions
-from supervisor import signals
 from supervisor.errors import GsupError
 from supervisor.tree import Seen, Tree
 
-if TYPE_CHECKING:  # `gsup ps` must start fast: the report machinery loads only for kill
+if TYPE_CHECKING:  # the report machinery loads only where it is used
     from supervisor.model import Action, Process, Report
     from supervisor.options import Target
+    from supervisor.signals import Identity
 
 STATUS_WAIT = 2.0  # seconds for the run's gsup to record a status after a death
 
@@ -35,50 +38,15 @@ class KillResult:
     note: str | None
 
 
-def session_tree(session: sessions.Session) -> Tree:
-    """The live tree of a session, after checking its state names its own processes."""
-    if session.root is None:
-        raise GsupError(f"session {session.id} has not launched its program yet")
-    check_bound(session)
-    tree = Tree(session.gsup.pid, session.root.pid, session.guardian.pid if session.guardian else None)
-    tree.snapshot()
-    if signals.identity(session.root.pid) == session.root and session.root.pid not in {p.pid for p in tree.live()}:
-        raise GsupError(f"refusing session {session.id}: its state names pid {session.root.pid} as the program, "
-                        f"but that process is not below its gsup (pid {session.gsup.pid}): state tampered with?")
-    return tree
-
-
-def check_bound(session: sessions.Session) -> None:
-    """Refuse a session.json whose pids are not this session's processes.
-
-    The file is private, but a pid and start time can be copied from any
-    process of ours; the guardian is the proof: a child of the named gsup
-    whose command line names this very session directory.
-    """
-    import psutil
-
-    guardian = session.guardian
-    problem = None
-    if guardian is None or signals.identity(guardian.pid) != guardian:
-        problem = "it names no running guardian"
-    else:
-        try:
-            proc = psutil.Process(guardian.pid)
-            if proc.ppid() != session.gsup.pid or str(session.dir.absolute()) not in proc.cmdline():
-                problem = f"pid {guardian.pid} is not the guardian of gsup pid {session.gsup.pid} for this session"
-        except psutil.Error:
-            problem = "its guardian ended"
-    if problem is not None:
-        raise GsupError(f"refusing session {session.id}: {problem}; session.json damaged or tampered with?")
-
-
 def kill(session_id: str | None, signum: signal.Signals, target: Target) -> KillResult:
     from supervisor.model import Action
     from supervisor.tree import deliver
 
-    session, note = sessions.choose(session_id)
-    tree = session_tree(session)
+    state, note = discovery.choose(session_id)
+    discovery.live_tree(state)  # refuses a session whose state names processes not its own
+    session = sessions.Session.of(state)
     assert session.root is not None
+    tree = Tree(session.gsup.pid, session.root.pid, session.guardian.pid if session.guardian else None)
     pgid = session.pgid or session.root.pid
     with sessions.sending(session):
         sent_at = time.monotonic()  # its effects may follow at once: the send is dated from its start
@@ -90,18 +58,12 @@ def kill(session_id: str | None, signum: signal.Signals, target: Target) -> Kill
     return KillResult(session, action, reached, note)
 
 
-def wait_for(targets: list[Seen], timeout: float | None) -> list[Seen]:
-    """Block until every target has ended (pidfds: no polling); those still running."""
-    fds = {}
-    for proc in targets:
-        try:
-            fd = os.pidfd_open(proc.pid)
-        except OSError:
-            continue
-        if signals.identity(proc.pid) == proc.identity:
-            fds[fd] = proc
-        else:
-            os.close(fd)
+def wait_for(processes: list[Identity], timeout: float | None) -> list[Identity]:
+    """Block until every process has ended (pidfds: no polling); those still running.
+
+    A process already gone, or whose pid now names another, counts as ended.
+    """
+    fds = {fd: proc for proc in processes if (fd := _pidfd(proc)) is not None}
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while fds:
@@ -116,6 +78,18 @@ def wait_for(targets: list[Seen], timeout: float | None) -> list[Seen]:
         for fd in fds:
             os.close(fd)
     return list(fds.values())
+
+
+def _pidfd(proc: Identity) -> int | None:
+    """A pidfd on ``proc``, or None if that very process is gone."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except OSError:
+        return None
+    if signals.identity(proc.pid) == proc:
+        return fd
+    os.close(fd)
+    return None
 
 
 def outcomes(session: sessions.Session, pids: list[int]) -> list[Process]:
@@ -183,27 +157,3 @@ def _newest() -> sessions.Session:
     if not every:
         raise GsupError(f"no gsup session in {sessions.sessions_root()}")
     return every[0]
-
-
-@dataclass
-class LiveSession:
-    session: sessions.Session
-    tree: Tree
-
-
-def live_sessions(refused: list[str] | None = None) -> list[LiveSession]:
-    """What ``gsup ps`` lists.  Its fast path (supervisor/ps.py) reads the same from
-    /proc and steps aside where ``session_tree`` refuses: a change here goes there too.
-
-    A session whose state is refused is left out, and why goes to ``refused``:
-    one damaged session must not hide the sound ones."""
-    found = []
-    for session in sessions.all_sessions():
-        if session.is_live() and session.root is not None:
-            try:
-                found.append(LiveSession(session, session_tree(session)))
-            except GsupError as err:
-                if refused is None:
-                    raise
-                refused.append(str(err))
-    return found

@@ -1,5 +1,6 @@
-"""Processes read straight from ``/proc``, as psutil reads them: for ``gsup ps``,
-and for the tree walk of ``gsup run`` (:func:`descendants`).
+"""Processes read straight from ``/proc``, as psutil reads them: for finding and
+checking sessions (:mod:`supervisor.discovery`), and for the tree walk of
+``gsup run`` (:func:`descendants`).
 
 Importing psutil costs about twice Python's own start-up, and ``gsup ps`` needs
 only start times, parents and command lines.  Each function here but

@@ -1,6 +1,9 @@
-"""The per-run directory that lets ``gsup kill`` and ``gsup ps`` find a run.
+"""A run's session directory, created and written by its gsup; read back as a :class:`Session`.
 
-Layout of one session, under :func:`sessions_root`::
+Finding sessions and checking their state files is :mod:`supervisor.discovery`'s
+(standard library only, for ``gsup ps``); this module adds what ``gsup run``,
+``gsup kill`` and ``gsup report`` need on top: pathlib paths and psutil
+identities.  Layout of one session, under :func:`sessions_root`::
 
     <id>/session.json    who is running what (written atomically, 0600)
     <id>/events/         one append-only file per Python process image (the probe)
@@ -24,22 +27,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from supervisor import discovery
 from supervisor.errors import GsupError
 from supervisor.model import Action
 from supervisor.signals import Identity, identity
 
-SCHEMA = "gsup.session/1"
 KEEP_ENDED = 50  # finished or stale sessions kept for later reading; older ones are removed
 
 
 def sessions_root() -> Path:
-    """``$GSUP_HOME``, else ``$XDG_RUNTIME_DIR/gsup``, else ``/tmp/gsup-<uid>``."""
-    if os.environ.get("GSUP_HOME"):
-        return Path(os.environ["GSUP_HOME"])
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isdir(runtime):
-        return Path(runtime) / "gsup"
-    return Path(f"/tmp/gsup-{os.getuid()}")
+    """:func:`supervisor.discovery.sessions_root`, as a Path."""
+    return Path(discovery.sessions_root())
 
 
 def _private_dir(path: Path) -> Path:
@@ -88,7 +86,7 @@ class Session:
     def save(self) -> None:
         """Write session.json atomically: readers never see half a file."""
         state = {
-            "schema": SCHEMA,
+            "schema": discovery.SCHEMA,
             "id": self.id,
             "command": self.command,
             "gsup": asdict(self.gsup),
@@ -116,7 +114,22 @@ class Session:
 
     def is_live(self) -> bool:
         """The gsup that owns it still runs (same pid *and* start time)."""
-        return not self.finished and identity(self.gsup.pid) == self.gsup
+        return not self.finished and discovery.running(self.gsup.pid, self.gsup.create_time)
+
+    @classmethod
+    def of(cls, state: discovery.State) -> Session:
+        """The session a state file describes, with pathlib's path and psutil's identities."""
+        return cls(id=state.id, dir=Path(state.dir), command=state.command, gsup=_identity(state.gsup),
+                   started=state.started, root=_maybe(state.root), pgid=state.pgid, finished=state.finished,
+                   launched=state.launched, guardian=_maybe(state.guardian))
+
+
+def _identity(proc: discovery.Proc) -> Identity:
+    return Identity(proc.pid, proc.create_time)
+
+
+def _maybe(proc: discovery.Proc | None) -> Identity | None:
+    return _identity(proc) if proc is not None else None
 
 
 @contextlib.contextmanager
@@ -200,81 +213,17 @@ def create(command: list[str]) -> Session:
 
 def prune(keep: int) -> None:
     """Remove ended sessions beyond the newest ``keep``; live ones are never touched."""
-    ended = [s for s in all_sessions() if not s.is_live()]
+    ended = [s for s in discovery.all_sessions() if not s.is_live()]
     for old in ended[keep:]:
         shutil.rmtree(old.dir, ignore_errors=True)
 
 
 def load(session_id: str) -> Session:
-    """Read a session's state, refusing anything malformed, foreign or linked.
-
-    ``gsup ps``'s fast path (supervisor/ps.py) repeats these checks without
-    pathlib or psutil: a change here goes there too (tests/test_ps_fast.py)."""
-    root = sessions_root()
-    directory = root / session_id
-    if "/" in session_id or session_id.startswith(".") or not directory.is_dir():
-        raise GsupError(f"unknown session {session_id!r}: see `gsup ps` for live sessions")
-    path = directory / "session.json"
-    try:
-        info = path.lstat()
-        if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid():
-            raise GsupError(f"refusing session {session_id}: session.json is a link or not yours")
-        state = json.loads(path.read_text())
-        if not isinstance(state, dict) or state.get("schema") != SCHEMA:
-            raise ValueError("schema")
-        session = Session(
-            id=str(state["id"]),
-            dir=directory,
-            command=[str(a) for a in state["command"]],
-            gsup=Identity(int(state["gsup"]["pid"]), float(state["gsup"]["create_time"])),
-            started=float(state["started"]),
-            root=Identity(int(state["root"]["pid"]), float(state["root"]["create_time"])) if state["root"] else None,
-            pgid=int(state["pgid"]) if state["pgid"] is not None else None,
-            finished=bool(state["finished"]),
-            launched=float(state.get("launched", 0.0)),
-            guardian=_identity(state.get("guardian")),
-        )
-    except GsupError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise GsupError(f"malformed session file {path}: not written by this gsup") from None
-    return session
-
-
-def _identity(record: Any) -> Identity | None:
-    return Identity(int(record["pid"]), float(record["create_time"])) if record else None
+    """:func:`supervisor.discovery.load`: a session's state, refusing anything malformed,
+    foreign or linked."""
+    return Session.of(discovery.load(session_id))
 
 
 def all_sessions() -> list[Session]:
     """Every readable session, newest first; unreadable ones are skipped."""
-    root = sessions_root()
-    if not root.is_dir():
-        return []
-    found = []
-    for entry in root.iterdir():
-        if entry.name.startswith("."):
-            continue
-        try:
-            found.append(load(entry.name))
-        except GsupError:
-            continue
-    return sorted(found, key=lambda s: s.started, reverse=True)
-
-
-def choose(session_id: str | None) -> tuple[Session, str | None]:
-    """The session a command means, and a note when gsup had to pick one."""
-    if session_id is not None:
-        session = load(session_id)
-        if session.finished:
-            raise GsupError(f"session {session_id} has finished: nothing to signal")
-        if not session.is_live():
-            raise GsupError(f"stale session {session_id}: its gsup (pid {session.gsup.pid}) is gone")
-        return session, None
-    live = [s for s in all_sessions() if s.is_live()]
-    if not live:
-        raise GsupError("no live gsup session: start one with `gsup run`")
-    note = None
-    if len(live) > 1:
-        others = ", ".join(s.id for s in live[1:])
-        note = f"{len(live)} live sessions; chose the newest, {live[0].id} (others: {others}; use --session)"
-    return live[0], note
+    return [Session.of(state) for state in discovery.all_sessions()]

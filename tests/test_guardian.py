@@ -10,15 +10,14 @@ be gone within 2 s (pidfds: no polling).
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from supervisor import control, signals
 from tests.helpers import PYTHON, Gsup, Program, wait_for_pids
 
 TREE = """
@@ -66,27 +65,10 @@ NEEDED = ("root", "stubborn", "daemon", "forker")
 
 
 def _gone_within(pids: list[int], seconds: float) -> list[int]:
-    """The pids still alive after ``seconds`` (each watched through a pidfd)."""
-    fds = {}
-    for pid in pids:
-        try:
-            fds[os.pidfd_open(pid)] = pid
-        except ProcessLookupError:
-            continue
-    deadline = time.monotonic() + seconds
-    try:
-        while fds:
-            ready, _, _ = select.select(list(fds), [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                break
-            for fd in ready:
-                del fds[fd]
-                os.close(fd)
-    finally:
-        for fd in fds:
-            os.close(fd)
-    return [pid for pid in fds.values() if psutil.pid_exists(pid) and
-            psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    """The pids still alive after ``seconds`` (each watched through a pidfd, as ``gsup kill --wait`` does)."""
+    known = [found for found in map(signals.identity, pids) if found is not None]
+    return [proc.pid for proc in control.wait_for(known, seconds) if psutil.pid_exists(proc.pid) and
+            psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE]
 
 
 def _start_tree(gsup: Gsup, program: Program, tmp_path: Path, *options: str,
