@@ -35,6 +35,7 @@ versions: $(STAMP)  ## gsup on each pyenv CPython 3.9-3.13: pip install . in .ve
 	$(BIN)/python .ci/versions.py
 
 bench: $(STAMP)  ## Measure start-up, probe cost, idle CPU, latency, scale; writes docs/benchmarks.md
+	$(BIN)/python -m compileall -q supervisor  # start-up figures must not include compiling a changed module
 	$(BIN)/python -m benchmark
 
 clean:  ## Remove the venv and caches
