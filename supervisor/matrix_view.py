@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from supervisor.matrix_report import MatrixReport, Scenario, ScenarioResult
 from supervisor.model import (
     EXITED,
     INTERRUPTED,
@@ -27,7 +28,7 @@ from supervisor.model import (
     Process,
     Report,
 )
-from supervisor.scenarios import MatrixReport, Progress, Scenario, ScenarioResult
+from supervisor.scenarios import Progress
 
 
 def failure_lines(result: MatrixReport) -> list[str]:

@@ -15,8 +15,8 @@ import pytest
 
 from supervisor import api, matrix, run
 from supervisor.errors import ExitCode
+from supervisor.matrix_report import MatrixReport
 from supervisor.model import Report
-from supervisor.scenarios import MatrixReport
 from tests.conftest import Gsup
 from tests.test_matrix import FORKED
 
