@@ -18,9 +18,7 @@ from supervisor.matrix_report import MatrixReport, Scenario, ScenarioResult
 from supervisor.model import (
     EXITED,
     INTERRUPTED,
-    LEFT_RUNNING,
     NOT_RUN,
-    OS_EXIT,
     RAISED,
     RAN,
     SIGNALED,
@@ -29,6 +27,7 @@ from supervisor.model import (
     Report,
 )
 from supervisor.scenarios import Progress
+from supervisor.wording import cell
 
 
 def failure_lines(result: MatrixReport) -> list[str]:
@@ -116,9 +115,7 @@ def _by_gsup(proc: Process, run: Report) -> str:
 
 def ending(proc: Process) -> str:
     """``exit 0``, ``SIGKILL``, ``os._exit(3)``, ``left running``, ``exec``, ``unknown``."""
-    end = proc.end
-    words = {EXITED: f"exit {end.code}", SIGNALED: str(end.signal), OS_EXIT: f"os._exit({end.code})",
-             LEFT_RUNNING: "left running"}.get(end.how, end.how)
+    words = cell(proc.end)
     return words if proc.instrumented else f"{words} (no probe)"
 
 

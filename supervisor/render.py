@@ -14,12 +14,9 @@ from rich.tree import Tree
 from supervisor.model import (
     EXITED,
     INTERRUPTED,
-    LEFT_RUNNING,
     NOT_RUN,
-    OS_EXIT,
     RAISED,
     RAN,
-    SIGNALED,
     UNREGISTERED,
     End,
     ExpectationResult,
@@ -27,6 +24,7 @@ from supervisor.model import (
     Process,
     Report,
 )
+from supervisor.wording import phrase
 
 _MARK = {RAN: ("✓", "green"), RAISED: ("!", "red"), INTERRUPTED: ("✗", "yellow"),
          NOT_RUN: ("·", "dim"), UNREGISTERED: ("-", "dim")}
@@ -92,19 +90,7 @@ def process_text(proc: Process) -> Text:
 
 def end_text(end: End) -> Text:
     style = "green" if end.how == EXITED and end.code == 0 else "yellow"
-    return Text.assemble("ended: ", (_ending(end), style))
-
-
-def _ending(end: End) -> str:
-    if end.how == SIGNALED:
-        return f"killed by {end.signal}"
-    if end.how == LEFT_RUNNING:
-        return "left running" + (f", then {end.then.signal or f'exited {end.then.code}'}" if end.then else "")
-    if end.how == OS_EXIT:
-        return f"os._exit({end.code})"
-    if end.how == EXITED:
-        return f"exited {end.code}"
-    return end.how
+    return Text.assemble("ended: ", (phrase(end), style))
 
 
 def handlers_text(handlers: list[Handler]) -> Text:
