@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Callable, NoReturn, Optional
 
+from supervisor import wording
 from supervisor.errors import GsupError
 from supervisor.model import (
     EXEC,
@@ -51,7 +52,6 @@ from supervisor.model import (
     Report,
 )
 from supervisor.options import parse_signal
-from supervisor.wording import sentence
 
 ROLES = ("parent", "child", "grandchild", "unknown")
 GRAMMAR = ("use '[any] ROLE: CLAIM' with ROLE parent, child, grandchild or unknown and CLAIM one of "
@@ -228,7 +228,7 @@ def _summary(images: list[Process], note: str = "") -> str:
     began = _began(entries)
     before = " before any handler" if entries and not began else ""
     ran = [h.label for h in began if h.status == RAN]
-    return f"{_who(images)} {sentence(images[-1].end)}{before}{note}; ran: {', '.join(ran) or 'none'}"
+    return f"{_who(images)} {wording.sentence(images[-1].end)}{before}{note}; ran: {', '.join(ran) or 'none'}"
 
 
 def _blind(images: list[Process]) -> Optional[_Verdict]:
@@ -305,7 +305,7 @@ def _check_all_ran(expectation: Expectation, images: list[Process], report: Repo
     opaque = sum(proc.opaque_handlers for proc in images)
     note = f"; {opaque} registered before the probe loaded, not observable" if opaque else ""
     if not registered:
-        return _Verdict(True, f"{_who(images)} {sentence(images[-1].end)}; no handler registered{note}")
+        return _Verdict(True, f"{_who(images)} {wording.sentence(images[-1].end)}; no handler registered{note}")
     missed: dict[str, list[str]] = {}
     for h in reversed(registered):  # the order atexit calls them in
         if h.status != RAN:

@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from supervisor import wording
 from supervisor.matrix_report import MatrixReport, Scenario, ScenarioResult
 from supervisor.model import (
-    EXITED,
     INTERRUPTED,
     NOT_RUN,
     RAISED,
@@ -27,7 +27,6 @@ from supervisor.model import (
     Report,
 )
 from supervisor.scenarios import Progress
-from supervisor.wording import cell
 
 
 def failure_lines(result: MatrixReport) -> list[str]:
@@ -89,8 +88,7 @@ def _cell(procs: list[Process], run: Report) -> Text:
 
 
 def _process_cell(proc: Process, run: Report) -> Text:
-    clean = proc.end.how == EXITED and proc.end.code == 0
-    text = Text(ending(proc) + _by_gsup(proc, run), style="green" if clean else "yellow")
+    text = Text(ending(proc) + _by_gsup(proc, run), style=wording.style(proc.end))
     for handler in _shown(proc.handlers):
         mark, style = _MARKS[handler.status]
         note = {INTERRUPTED: " (cut off)", RAISED: f" raised {handler.exception}"}.get(handler.status, "")
@@ -115,7 +113,7 @@ def _by_gsup(proc: Process, run: Report) -> str:
 
 def ending(proc: Process) -> str:
     """``exit 0``, ``SIGKILL``, ``os._exit(3)``, ``left running``, ``exec``, ``unknown``."""
-    words = cell(proc.end)
+    words = wording.cell(proc.end)
     return words if proc.instrumented else f"{words} (no probe)"
 
 

@@ -11,8 +11,8 @@ from rich.segment import Segment
 from rich.text import Text
 from rich.tree import Tree
 
+from supervisor import wording
 from supervisor.model import (
-    EXITED,
     INTERRUPTED,
     NOT_RUN,
     RAISED,
@@ -24,7 +24,6 @@ from supervisor.model import (
     Process,
     Report,
 )
-from supervisor.wording import phrase
 
 _MARK = {RAN: ("✓", "green"), RAISED: ("!", "red"), INTERRUPTED: ("✗", "yellow"),
          NOT_RUN: ("·", "dim"), UNREGISTERED: ("-", "dim")}
@@ -89,8 +88,7 @@ def process_text(proc: Process) -> Text:
 
 
 def end_text(end: End) -> Text:
-    style = "green" if end.how == EXITED and end.code == 0 else "yellow"
-    return Text.assemble("ended: ", (phrase(end), style))
+    return Text.assemble("ended: ", (wording.phrase(end), wording.style(end)))
 
 
 def handlers_text(handlers: list[Handler]) -> Text:

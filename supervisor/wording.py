@@ -2,12 +2,15 @@
 
 An ending (``End.how`` with its code, signal or reason) is shown in three places,
 each in its own grammar.  Users and CI logs read these words and the tests compare
-them exactly, so they stand side by side here, and only here:
+them exactly, so they stand side by side here (``explain.py`` writes whole
+explanations, prose of its own):
 
 * ``phrase``: the rich view, after ``ended:`` (``killed by SIGKILL``);
 * ``sentence``: an expectation's observation, after the process's name
   (``child (pid 12) was killed by SIGKILL``);
 * ``cell``: a ``gsup matrix`` cell, as short as it can be (``SIGKILL``).
+
+The rich view and the matrix also colour an ending the same way (``style``).
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ def sentence(end: End) -> str:
 def cell(end: End) -> str:
     """``exit 0``, ``SIGKILL``, ``os._exit(3)``, ``left running``, ``exec``, ``unknown``."""
     return _filled(end, _CELL)
+
+
+def style(end: End) -> str:
+    """Green for the one ending that went as planned, exit 0; yellow for every other."""
+    return "green" if end.how == EXITED and end.code == 0 else "yellow"
 
 
 def _filled(end: End, form: int) -> str:

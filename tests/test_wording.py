@@ -31,3 +31,9 @@ def test_each_form(end: End, phrase: str, sentence: str, cell: str) -> None:
 
 def test_every_ending_of_the_model_is_worded() -> None:
     assert set(wording.WORDS) == {EXITED, SIGNALED, OS_EXIT, EXEC, LEFT_RUNNING, UNKNOWN}
+
+
+def test_only_exit_0_is_green() -> None:
+    ends = [End(EXITED, code=0), End(EXITED, code=3), End(OS_EXIT, code=0), End(SIGNALED, signal="SIGTERM"),
+            End(LEFT_RUNNING, then=End(EXITED, code=0))]
+    assert [wording.style(end) for end in ends] == ["green", "yellow", "yellow", "yellow", "yellow"]
