@@ -1,6 +1,6 @@
-"""What ``gsup matrix`` shows: progress on stderr, then the table or the JSON on stdout.
+"""What ``gsup matrix`` shows: progress on stderr, then the table or the JSON on stdout (and ``--junit``).
 
-No data logic: every cell reads the scenario's report (``scenarios.py``).
+No data logic: every cell reads the scenario's report (``matrix_report.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from supervisor import wording
+from supervisor import junit, wording
 from supervisor.matrix_report import MatrixReport, Scenario, ScenarioResult
 from supervisor.model import (
     INTERRUPTED,
@@ -178,3 +178,9 @@ def make_progress(quiet: bool, total: int) -> Progress:
         return Progress()
     console = Console(stderr=True)
     return _Bar(console, total) if console.is_terminal else _Lines()
+
+
+def write_junit(path: str, result: MatrixReport) -> None:
+    """``--junit``: one test case per scenario (``supervisor/junit.py``)."""
+    errors = {s.name: s.error for s in result.scenarios if s.error}
+    junit.write(path, [(s.name, run) for s, run in zip(result.scenarios, result.runs)], errors)

@@ -236,11 +236,3 @@ def make_plan(signals: str, targets: str, jobs: int, params: dict[str, Any], is_
     module, program = params["module"], list(params["program"])
     program = ["-m", module, *program] if module is not None else ["--", *program] if is_command else program
     return Plan(scenarios, [*GSUP, "run", "--json", "-q", *flags], program, command, jobs, extra)
-
-
-def write_junit(path: str, result: MatrixReport) -> None:
-    """One test case per scenario (``supervisor/junit.py``)."""
-    from supervisor import junit
-
-    errors = {s.name: s.error for s in result.scenarios if s.error}
-    junit.write(path, [(s.name, run) for s, run in zip(result.scenarios, result.runs)], errors)

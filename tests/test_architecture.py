@@ -1,5 +1,5 @@
-"""The package's imports run one way: no circle, a probe that imports nothing of gsup,
-and fast paths that never load click, rich or psutil.
+"""The package's imports run one way: floors that import only downwards, no circle, a probe
+that imports nothing of gsup, and fast paths that never load click, rich or psutil.
 
 Read from the source with ``ast``, nothing imported, so every import counts
 wherever it is written: at the top of a module, inside a function (a lazy import
@@ -12,6 +12,7 @@ understood or changed one without the other) and under ``if TYPE_CHECKING:``
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Optional
@@ -25,6 +26,18 @@ FAST = ("supervisor.guardian", "supervisor.ps", "supervisor.console")
 HEAVY = ("click", "rich", "psutil")
 
 Graph = Mapping[str, set[str]]
+
+# Bottom to top, as data flows (docs/architecture.md): a module imports only from its own floor or lower
+# ones.  A dotted name stands for that module and everything below it (``supervisor._probe``).
+FLOORS: dict[str, tuple[str, ...]] = {
+    "model": ("__init__", "errors", "model", "matrix_report", "wording"),  # plain data, no I/O
+    "parsing and probing": ("options", "stops", "expect", "explain", "schema", "events", "procfs", "signals",
+                            "reaper", "readiness", "launch", "tree", "session", "gsup_child", "_probe"),
+    "one run": ("guardian", "runner", "report", "control", "api"),
+    "many runs": ("scenarios",),
+    "views": ("render", "display", "matrix_view", "junit"),
+    "command line": ("cli", "console", "__main__", "ps", "pytest_plugin"),
+}
 
 
 # -- reading the imports ----------------------------------------------------------------------------
@@ -87,8 +100,9 @@ def _module_of(dotted: str, known: Mapping[str, Path]) -> str:
     return dotted
 
 
+@functools.cache
 def graph(top_level_only: bool = False) -> dict[str, set[str]]:
-    """module → the modules and outside names it imports."""
+    """module → the modules and outside names it imports (read once per test session)."""
     known = modules()
     return {name: imports(ast.parse(path.read_text()), name, known, top_level_only) for name, path in known.items()}
 
@@ -138,9 +152,36 @@ def reachable(edges: Graph, start: str) -> set[str]:
     return seen - {start}
 
 
+def floor_of(module: str) -> int:
+    """The floor ``module`` stands on (an index of FLOORS); AssertionError if it has none."""
+    for level, names in enumerate(FLOORS.values()):
+        for name in names:
+            dotted = "supervisor" if name == "__init__" else f"supervisor.{name}"
+            if module == dotted or (name != "__init__" and module.startswith(dotted + ".")):
+                return level
+    raise AssertionError(f"{module} is on no floor: add it to FLOORS here (and to docs/architecture.md)")
+
+
+def upward(edges: Graph) -> list[str]:
+    """Every import of ``edges`` that goes up a floor, as ``a (floor) → b (floor)``."""
+    names = list(FLOORS)
+    return [f"{a} ({names[floor_of(a)]}) → {b} ({names[floor_of(b)]})"
+            for a in sorted(edges) for b in sorted(edges[a]) if floor_of(b) > floor_of(a)]
+
+
+def inside() -> dict[str, set[str]]:
+    """The graph of the package's own modules."""
+    known = modules()
+    return {name: {m for m in edges if m in known} for name, edges in graph().items()}
+
+
+def test_imports_go_down_the_floors() -> None:
+    assert upward(inside()) == []
+
+
 def test_no_import_circle() -> None:
-    inside = {name: {m for m in edges if m in modules()} for name, edges in graph().items()}
-    assert find_cycle(inside) is None, " → ".join(find_cycle(inside) or [])
+    cycle = find_cycle(inside())
+    assert cycle is None, " → ".join(cycle or [])
 
 
 def test_the_probe_imports_nothing_of_supervisor() -> None:
@@ -183,6 +224,14 @@ def test_imports_counts_lazy_and_type_only_imports() -> None:
     tree = ast.parse(source)
     assert imports(tree, "p.x", known) == {"os", "typing", "p", "p.a", "p.b", "p.c", "p.d", "p.e"}
     assert imports(tree, "p.x", known, top_level_only=True) == {"os", "typing", "p", "p.a", "p.e"}
+
+
+def test_upward_names_each_import_that_climbs() -> None:
+    edges = {"supervisor.model": {"supervisor.render"}, "supervisor.cli": {"supervisor.model"},
+             "supervisor._probe.hooks": {"supervisor._probe.writer"}}
+    assert upward(edges) == ["supervisor.model (model) → supervisor.render (views)"]
+    with pytest.raises(AssertionError, match=r"supervisor\.newcomer is on no floor"):
+        floor_of("supervisor.newcomer")
 
 
 def test_reachable_follows_modules_and_their_packages() -> None:
