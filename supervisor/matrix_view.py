@@ -112,7 +112,7 @@ def _by_gsup(proc: Process, run: Report) -> str:
 
 
 def ending(proc: Process) -> str:
-    """``exit 0``, ``SIGKILL``, ``os._exit(3)``, ``left running``, ``exec``, ``unknown``."""
+    """The ending's cell words (``exit 0``, ``SIGKILL``), `` (no probe)`` where the probe was not loaded."""
     words = wording.cell(proc.end)
     return words if proc.instrumented else f"{words} (no probe)"
 
