@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 # importing the package must stay as cheap as ``gsup --version`` needs.
 _API = {"run": "supervisor.api", "matrix": "supervisor.api", "Gsup": "supervisor.api",
         "RunError": "supervisor.api", "RunTimeout": "supervisor.api", "Report": "supervisor.model",
-        "MatrixReport": "supervisor.scenarios"}
+        "MatrixReport": "supervisor.matrix_report"}
 __all__ = ["Gsup", "MatrixReport", "Report", "RunError", "RunTimeout", "__version__", "matrix", "run"]
 
 

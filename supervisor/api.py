@@ -13,38 +13,33 @@ share one process.  A subprocess also isolates crashes and makes parallel
 runs trivial.
 
 Whatever happens while waiting (a timeout, Ctrl-C, a failing test), the gsup
-subprocess is ended the way a user would end it: SIGTERM, which gsup forwards
-to the program's group before reporting; a second SIGTERM, on which gsup
-SIGKILLs the whole tree; SIGKILL to gsup itself only as the last resort.
+subprocess is ended the way a user would end it (``gsup_child.end_gsup``):
+SIGTERM, which gsup forwards to the program's group before reporting; a second
+SIGTERM, on which gsup SIGKILLs the whole tree; SIGKILL to gsup itself only as
+the last resort.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
-from signal import SIGTERM, Signals
-from typing import IO, TYPE_CHECKING, Any, Callable, Optional, TypeVar, Union
+from signal import Signals
+from typing import Any, Callable, Optional, TypeVar, Union
 
 from supervisor.errors import ExitCode, GsupError
+from supervisor.gsup_child import GSUP, end_gsup, error_line, parse_document, read_output, wait_gsup
+from supervisor.matrix_report import MatrixReport
 from supervisor.model import Report
 
 T = TypeVar("T")
 
-if TYPE_CHECKING:
-    from supervisor.scenarios import MatrixReport
-
 Duration = Union[float, str]  # seconds, or what the command line takes: "3s", "500ms"
 SignalLike = Union[str, int, Signals]
 PathLike = Union[str, "os.PathLike[str]"]
-
-PATIENCE = 5.0  # seconds gsup gets after each SIGTERM before the next step
-GSUP = [sys.executable, "-m", "supervisor"]  # the gsup of this very installation
 
 
 class RunError(GsupError):
@@ -121,8 +116,6 @@ class Gsup:
         """``gsup matrix``: every signal of ``signals`` (default TERM, INT, KILL) to every
         target of ``targets`` (default parent, child; a stop preset is a scenario of its
         own), each in a fresh tree, ``jobs`` at a time.  Raises as :meth:`run` does."""
-        from supervisor.scenarios import MatrixReport
-
         flags = _flags({"--signals": _joined(signals), "--targets": _joined(targets), "--jobs": jobs,
                         "--after": after, "--grace": grace, "--kill-after": kill_after, "--settle": settle,
                         "--ready-port": ready_port, "--ready-output": ready_output, "--ready-file": ready_file,
@@ -150,48 +143,12 @@ class Gsup:
                                     env={**os.environ, **self.env, **(env or {})}, cwd=cwd or self.cwd)
             self.running.add(proc)
             try:
-                code: Optional[int] = _wait(proc, timeout)
+                code: Optional[int] = wait_gsup(proc, timeout)
             finally:
                 self.running.discard(proc)
-                output = _read(err)
+                output = read_output(err)
                 sys.stderr.write(output)  # the program's own output, as `gsup run --json` shows it
-            return code, parse_document(_read(out)), output
-
-
-def _wait(proc: subprocess.Popen[bytes], timeout: Optional[float]) -> Optional[int]:
-    """gsup's exit code, or None if ``timeout`` passed (gsup is then ended)."""
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        end_gsup([proc])
-        return None
-    except BaseException:
-        end_gsup([proc])
-        raise
-
-
-def end_gsup(procs: Sequence[subprocess.Popen[bytes]], patience: float = PATIENCE) -> None:
-    """End gsup processes so that nothing they started keeps running.
-
-    The first SIGTERM is forwarded to the program's group and gsup reports; the
-    second makes gsup SIGKILL its whole tree; SIGKILL to gsup is the last resort
-    (its tree may then outlive it).  Each step waits at most ``patience``."""
-    try:
-        for _ in range(2):
-            alive = [p for p in procs if p.poll() is None]
-            for proc in alive:
-                proc.send_signal(SIGTERM)
-            deadline = time.monotonic() + patience
-            for proc in alive:
-                try:
-                    proc.wait(max(0.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    pass
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            return code, parse_document(read_output(out)), output
 
 
 def _check(code: Optional[int], output: str, has_document: bool, timed_out: Optional[float],
@@ -212,25 +169,6 @@ def _typed(read: Callable[[dict[str, Any]], T], document: Optional[dict[str, Any
         return read(document)
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def error_line(output: str) -> Optional[str]:
-    """gsup's last ``gsup: error: ...`` message in ``output``, without the prefix."""
-    lines = [line for line in output.splitlines() if line.startswith("gsup: error: ")]
-    return lines[-1][len("gsup: error: "):] if lines else None
-
-
-def parse_document(text: str) -> Optional[dict[str, Any]]:
-    try:
-        document = json.loads(text)
-    except ValueError:
-        return None
-    return document if isinstance(document, dict) else None
-
-
-def _read(file: IO[bytes]) -> str:
-    file.seek(0)
-    return file.read().decode(errors="replace")
 
 
 def _program(script: Optional[PathLike], args: Sequence[str], module: Optional[str],

@@ -272,7 +272,7 @@ def _matrix(ctx: click.Context, signals: str, targets: str, jobs: int, params: d
     for line in matrix_view.failure_lines(result):
         click.echo(f"gsup: {line}", err=True)
     if params["junit"] is not None:
-        scenarios.write_junit(params["junit"], result)
+        matrix_view.write_junit(params["junit"], result)
     if result.exit_code:
         fail(matrix_view.summary(result), result.exit_code)
 

@@ -1,27 +1,35 @@
-"""The ``gsup`` console script.
+"""The ``gsup`` console script: the two fast answers, then click for the rest.
 
 ``gsup --version`` and ``gsup ps`` answer here, before click is imported:
 scripts call the first to check for gsup and poll the second, and importing
-click alone costs more than Python's start-up.  ``gsup ps`` goes through
-:mod:`supervisor.ps`, which hands back to click whenever it cannot be sure to
-print what click would.  Everything else goes to :mod:`supervisor.cli`.
+click alone costs more than Python's start-up (through click and psutil,
+``gsup ps`` cost about 7x Python's start-up).  :func:`fast_ps` prints the
+lines of :mod:`supervisor.ps` straight to the streams, importing nothing but
+:mod:`supervisor.discovery`.  Whenever it cannot be sure to print what
+``click.echo`` would (an unexpected error, a stream click would re-wrap, an
+escape code click would strip), it prints nothing and returns False, and the
+click command answers, errors included; tests/test_ps_fast.py compares the
+two.  Everything else goes to :mod:`supervisor.cli`.
 """
+
+from __future__ import annotations
 
 import os
 import sys
 
 from supervisor import __version__
 
+TYPE_CHECKING = False  # typing itself costs a tenth of Python's start-up; mypy knows this name
+if TYPE_CHECKING:
+    from typing import TextIO
+
 
 def main() -> None:
     if sys.argv[1:] in (["--version"], ["-V"]):
         print(f"gsup, version {__version__}")
         return
-    if sys.argv[1:] == ["ps"] and not _completing():
-        from supervisor import ps
-
-        if ps.main():
-            return
+    if sys.argv[1:] == ["ps"] and not _completing() and fast_ps():
+        return
     from supervisor.cli import entry
 
     entry()
@@ -30,3 +38,49 @@ def main() -> None:
 def _completing() -> bool:
     """Is click's shell completion asking (``_GSUP_COMPLETE=...``)? Then click must answer."""
     return any(name.startswith("_") and name.endswith("_COMPLETE") for name in os.environ)
+
+
+def plain(stream: TextIO | None) -> bool:
+    """Is ``stream`` one click would write to as it is (no ASCII re-wrap)?"""
+    import codecs
+
+    encoding = getattr(stream, "encoding", None)
+    if not encoding:
+        return False
+    try:
+        return codecs.lookup(encoding).name != "ascii"
+    except LookupError:
+        return False
+
+
+def fast_ps() -> bool:
+    """Print ``gsup ps``'s output; False, with nothing printed, if the click command must answer."""
+    if not plain(sys.stdout):
+        return False
+    try:
+        try:
+            from supervisor import discovery, ps
+
+            found, refused = discovery.live_sessions()
+            out, err = ps.lines(found), [ps.refusal(why) for why in refused]
+        except Exception:
+            return False  # the click command redoes it and reports the error as it always has
+        if any("\x1b" in line for line in out + err) or (err and not plain(sys.stderr)):
+            return False  # click strips escape codes when a stream is not a terminal
+        for stream, text in ((sys.stderr, err), (sys.stdout, out)):
+            for line in text:
+                stream.write(line + "\n")
+                stream.flush()  # as click.echo does: a reader sees each line at once
+    except (Exception, KeyboardInterrupt) as error:
+        fail_as_cli(error)
+    return True
+
+
+def fail_as_cli(err: BaseException) -> None:
+    """Report ``err`` exactly as the click command would (one line, its exit code)."""
+    from supervisor.cli import _guard
+
+    def reraise() -> None:
+        raise err
+
+    _guard(reraise)

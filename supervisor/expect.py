@@ -35,18 +35,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Callable, NoReturn, Optional
 
+from supervisor import wording
 from supervisor.errors import GsupError
 from supervisor.model import (
     EXEC,
     EXITED,
     INTERRUPTED,
-    LEFT_RUNNING,
     OS_EXIT,
     RAISED,
     RAN,
     SIGNALED,
     UNREGISTERED,
-    End,
     ExpectationResult,
     Handler,
     Process,
@@ -212,21 +211,6 @@ def _who(images: list[Process]) -> str:
     return f"{images[0].role} (pid {images[0].pid})"
 
 
-def _ending(end: End) -> str:
-    if end.how == SIGNALED:
-        return f"was killed by {end.signal}"
-    if end.how == EXITED:
-        return f"exited {end.code}"
-    if end.how == OS_EXIT:
-        return f"called os._exit({end.code})"
-    if end.how == LEFT_RUNNING:
-        then = f", then ended by gsup ({_ending(end.then)})" if end.then is not None else ""
-        return f"was left running{then}"
-    if end.how == EXEC:
-        return "replaced itself by exec"
-    return f"ended in an unknown way ({end.reason or 'no status'})"
-
-
 def _entries(images: list[Process]) -> list[Handler]:
     """Handlers and watched calls of every image of one process."""
     return [h for proc in images for h in [*proc.handlers, *proc.watched]]
@@ -244,7 +228,7 @@ def _summary(images: list[Process], note: str = "") -> str:
     began = _began(entries)
     before = " before any handler" if entries and not began else ""
     ran = [h.label for h in began if h.status == RAN]
-    return f"{_who(images)} {_ending(images[-1].end)}{before}{note}; ran: {', '.join(ran) or 'none'}"
+    return f"{_who(images)} {wording.sentence(images[-1].end)}{before}{note}; ran: {', '.join(ran) or 'none'}"
 
 
 def _blind(images: list[Process]) -> Optional[_Verdict]:
@@ -321,7 +305,7 @@ def _check_all_ran(expectation: Expectation, images: list[Process], report: Repo
     opaque = sum(proc.opaque_handlers for proc in images)
     note = f"; {opaque} registered before the probe loaded, not observable" if opaque else ""
     if not registered:
-        return _Verdict(True, f"{_who(images)} {_ending(images[-1].end)}; no handler registered{note}")
+        return _Verdict(True, f"{_who(images)} {wording.sentence(images[-1].end)}; no handler registered{note}")
     missed: dict[str, list[str]] = {}
     for h in reversed(registered):  # the order atexit calls them in
         if h.status != RAN:

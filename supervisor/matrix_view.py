@@ -1,6 +1,6 @@
-"""What ``gsup matrix`` shows: progress on stderr, then the table or the JSON on stdout.
+"""What ``gsup matrix`` shows: progress on stderr, then the table or the JSON on stdout (and ``--junit``).
 
-No data logic: every cell reads the scenario's report (``scenarios.py``).
+No data logic: every cell reads the scenario's report (``matrix_report.py``).
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from supervisor import junit, wording
+from supervisor.matrix_report import MatrixReport, Scenario, ScenarioResult
 from supervisor.model import (
-    EXITED,
     INTERRUPTED,
-    LEFT_RUNNING,
     NOT_RUN,
-    OS_EXIT,
     RAISED,
     RAN,
     SIGNALED,
@@ -27,7 +26,7 @@ from supervisor.model import (
     Process,
     Report,
 )
-from supervisor.scenarios import MatrixReport, Progress, Scenario, ScenarioResult
+from supervisor.scenarios import Progress
 
 
 def failure_lines(result: MatrixReport) -> list[str]:
@@ -89,8 +88,7 @@ def _cell(procs: list[Process], run: Report) -> Text:
 
 
 def _process_cell(proc: Process, run: Report) -> Text:
-    clean = proc.end.how == EXITED and proc.end.code == 0
-    text = Text(ending(proc) + _by_gsup(proc, run), style="green" if clean else "yellow")
+    text = Text(ending(proc) + _by_gsup(proc, run), style=wording.style(proc.end))
     for handler in _shown(proc.handlers):
         mark, style = _MARKS[handler.status]
         note = {INTERRUPTED: " (cut off)", RAISED: f" raised {handler.exception}"}.get(handler.status, "")
@@ -114,10 +112,8 @@ def _by_gsup(proc: Process, run: Report) -> str:
 
 
 def ending(proc: Process) -> str:
-    """``exit 0``, ``SIGKILL``, ``os._exit(3)``, ``left running``, ``exec``, ``unknown``."""
-    end = proc.end
-    words = {EXITED: f"exit {end.code}", SIGNALED: str(end.signal), OS_EXIT: f"os._exit({end.code})",
-             LEFT_RUNNING: "left running"}.get(end.how, end.how)
+    """The ending's cell words (``exit 0``, ``SIGKILL``), `` (no probe)`` where the probe was not loaded."""
+    words = wording.cell(proc.end)
     return words if proc.instrumented else f"{words} (no probe)"
 
 
@@ -182,3 +178,9 @@ def make_progress(quiet: bool, total: int) -> Progress:
         return Progress()
     console = Console(stderr=True)
     return _Bar(console, total) if console.is_terminal else _Lines()
+
+
+def write_junit(path: str, result: MatrixReport) -> None:
+    """``--junit``: one test case per scenario (``supervisor/junit.py``)."""
+    errors = {s.name: s.error for s in result.scenarios if s.error}
+    junit.write(path, [(s.name, run) for s, run in zip(result.scenarios, result.runs)], errors)

@@ -10,7 +10,7 @@ start-up of that environment: it imports nothing of gsup until a test asks for
 the fixture.
 
 At teardown, even after a failure, a timeout or Ctrl-C, every gsup the test
-started is ended (as ``api.end_gsup`` does: gsup ends its tree and reports),
+started is ended (as ``gsup_child.end_gsup`` does: gsup ends its tree and reports),
 then any process still carrying the test's session home is killed, so a
 test never leaves a server behind to hold the next test's port.
 """

@@ -11,15 +11,12 @@ from rich.segment import Segment
 from rich.text import Text
 from rich.tree import Tree
 
+from supervisor import wording
 from supervisor.model import (
-    EXITED,
     INTERRUPTED,
-    LEFT_RUNNING,
     NOT_RUN,
-    OS_EXIT,
     RAISED,
     RAN,
-    SIGNALED,
     UNREGISTERED,
     End,
     ExpectationResult,
@@ -91,20 +88,7 @@ def process_text(proc: Process) -> Text:
 
 
 def end_text(end: End) -> Text:
-    style = "green" if end.how == EXITED and end.code == 0 else "yellow"
-    return Text.assemble("ended: ", (_ending(end), style))
-
-
-def _ending(end: End) -> str:
-    if end.how == SIGNALED:
-        return f"killed by {end.signal}"
-    if end.how == LEFT_RUNNING:
-        return "left running" + (f", then {end.then.signal or f'exited {end.then.code}'}" if end.then else "")
-    if end.how == OS_EXIT:
-        return f"os._exit({end.code})"
-    if end.how == EXITED:
-        return f"exited {end.code}"
-    return end.how
+    return Text.assemble("ended: ", (wording.phrase(end), wording.style(end)))
 
 
 def handlers_text(handlers: list[Handler]) -> Text:

@@ -11,16 +11,13 @@ progress and the table (``matrix_view.py``).
 
 The module is not called ``matrix``: ``supervisor.matrix`` is the API function
 (``from supervisor import matrix``), and a submodule of that name would
-replace it as soon as it was imported.
-
-Format history: ``gsup.matrix/1`` — first version (schema:
-``supervisor/schemas/matrix-1.json``).
+replace it as soon as it was imported.  Its report, the ``gsup.matrix/1``
+document, is ``matrix_report.py``: the API reads it without this loop.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import select
 import shutil
 import signal
@@ -30,117 +27,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from supervisor import __version__, api, options, stops
-from supervisor.errors import ExitCode, GsupError
+from supervisor import __version__, options, stops
+from supervisor.errors import GsupError
+from supervisor.gsup_child import GSUP, end_gsup, error_line, parse_document
+from supervisor.matrix_report import MatrixReport, Scenario, ScenarioResult
 from supervisor.model import Report
 
-SCHEMA = "gsup.matrix/1"
 KEEP_LOGS = 20  # matrix log directories kept under the sessions root; older ones are removed
-# The runs' exit codes in gsup run's own order of priority: the matrix exits with the first one present.
-SEVERITY = (ExitCode.USAGE, ExitCode.NOT_READY, ExitCode.INCOMPLETE, ExitCode.EXPECTATION_FAILED)
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One way of stopping the program: a signal to a target, or a stop preset."""
-
-    name: str
-    signal: Optional[str]  # "SIGTERM"
-    target: Optional[str]
-    stop: Optional[str] = None
-
-    def flags(self) -> list[str]:
-        if self.stop is not None:
-            return ["--stop", self.stop]
-        return ["--signal", str(self.signal), "--target", str(self.target)]
-
-    @property
-    def slug(self) -> str:
-        """The name as a file name: ``SIGTERM-child``, ``stop-docker``."""
-        return re.sub(r"[^A-Za-z0-9_.-]+", "-", self.name)
-
-
-@dataclass
-class ScenarioResult:
-    """A scenario and how its run went: ``scenarios[i]`` of the JSON document."""
-
-    scenario: Scenario
-    exit_code: int
-    ok: bool
-    error: Optional[str] = None  # gsup's one-line message for this run, if it gave one
-    log: Optional[str] = None  # the file holding the run's stderr (the program's output)
-
-    @property
-    def name(self) -> str:
-        return self.scenario.name
-
-    def to_json(self) -> dict[str, Any]:
-        s = self.scenario
-        return {"name": s.name, "signal": s.signal, "target": s.target, "stop": s.stop,
-                "exit_code": self.exit_code, "ok": self.ok, "error": self.error, "log": self.log}
-
-    @classmethod
-    def from_json(cls, record: dict[str, Any]) -> ScenarioResult:
-        scenario = Scenario(str(record["name"]), _opt(record.get("signal")), _opt(record.get("target")),
-                            _opt(record.get("stop")))
-        return cls(scenario, int(record["exit_code"]), bool(record["ok"]), _opt(record.get("error")),
-                   _opt(record.get("log")))
-
-
-@dataclass
-class MatrixReport:
-    """Every scenario's outcome; ``runs[i]`` is the report of ``scenarios[i]``."""
-
-    command: list[str]
-    started: float
-    duration: float
-    scenarios: list[ScenarioResult]
-    runs: list[Report]
-    version: str = __version__
-    log_dir: Optional[str] = field(default=None, compare=False)
-
-    @property
-    def ok(self) -> bool:
-        return all(s.ok for s in self.scenarios)
-
-    @property
-    def complete(self) -> bool:
-        return all(not r.incomplete for r in self.runs)
-
-    def run(self, name: str) -> Report:
-        """The report of the scenario called ``name`` (``"SIGKILL→child"``, ``"stop docker"``)."""
-        for result, report in zip(self.scenarios, self.runs):
-            if result.name == name:
-                return report
-        raise LookupError(f"no scenario {name!r}: the scenarios were {', '.join(s.name for s in self.scenarios)}")
-
-    @property
-    def exit_code(self) -> int:
-        """What ``gsup matrix`` exits with: the most serious of the runs' codes."""
-        codes = {s.exit_code for s in self.scenarios}
-        for code in SEVERITY:
-            if code in codes:
-                return int(code)
-        if not self.complete or codes - {0}:
-            return int(ExitCode.INCOMPLETE)
-        return 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "gsup": self.version, "command": self.command,
-                "started": round(self.started, 3), "duration": round(self.duration, 3),
-                "ok": self.ok, "complete": self.complete, "scenarios": [s.to_json() for s in self.scenarios],
-                "runs": [r.to_json() for r in self.runs]}
-
-    @classmethod
-    def from_json(cls, document: dict[str, Any]) -> MatrixReport:
-        if document.get("schema") != SCHEMA:
-            raise ValueError(f"not a {SCHEMA} document: schema {document.get('schema')!r}")
-        return cls(command=[str(a) for a in document["command"]], started=float(document["started"]),
-                   duration=float(document["duration"]),
-                   scenarios=[ScenarioResult.from_json(s) for s in document["scenarios"]],
-                   runs=[Report.from_json(r) for r in document["runs"]], version=str(document.get("gsup", "")))
 
 
 # -- planning -------------------------------------------------------------------
@@ -230,7 +125,7 @@ class Progress:
 def execute(plan: Plan, log_dir: Path, progress: Progress) -> MatrixReport:
     """Run every scenario of ``plan`` and gather the reports, in the plan's order.
 
-    SIGTERM (how ``api.end_gsup`` stops a matrix) interrupts like Ctrl-C, so the
+    SIGTERM (how ``end_gsup`` stops a matrix) interrupts like Ctrl-C, so the
     running gsups are ended, and end their trees, before this process exits."""
     started, clock = time.time(), time.monotonic()
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -246,7 +141,7 @@ def execute(plan: Plan, log_dir: Path, progress: Progress) -> MatrixReport:
 
 def run_all(plan: Plan, log_dir: Path, progress: Progress) -> list[tuple[ScenarioResult, Report]]:
     """Each scenario in its own gsup, ``plan.jobs`` side by side.  If anything
-    interrupts the wait, the running gsups are ended (``api.end_gsup``) first."""
+    interrupts the wait, the running gsups are ended (``end_gsup``) first."""
     pending = list(enumerate(plan.scenarios))
     running: list[_Running] = []
     done: dict[int, tuple[ScenarioResult, Report]] = {}
@@ -263,7 +158,7 @@ def run_all(plan: Plan, log_dir: Path, progress: Progress) -> list[tuple[Scenari
                 done[ended.index] = _finish(ended, plan.command)
                 progress.finished(*done[ended.index])
     finally:
-        api.end_gsup([r.proc for r in running])
+        end_gsup([r.proc for r in running])
         for left in running:
             os.close(left.pidfd)
     return [done[i] for i in range(len(plan.scenarios))]
@@ -277,18 +172,18 @@ def _start(index: int, scenario: Scenario, argv: list[str], log_dir: Path) -> _R
     try:
         return _Running(index, scenario, proc, os.pidfd_open(proc.pid), out, log)
     except OSError:
-        api.end_gsup([proc])  # not yet among the running: nobody else would end it
+        end_gsup([proc])  # not yet among the running: nobody else would end it
         raise
 
 
 def _finish(ended: _Running, command: list[str]) -> tuple[ScenarioResult, Report]:
     code = int(ended.proc.returncode)
     try:
-        error = api.error_line(ended.log.read_text(errors="replace"))
+        error = error_line(ended.log.read_text(errors="replace"))
     except OSError:
         error = None
     try:
-        document = api.parse_document(ended.out.read_text(errors="replace"))
+        document = parse_document(ended.out.read_text(errors="replace"))
         report = Report.from_json(document) if document is not None else None
     except (OSError, KeyError, TypeError, ValueError):
         report = None
@@ -340,16 +235,4 @@ def make_plan(signals: str, targets: str, jobs: int, params: dict[str, Any], is_
         flags += [part for value in values if value is not None for part in (flag, str(value))]
     module, program = params["module"], list(params["program"])
     program = ["-m", module, *program] if module is not None else ["--", *program] if is_command else program
-    return Plan(scenarios, [*api.GSUP, "run", "--json", "-q", *flags], program, command, jobs, extra)
-
-
-def write_junit(path: str, result: MatrixReport) -> None:
-    """One test case per scenario (``supervisor/junit.py``)."""
-    from supervisor import junit
-
-    errors = {s.name: s.error for s in result.scenarios if s.error}
-    junit.write(path, [(s.name, run) for s, run in zip(result.scenarios, result.runs)], errors)
-
-
-def _opt(value: Any) -> Optional[str]:
-    return None if value is None else str(value)
+    return Plan(scenarios, [*GSUP, "run", "--json", "-q", *flags], program, command, jobs, extra)

@@ -14,8 +14,8 @@ import pytest
 
 from supervisor import api, matrix, run
 from supervisor.errors import ExitCode
+from supervisor.matrix_report import MatrixReport
 from supervisor.model import Report
-from supervisor.scenarios import MatrixReport
 from tests.helpers import FORKED, Gsup, Program
 
 

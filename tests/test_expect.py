@@ -13,7 +13,7 @@ from typing import Any, Optional
 import pytest
 from rich.console import Console
 
-from supervisor import expect
+from supervisor import expect, wording
 from supervisor.errors import ExitCode, GsupError
 from supervisor.model import (
     EXEC,
@@ -316,6 +316,14 @@ def test_exec_images_are_one_process() -> None:
 ])
 def test_endings(end: End, text: str, ok: bool) -> None:
     assert check(text, report_of(process(1, "parent", end))).ok is ok
+
+
+@pytest.mark.parametrize("end", [End(EXITED, code=3), End(SIGNALED, signal="SIGTERM"), End(OS_EXIT, code=0),
+                                 End(LEFT_RUNNING, then=End(EXITED, code=0)), End(EXEC), End("unknown")])
+def test_observations_word_endings_from_the_one_table(end: End) -> None:
+    """What an observation says of an ending is ``wording.sentence`` (its words are tested in test_wording.py)."""
+    observed = check("parent: all handlers ran", report_of(process(1, "parent", end))).observed
+    assert observed.startswith(f"parent (pid 1) {wording.sentence(end)}; ")
 
 
 def test_left_running_says_how_gsup_ended_it() -> None:
