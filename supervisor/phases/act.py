@@ -180,10 +180,10 @@ def turns(loop: EventLoop, actor: Actor, *alarms: Alarm, expecting: bool = False
         actor.on_deadline(now)
 
 
-def act(loop: EventLoop, actor: Actor, ready_at: Optional[float]) -> Acted:
-    """Send the plan's signal when due and escalate at the grace's end, until no process is left."""
+def act(loop: EventLoop, actor: Actor, ready_at: Optional[float]) -> None:
+    """Send the plan's signal when due and escalate at the grace's end, until no
+    process is left; the record is ``actor.record()``, kept even if a turn fails."""
     for now in turns(loop, actor):
         if actor.pending:
             actor.maybe_shoot(now, loop.last_change, ready_at)
     actor.never_sent()
-    return actor.record()

@@ -1,9 +1,9 @@
 """The launch phase: start the program under gsup's guardian, and say where its wait statuses come from.
 
 ``launch`` returns a :class:`Launched` record; the loop collects every wait
-status through its ``statuses`` (:class:`GuardianStatuses`).  A container mode
-(the program as PID 1 of a new PID namespace) is another ``launch`` and
-another statuses source; no other phase changes.
+status through its ``statuses`` (here :class:`GuardianStatuses`).  A container
+mode (the program as PID 1 of a new PID namespace) is another ``launch`` with
+another :class:`Statuses`; no other phase changes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import select
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Protocol
 
 from supervisor import launch as spawning
 from supervisor import reaper, signals
@@ -25,6 +25,15 @@ from supervisor.session import Session
 from supervisor.signals import Identity
 
 
+class Statuses(Protocol):
+    """Where the loop takes the tree's wait statuses from."""
+
+    fd: int  # readable when a status arrives: the loop selects on it
+
+    def collect(self) -> tuple[list[ExitStatus], bool]: ...
+    def close(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Launched:
     """A program started: its pid, the guardian between gsup and it, and gsup's ends of its pipes."""
@@ -32,7 +41,7 @@ class Launched:
     at: float  # time.monotonic() at launch: every ``at`` of the report counts from it
     root_pid: int
     guardian_pid: int
-    statuses: GuardianStatuses
+    statuses: Statuses
     outputs: tuple[OutputPipe, ...]  # the program's stdout and stderr, when --ready-output reads them
 
     def close(self) -> None:
@@ -71,15 +80,11 @@ class GuardianStatuses:
 
     def __init__(self, fd: int, guardian_pid: int, outputs: tuple[OutputPipe, ...], display: Display) -> None:
         self.pipe = _StatusPipe(fd)
+        self.fd = fd
         self.guardian_pid = guardian_pid
         self.guardian_reaped = False
         self.outputs = outputs
         self.display = display
-
-    @property
-    def fd(self) -> int:
-        """Readable when a status arrives: the loop selects on it."""
-        return self.pipe.fd
 
     def collect(self) -> tuple[list[ExitStatus], bool]:
         """Take every wait status there is; also whether any process is left.  Once none
