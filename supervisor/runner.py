@@ -58,6 +58,11 @@ class _Watch:
         actor = Actor(plan, Sender(tree, launched, journal, display), own, display)
         return cls(launched, tree, EventLoop(launched, tree, own, journal, display, actor.on_death), actor)
 
+    def first_look(self, readiness: Readiness) -> None:
+        """The tree as launched; the next look soon if a signal or a --ready-* condition waits."""
+        self.loop.look(self.launched.at, expecting=self.actor.pending or readiness.wanted,
+                       settling=self.actor.pending)
+
 
 def run(options: RunOptions, display: Display) -> Outcome:
     """One run of one program, from launch to report."""
@@ -74,8 +79,7 @@ def run(options: RunOptions, display: Display) -> Outcome:
             pipes.callback(launched.close)
             watch = _Watch.around(launched, plan, own, journal, display)
             start.announce(launched, journal.session, display)
-            watch.loop.look(launched.at, expecting=watch.actor.pending or readiness.wanted,
-                            settling=watch.actor.pending)
+            watch.first_look(readiness)
             ready = wait_until_ready(plan, readiness, watch.loop, watch.actor, display)
             act(watch.loop, watch.actor, ready.at)
         except GsupError:
