@@ -18,7 +18,7 @@ from supervisor.errors import ExitCode, GsupError
 
 if TYPE_CHECKING:
     from supervisor.model import Report
-    from supervisor.runner import RunOptions
+    from supervisor.phases.plan import RunOptions
 
 RUN_HELP = """Run a Python program, watch its whole process tree, and report which exit
 handlers ran in which process and how each process ended.
@@ -162,7 +162,7 @@ def _run(ctx: click.Context, sig: Optional[str], target: Optional[str], stop: Op
 def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
     """Turn :func:`program_options` values into RunOptions (no signal yet); GsupError on bad input."""
     from supervisor import expect, launch, options
-    from supervisor.runner import RunOptions
+    from supervisor.phases.plan import RunOptions
 
     expect.parse_all(params["expect"])  # first: a mistyped --expect costs nothing, nothing is launched
     grace = params["kill_after"] if params["kill_after"] is not None else params["grace"]
@@ -194,32 +194,31 @@ def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
 def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str]) -> None:
     """Run, print the report, write --junit, then exit by priority (README "Exit codes"):
     2 (signal never sent, --junit unwritable), 4 (not ready), 3 (incomplete), 1 (an --expect failed)."""
-    from supervisor import expect
+    from supervisor import expect, runner
     from supervisor import junit as junit_xml
     from supervisor.display import make_display
-    from supervisor.runner import Runner
 
     expectations = expect.parse_all(run_options.expect)
-    runner = Runner(run_options, make_display(quiet))
-    report = runner.run()
+    outcome = runner.run(run_options, make_display(quiet))
+    report = outcome.report
     report.expectations = expect.evaluate(expectations, report)
     _print_report(report, run_options.json_stdout)
     junit_error: Optional[GsupError] = None
     if junit is not None:
         name = junit_xml.scenario_name(run_options.signal, run_options.target, run_options.stop)
-        problem = runner.shot_error or runner.not_ready
+        problem = outcome.shot_error or outcome.not_ready
         try:
             junit_xml.write(junit, [(name, report)], {name: str(problem)} if problem is not None else None)
         except GsupError as err:
             junit_error = err
     for line in expect.failure_lines(report.expectations):
         click.echo(line, err=True)
-    if runner.shot_error is not None:
-        fail(str(runner.shot_error))
+    if outcome.shot_error is not None:
+        fail(str(outcome.shot_error))
     if junit_error is not None:
         fail(str(junit_error))
-    if runner.not_ready is not None:
-        fail(str(runner.not_ready), ExitCode.NOT_READY)
+    if outcome.not_ready is not None:
+        fail(str(outcome.not_ready), ExitCode.NOT_READY)
     if report.incomplete:
         fail("report incomplete: " + "; ".join(report.incomplete), ExitCode.INCOMPLETE)
     if not report.ok:

@@ -17,10 +17,10 @@ from supervisor import events
 from supervisor.model import Action
 from supervisor.reaper import ExitStatus
 from supervisor.signals import signal_name
-from supervisor.tree import Seen
+from supervisor.tree import Seen, Tree
 
 if TYPE_CHECKING:
-    from supervisor.runner import Runner
+    from supervisor.session import Session
 
 LIVE_REFRESH = 0.5  # seconds: the live view re-reads handler counts this often
 
@@ -57,7 +57,7 @@ class PlainDisplay:
     def note(self, text: str) -> None:
         self._say(text)
 
-    def tick(self, runner: Runner) -> None:
+    def tick(self, session: Session, tree: Tree) -> None:
         pass
 
     def close(self) -> None:
@@ -84,27 +84,26 @@ class LiveDisplay(PlainDisplay):
         self.ended_status[status.pid] = describe_status(status)
         super().ended(status, role)
 
-    def tick(self, runner: Runner) -> None:
+    def tick(self, session: Session, tree: Tree) -> None:
         now = time.monotonic()
-        if now < self.next_draw or runner.tree is None:
+        if now < self.next_draw:
             return
         self.next_draw = now + LIVE_REFRESH
         if not self.started_live:
             self.live.start()
             self.started_live = True
-        self.live.update(self._table(runner), refresh=True)
+        self.live.update(self._table(session, tree), refresh=True)
 
-    def _table(self, runner: Runner) -> Table:
-        assert runner.tree is not None
+    def _table(self, session: Session, tree: Tree) -> Table:
         registered: dict[int, int] = {}
-        for image in events.read_all(runner.session.events_dir):
+        for image in events.read_all(session.events_dir):
             registered[image.pid] = len(image.of_kind("reg", "inherit"))
-        table = Table(title=f"gsup session {runner.session.id}", title_justify="left", expand=False)
+        table = Table(title=f"gsup session {session.id}", title_justify="left", expand=False)
         for column in ("pid", "role", "state", "handlers", "command"):
             table.add_column(column, overflow="fold" if column == "command" else "ellipsis")
-        for seen in sorted(runner.tree.history.values(), key=lambda s: s.first_seen):
+        for seen in sorted(tree.history.values(), key=lambda s: s.first_seen):
             state = self.ended_status.get(seen.pid) or ("running" if seen.alive else "ended")
-            table.add_row(str(seen.pid), runner.tree.role(seen.pid, seen.ppid), state,
+            table.add_row(str(seen.pid), tree.role(seen.pid, seen.ppid), state,
                           str(registered.get(seen.pid, "-")), " ".join(seen.argv)[:60])
         table.caption = "\n".join(self.lines)
         return table

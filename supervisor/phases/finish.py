@@ -1,0 +1,69 @@
+"""The drain and report phases: the last snapshot and actions once the tree is gone,
+then the report, a function of every phase's record."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from supervisor import __version__, events, options, report
+from supervisor import session as sessions
+from supervisor.model import Action, Ready, Report
+from supervisor.phases.journal import Journal
+from supervisor.phases.plan import RunPlan
+from supervisor.phases.start import Launched
+from supervisor.reaper import ExitStatus
+from supervisor.tree import Seen, Tree
+
+
+@dataclass(frozen=True)
+class Drained:
+    """The tree's end: when, every process seen, and every send (gsup's and ``gsup kill``'s)."""
+
+    finished: float
+    seen: list[Seen]
+    actions: list[Action]
+
+
+def drain(journal: Journal, tree: Optional[Tree], own_actions: list[Action]) -> Drained:
+    """Close the session to new ``gsup kill`` senders, look at the tree a last time
+    and wait for the senders already under way; never fails for want of the session's files."""
+    finished = time.monotonic()
+    session = journal.session
+    session.finished = True
+    try:
+        session.save()
+    except OSError as err:
+        journal.note(f"session state not saved: {err.strerror}")
+    if tree is not None:
+        tree.snapshot()  # so nothing that has died is reported as still running
+    # The session's log holds gsup's own actions and those of `gsup kill`.
+    sessions.wait_for_senders(session)
+    logged = sessions.read_actions(session)
+    return Drained(finished, list(tree.history.values()) if tree is not None else [],
+                   sorted(logged or own_actions, key=lambda a: a.at))
+
+
+def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], statuses: list[ExitStatus],
+                 leftovers: list[int], ready: Optional[Ready], drained: Drained) -> Report:
+    """Build the report from the records, save it as report.json and return it."""
+    session = journal.session
+    facts = report.RunFacts(
+        command=list(plan.argv), session=session.id, started_wall=session.started,
+        launched=launched.at if launched is not None else 0.0,
+        root_pid=launched.root_pid if launched is not None else 0, gsup_pid=os.getpid(),
+        guardian_pid=launched.guardian_pid if launched is not None else None,
+        images=events.read_all(session.events_dir), seen=drained.seen, statuses=statuses,
+        actions=drained.actions, leftovers=leftovers,
+        finished=drained.finished, incomplete=journal.incomplete, version=__version__, ready=ready,
+        stop=plan.stop_name, watching=options.watching(plan.watch, plan.watch_presets),
+    )
+    built = report.build(facts)
+    try:
+        (session.dir / "report.json").write_text(json.dumps(built.to_json(), indent=2) + "\n")
+    except OSError as err:
+        built.incomplete.append(f"report.json not saved: {err.strerror}")
+    return built

@@ -1,0 +1,93 @@
+"""Every signal gsup sends to the program's tree, each recorded as an Action as it goes.
+
+A send is logged to the session's actions log (``gsup kill`` writes there
+too), shown, and kept in ``actions``; its ``at`` counts from the launch and
+is when the send began, since its effects may follow at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Optional
+
+from supervisor import signals
+from supervisor.errors import GsupError
+from supervisor.model import Action
+from supervisor.options import Target
+from supervisor.phases.display import Display
+from supervisor.phases.journal import Journal
+from supervisor.phases.start import Launched
+from supervisor.signals import Identity
+from supervisor.tree import Seen, Tree, deliver
+
+
+class Sender:
+    """Sends signals within one tree and records them."""
+
+    def __init__(self, tree: Tree, launched: Launched, journal: Journal, display: Display) -> None:
+        self.tree = tree
+        self.launched = launched
+        self.journal = journal
+        self.display = display
+        self.actions: list[Action] = []
+
+    def send(self, signum: signal.Signals, target: Target, by: str) -> Action:
+        """Send ``signum`` to ``target`` within this tree; raises GsupError if it reaches none."""
+        sent_at = time.monotonic()
+        reached = deliver(self.tree, target, signum, self.launched.root_pid)
+        return self._record(signum, str(target), sorted(p.pid for p in reached), by,
+                            group=self.launched.root_pid if target.kind == "group" else None, sent_at=sent_at)
+
+    def send_also(self, signum: signal.Signals, first: Action) -> None:
+        """The second signal of a pair (systemd's SIGCONT), to exactly who got the first."""
+        sent_at = time.monotonic()
+        reached = [p.pid for p in self.tree.live() if p.pid in first.pids
+                   and signals.send(p.identity, signum)]
+        if reached:  # the first signal may already have ended them all
+            self._record(signum, first.target, sorted(reached), first.by, group=first.group, sent_at=sent_at)
+
+    def send_quietly(self, signum: signal.Signals, target: Target, by: str) -> None:
+        try:
+            self.send(signum, target, by)
+        except GsupError:
+            pass  # nobody left in it: nothing to do
+
+    def forward(self, signum: signal.Signals, by: str) -> None:
+        """A signal gsup received goes to the program's group, as a terminal sends it."""
+        try:
+            self.send(signum, Target("group"), by)
+        except GsupError:
+            self._record(signum, "group", [], by, group=self.launched.root_pid)  # nobody left to get it
+
+    def kill(self, target: str, by: str) -> list[Seen]:
+        """SIGKILL every live process of the tree, and what it starts meanwhile.
+
+        One look then one kill misses children forked in between, and a process
+        forking in a loop outruns it.  So everything seen is stopped first, the
+        tree looked at again until nothing new appears, and only then killed.
+        """
+        stopped: dict[Identity, Seen] = {}
+        for _ in range(1000):
+            self.tree.snapshot()
+            fresh = [p for p in self.tree.live() if p.identity not in stopped]
+            if not fresh:
+                break
+            for proc in fresh:
+                signals.send(proc.identity, signal.SIGSTOP)
+                stopped[proc.identity] = proc
+        sent_at = time.monotonic()
+        killed = [p for p in stopped.values() if signals.send(p.identity, signal.SIGKILL)]
+        if killed:
+            self._record(signal.SIGKILL, target, [p.pid for p in killed], by, sent_at=sent_at)
+        return killed
+
+    def _record(self, signum: signal.Signals, target: str, pids: list[int], by: str,
+                group: Optional[int] = None, sent_at: Optional[float] = None) -> Action:
+        at = sent_at if sent_at is not None else time.monotonic()
+        action = Action(signal=signum.name, signum=int(signum), target=target, pids=pids,
+                        at=at - self.launched.at, by=by, group=group)
+        self.actions.append(action)
+        self.journal.log(self.journal.session.actions_file, action.to_json())
+        self.display.action(action)
+        return action

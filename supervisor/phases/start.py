@@ -1,0 +1,158 @@
+"""The launch phase: start the program under gsup's guardian, and say where its wait statuses come from.
+
+``launch`` returns a :class:`Launched` record; the loop collects every wait
+status through its ``statuses`` (here :class:`GuardianStatuses`).  A container
+mode (the program as PID 1 of a new PID namespace) is another ``launch`` with
+another :class:`Statuses`; no other phase changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import time
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
+from supervisor import launch as spawning
+from supervisor import reaper, signals
+from supervisor.phases.display import Display
+from supervisor.phases.plan import RunPlan
+from supervisor.readiness import OutputPipe, Readiness
+from supervisor.reaper import ExitStatus
+from supervisor.session import Session
+from supervisor.signals import Identity
+
+
+class Statuses(Protocol):
+    """Where the loop takes the tree's wait statuses from."""
+
+    fd: int  # readable when a status arrives: the loop selects on it
+
+    def collect(self) -> tuple[list[ExitStatus], bool]: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Launched:
+    """A program started: its pid, the guardian between gsup and it, and gsup's ends of its pipes."""
+
+    at: float  # time.monotonic() at launch: every ``at`` of the report counts from it
+    root_pid: int
+    guardian_pid: int
+    statuses: Statuses
+    outputs: tuple[OutputPipe, ...]  # the program's stdout and stderr, when --ready-output reads them
+
+    def close(self) -> None:
+        self.statuses.close()
+        for output in self.outputs:
+            output.close()
+
+
+def launch(plan: RunPlan, session: Session, readiness: Readiness, display: Display) -> Launched:
+    """Start ``plan.argv`` with the probe injected; GsupError if it cannot start."""
+    env = spawning.probe_env(dict(os.environ), session.events_dir, plan.watch, plan.watch_presets)
+    at = time.monotonic()
+    started = spawning.spawn(list(plan.argv), env, plan.json_stdout, session.dir, at,
+                             pipe_output=readiness.pattern is not None)
+    outputs: tuple[OutputPipe, ...] = ()
+    if started.output is not None:
+        out, err = started.output
+        outputs = (OutputPipe(out, 2 if plan.json_stdout else 1, readiness), OutputPipe(err, 2, readiness))
+    statuses = GuardianStatuses(started.statuses, started.guardian, outputs, display)
+    return Launched(at, started.pid, started.guardian, statuses, outputs)
+
+
+def announce(launched: Launched, session: Session, display: Display) -> None:
+    """Write who was launched into the session, so ``gsup kill``/``ps`` find it, and say so."""
+    session.root = signals.identity(launched.root_pid) or Identity(launched.root_pid, 0.0)
+    session.guardian = signals.identity(launched.guardian_pid)
+    session.pgid = launched.root_pid
+    session.launched = launched.at
+    session.save()
+    display.started(session.id, launched.root_pid, session.command)
+
+
+class GuardianStatuses:
+    """Every wait status of the tree: the guardian's (its pipe), then gsup's own (the
+    guardian itself, and orphans if the guardian died)."""
+
+    def __init__(self, fd: int, guardian_pid: int, outputs: tuple[OutputPipe, ...], display: Display) -> None:
+        self.pipe = _StatusPipe(fd)
+        self.fd = fd
+        self.guardian_pid = guardian_pid
+        self.guardian_reaped = False
+        self.outputs = outputs
+        self.display = display
+
+    def collect(self) -> tuple[list[ExitStatus], bool]:
+        """Take every wait status there is; also whether any process is left.  Once none
+        is, the program's output is passed on to its end, so nothing follows the report."""
+        statuses = self.pipe.read()
+        if self.pipe.empty and not self.guardian_reaped:
+            self._reap_guardian()
+        reaped, any_left = reaper.reap_ready()
+        statuses += self.pipe.read(until_end=not any_left)
+        if not any_left:
+            for output in self.outputs:
+                output.pump(until_end=True)
+        for status in reaped:
+            if status.pid == self.guardian_pid:
+                self._on_guardian_end(status)
+            else:
+                statuses.append(status)
+        return statuses, any_left
+
+    def _reap_guardian(self) -> None:
+        """The guardian's tree is gone and it is exiting: collect it now rather
+        than wait for its SIGCHLD, so the report follows the last death at once."""
+        try:
+            pid, status = os.waitpid(self.guardian_pid, 0)
+        except ChildProcessError:
+            return  # already collected by reap_ready
+        self._on_guardian_end(ExitStatus.from_wait_status(pid, status, time.monotonic()))
+
+    def _on_guardian_end(self, status: ExitStatus) -> None:
+        self.guardian_reaped = True
+        if status.code != 0:
+            how = f"exit {status.code}" if status.signal is None else signals.signal_name(status.signal)
+            self.display.note(f"gsup's guardian (pid {status.pid}) ended early ({how}): gsup reaps the rest itself")
+
+    def close(self) -> None:
+        os.close(self.pipe.fd)
+
+
+class _StatusPipe:
+    """The guardian's wait statuses, one JSON line each (see guardian.py)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pending = b""
+        self.ended = False
+        self.empty = False  # the guardian said its tree is gone: nothing more can come
+
+    def read(self, until_end: bool = False) -> list[ExitStatus]:
+        """What has arrived; ``until_end``: the guardian is gone, take the rest."""
+        while not self.ended and not self.empty:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                if not until_end:
+                    break
+                select.select([self.fd], [], [], 1.0)
+                continue
+            if not chunk:
+                self.ended = True
+            self.pending += chunk
+        *lines, self.pending = self.pending.split(b"\n")
+        self.empty = self.empty or any(line.startswith(b'{"empty"') for line in lines)
+        return [status for status in map(_status, lines) if status is not None]
+
+
+def _status(line: bytes) -> Optional[ExitStatus]:
+    try:
+        record = json.loads(line)
+        return ExitStatus(int(record["pid"]), record["code"], record["signal"], float(record["at"]))
+    except (ValueError, KeyError, TypeError):
+        return None
