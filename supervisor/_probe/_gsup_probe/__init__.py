@@ -25,7 +25,6 @@ The reader lives in ``supervisor/events.py``; the two share only the file format
 """
 
 import sys
-
 from _functools import partial  # noqa: F401  (builtin: costs nothing to import; the parts share it)
 
 PY310 = sys.version_info >= (3, 10)
