@@ -71,7 +71,7 @@ def steps() -> list[tuple[str, float]]:
         ("  real_register x3 (marker, func, marker)", lambda: (
             real_register(noop), real_register(noop), real_register(noop))),
         ("handler run: exits.begin(hid)", lambda: exits.begin(hid)),
-        ("  HookProxy(...) made and set on each begin", lambda: probe.exits.HookProxy(sys.unraisablehook, exits)),
+        ("  HookProxy(...) made and set on each begin", lambda: probe._HookProxy(sys.unraisablehook, exits)),
         ("handler run: exits.end(hid)", lambda: exits.end(hid)),
         ("handler run: the marker twice -> begin + end", lambda: (exits.handlers[hid][2](), exits.handlers[hid][3]())),
     ]

@@ -2,7 +2,7 @@
 
 gsup prepends this directory to ``PYTHONPATH`` and names an events directory in
 ``GSUP_EVENTS``; this file hands over to the ``_gsup_probe`` package next to it
-(its ``patch.apply_patches``, which says what is patched and why), then imports
+(its ``apply_patches`` says what is patched, in order), then imports
 the ``sitecustomize`` it hides.  It stays small and compiles on any interpreter:
 nothing here may fail the host, and an old one simply runs without the probe.
 """
@@ -39,9 +39,9 @@ def _main():
 
         events_dir = os.environ.get("GSUP_EVENTS")
         if events_dir:
-            from _gsup_probe import patch  # the package enters sys.modules: the guard
+            import _gsup_probe  # enters sys.modules: the guard
 
-            patch.start(os, events_dir, __spec__)
+            _gsup_probe.start(os, events_dir, __spec__)
     except Exception:
         pass
     sys.modules.setdefault(_PACKAGE, sys.modules.get(__name__))  # off (or failed): still once
