@@ -244,6 +244,7 @@ def start(os, events_dir, entry_spec):
     """Apply the patches, keep the probe's compiled bytecode, and leave one
     name in ``sys.modules`` (the package's: the once-only guard)."""
     try:
+        __path__[:] = [os.path.abspath(p) for p in __path__]  # watch may load after a chdir
         apply_patches(os, events_dir)
         if sys.dont_write_bytecode:
             for spec in (entry_spec, __spec__, *(module.__spec__ for module in _parts())):

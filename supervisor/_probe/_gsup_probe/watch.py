@@ -1,6 +1,7 @@
 """Watched functions (``--watch MODULE:QUALNAME`` and the built-in sets): a *begin* and an *end* around each call.
 
-Loaded by ``patch`` only when a watched module is first imported.
+Loaded by the package (``_load_watch``) only when a watched module is first imported, and
+dropped from ``sys.modules`` at once: it reaches the package's names as ``from . import name``.
 """
 
 import sys
