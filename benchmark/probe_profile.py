@@ -4,7 +4,8 @@
 
 Runs itself again in a child with the probe loaded (PYTHONPATH, GSUP_EVENTS),
 reaches the probe's objects through the closure of the patched
-``atexit.register``, and times each step of the path with ``timeit``, best of
+``atexit.register`` and its package (``_gsup_probe``, the one name it leaves
+in ``sys.modules``), and times each step of the path with ``timeit``, best of
 five, in microseconds per call.  The steps add up to (roughly) the per-event
 figures of ``make bench``; the ones that dominate are what to make cheaper.
 """
@@ -48,21 +49,20 @@ def steps() -> list[tuple[str, float]]:
     def noop() -> None:
         pass
 
-    line = ('{"k":"reg","n":1,"t":1.000000,"h":1,"kind":"atexit"' + probe._describe(noop) + "}\n").encode()
+    line = ('{"k":"reg","n":1,"t":1.000000,"h":1,"kind":"atexit"' + probe.describe(noop) + "}\n").encode()
     hid, _ = exits.new(noop, "atexit")
     timed: list[tuple[str, Callable[[], object]]] = [
         ("atexit.register, real (C), one call", lambda: real_register(noop)),
         ("atexit.register, the probe's, whole", lambda: atexit.register(noop)),
         ("  exits.new (id, markers, describe, emit)", lambda: exits.new(noop, "atexit")),
-        ("    _describe(func)", lambda: probe._describe(noop)),
-        ("      _innermost(func)", lambda: probe._innermost(noop)),
-        ("      _where(func)", lambda: probe._where(noop)),
-        ("      _js(text) x3", lambda: (probe._js("noop"), probe._js("__main__"), probe._js("/a/b.py:12"))),
+        ("    describe(func)", lambda: probe.describe(noop)),
+        ("      innermost(func)", lambda: probe.innermost(noop)),
+        ("      where(func)", lambda: probe.where(noop)),
+        ("      js(text) x3", lambda: (probe.js("noop"), probe.js("__main__"), probe.js("/a/b.py:12"))),
         ("    the reg body: '%d %s %s' % ...",
          lambda: ',"h":%d,"kind":"%s"%s' % (1, "atexit", ',"name":"x"')),  # noqa: UP031 (as the probe does)
-        ("    partial(...) (the marker, before and after)", lambda: probe._partial(exits.mark, 1)),
+        ("    partial(...) (the marker, before and after)", lambda: probe.partial(exits.mark, 1)),
         ("    rec.emit('reg', body)", lambda: rec.emit("reg", ',"h":1,"kind":"atexit"')),
-        ("      os.getpid() (a syscall, every event)", rec._getpid),
         ("      time.monotonic()", rec.monotonic),
         ("      format the line + encode", lambda: (
             '{"k":"%s","n":%d,"t":%.6f%s}\n' % ("reg", 1, 1.0, ',"h":1,"kind":"atexit"')).encode(  # noqa: UP031
@@ -71,7 +71,7 @@ def steps() -> list[tuple[str, float]]:
         ("  real_register x3 (marker, func, marker)", lambda: (
             real_register(noop), real_register(noop), real_register(noop))),
         ("handler run: exits.begin(hid)", lambda: exits.begin(hid)),
-        ("  _HookProxy(...) made and set on each begin", lambda: probe._HookProxy(sys.unraisablehook, exits)),
+        ("  HookProxy(...) made and set on each begin", lambda: probe._HookProxy(sys.unraisablehook, exits)),
         ("handler run: exits.end(hid)", lambda: exits.end(hid)),
         ("handler run: the marker twice -> begin + end", lambda: (exits.handlers[hid][2](), exits.handlers[hid][3]())),
     ]

@@ -261,7 +261,7 @@ def test_preset_paths_a_version_lacks_are_skipped_silently(gsup: Gsup, program: 
 
 def test_preset_names_match_the_probe() -> None:
     """gsup checks --watch-preset against its own list: it must be the probe's."""
-    tree = ast.parse((ROOT / "supervisor" / "_probe" / "sitecustomize.py").read_text())
+    tree = ast.parse((ROOT / "supervisor" / "_probe" / "_gsup_probe" / "__init__.py").read_text())
     presets = next(node.value for node in tree.body if isinstance(node, ast.Assign)
                    and any(isinstance(t, ast.Name) and t.id == "WATCH_PRESETS" for t in node.targets))
     assert isinstance(presets, ast.Dict)
