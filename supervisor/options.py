@@ -92,7 +92,7 @@ def parse_watch(text: str) -> str:
     return f"{module}:{qualname}"
 
 
-# The probe's built-in watch sets (``WATCH_PRESETS`` in _probe/sitecustomize.py,
+# The probe's built-in watch sets (``WATCH_PRESETS`` in _probe/_gsup_probe/__init__.py,
 # which cannot be imported from here: tests/test_watch.py keeps the two equal).
 WATCH_PRESETS = ("gunicorn", "asgi", "weakref", "logging", "futures")
 
