@@ -30,6 +30,10 @@ def main() -> None:
         return
     if sys.argv[1:] == ["ps"] and not _completing() and fast_ps():
         return
+    if sys.argv[1:2] == ["run"]:
+        from supervisor import early_signals
+
+        early_signals.collect()  # a TERM during the imports below is forwarded, not fatal
     from supervisor.cli import entry
 
     entry()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
 from typing import Optional
 
+from supervisor import early_signals
 from supervisor.phases.display import Display
 from supervisor.phases.journal import Journal
 from supervisor.phases.start import Launched
@@ -49,6 +50,7 @@ class OwnSignals:
         for signum, handler in handlers.items():
             self._previous[signum] = signal.signal(signum, handler)
         self._previous[-1] = signal.set_wakeup_fd(self.wake_w)
+        self.pending += early_signals.take(self._previous)  # received before these handlers: act on them too
         return self
 
     def __exit__(self, kind: Optional[type[BaseException]], error: Optional[BaseException],
