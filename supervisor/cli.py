@@ -310,19 +310,21 @@ def _kill(sig: str, target: str, session_id: Optional[str], wait: bool, timeout:
 
 
 @main.command()
-def ps() -> None:
+@click.option("-a", "--all", "every", is_flag=True,
+              help="Also list ended sessions: finished, could not start (why), or gsup died.")
+def ps(every: bool) -> None:
     """List live gsup sessions and their process trees."""
-    _guard(_ps)
+    _guard(lambda: _ps(every))
 
 
-def _ps() -> None:
+def _ps(every: bool) -> None:
     from supervisor import discovery
-    from supervisor.ps import lines, refusal
+    from supervisor.ps import ended_lines, lines, refusal
 
     found, refused = discovery.live_sessions()
     for why in refused:
         click.echo(refusal(why), err=True)
-    for line in lines(found):
+    for line in ended_lines(discovery.all_sessions(), found) if every else lines(found):
         click.echo(line)
 
 
@@ -339,7 +341,7 @@ def report_command(session_id: Optional[str], as_json: bool) -> None:
 def _report(session_id: Optional[str], as_json: bool) -> None:
     from supervisor import control
 
-    report = control.recover(session_id)
+    report = control.recover(session_id)  # an empty SESSION is a session id, not "the newest"
     _print_report(report, as_json)
     if report.incomplete:
         fail("report incomplete: " + "; ".join(report.incomplete), ExitCode.INCOMPLETE)

@@ -67,9 +67,21 @@ class Session:
     started: float = field(default_factory=time.time)
     root: Identity | None = None
     pgid: int | None = None
-    finished: bool = False
+    state: str = discovery.RUNNING  # how it ended: discovery.ENDINGS, written by its gsup
+    reason: str | None = None  # why it could not start, or why gsup left without a report
+    exit_code: int | None = None  # gsup's exit code then
     launched: float = 0.0  # CLOCK_MONOTONIC at launch (system-wide): "at" fields count from it
     guardian: Identity | None = None  # between gsup and the program (guardian.py): never part of the tree
+
+    @property
+    def finished(self) -> bool:
+        """Its gsup wrote the report."""
+        return self.state == discovery.FINISHED
+
+    def end(self, state: str, reason: str | None = None, exit_code: int | None = None) -> None:
+        """Say in session.json how the session ended, so no reader mistakes it for gsup's death."""
+        self.state, self.reason, self.exit_code = state, reason, exit_code
+        self.save()
 
     @property
     def events_dir(self) -> Path:
@@ -94,8 +106,11 @@ class Session:
             "pgid": self.pgid,
             "started": self.started,
             "launched": self.launched,
-            "finished": self.finished,
+            "finished": self.state != discovery.RUNNING,  # what readers older than "state" go by
             "guardian": asdict(self.guardian) if self.guardian else None,
+            "state": self.state,
+            "reason": self.reason,
+            "exit_code": self.exit_code,
         }
         tmp = self.dir / f".session.json.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
@@ -114,14 +129,15 @@ class Session:
 
     def is_live(self) -> bool:
         """The gsup that owns it still runs (same pid *and* start time)."""
-        return not self.finished and discovery.running(self.gsup.pid, self.gsup.create_time)
+        return self.state == discovery.RUNNING and discovery.running(self.gsup.pid, self.gsup.create_time)
 
     @classmethod
     def of(cls, state: discovery.State) -> Session:
         """The session a state file describes, with pathlib's path and psutil's identities."""
         return cls(id=state.id, dir=Path(state.dir), command=state.command, gsup=_identity(state.gsup),
-                   started=state.started, root=_maybe(state.root), pgid=state.pgid, finished=state.finished,
-                   launched=state.launched, guardian=_maybe(state.guardian))
+                   started=state.started, root=_maybe(state.root), pgid=state.pgid, state=state.state,
+                   reason=state.reason, exit_code=state.exit_code, launched=state.launched,
+                   guardian=_maybe(state.guardian))
 
 
 def _identity(proc: discovery.Proc) -> Identity:

@@ -11,6 +11,7 @@ from typing import Optional
 
 from supervisor import __version__, events, options, report
 from supervisor import session as sessions
+from supervisor.discovery import FINISHED
 from supervisor.model import Action, Ready, Report
 from supervisor.phases.journal import Journal
 from supervisor.phases.plan import RunPlan
@@ -33,9 +34,8 @@ def drain(journal: Journal, tree: Optional[Tree], own_actions: list[Action]) -> 
     and wait for the senders already under way; never fails for want of the session's files."""
     finished = time.monotonic()
     session = journal.session
-    session.finished = True
     try:
-        session.save()
+        session.end(FINISHED)
     except OSError as err:
         journal.note(f"session state not saved: {err.strerror}")
     if tree is not None:
