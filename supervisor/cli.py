@@ -98,7 +98,8 @@ def program_options(func: Any) -> Any:
                      help="Interpreter for SCRIPT and -m (default: python on PATH)."),
         click.option("--json", "as_json", is_flag=True,
                      help="JSON report alone on stdout (program output goes to stderr)."),
-        click.option("--after", metavar="DURATION", help="Send that long after launch (3, 3s, 500ms, 1m)."),
+        click.option("--after", metavar="DURATION",
+                     help="Send that long after launch, or after readiness with --ready-* (3, 3s, 500ms, 1m)."),
         click.option("--grace", default=None, metavar="DURATION",
                      help="After the signal, or once the launched process ended, wait this long, then SIGKILL "
                           "the rest.  [default: 10s, or the --stop preset's]"),

@@ -146,3 +146,13 @@ def test_everything_after_the_module_belongs_to_it(gsup: Gsup, tmp_path: Path) -
     assert result.stdout.startswith("usage: python -m json.tool")
     report = gsup.run("run", "-q", "--json", "--python", PYTHON, "-mjson.tool", "data.json", "--sort-keys").report
     assert role(report, "parent")["argv"][1:] == ["-m", "json.tool", "data.json", "--sort-keys"]
+
+
+def test_after_counts_from_readiness(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    """``--after`` with ``--ready-*`` waits that long once ready, as the README says, not from launch."""
+    ready = tmp_path / "ready"
+    script = program(f"import time\ntime.sleep(0.6)\nopen({str(ready)!r}, 'w').close()\ntime.sleep(60)\n")
+    report = gsup.report("-q", "--signal", "TERM", "--ready-file", str(ready), "--after", "500ms", str(script))
+    assert report["ready"]["ok"] is True
+    [sent] = [a for a in report["actions"] if a["by"] == "gsup"]
+    assert sent["at"] >= report["ready"]["after"] + 0.45, (sent, report["ready"])
