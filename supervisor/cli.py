@@ -37,8 +37,23 @@ a second Ctrl-C SIGKILLs what is left.  The report follows either way.
 
 
 def fail(message: str, code: int = ExitCode.USAGE) -> NoReturn:
-    click.echo(f"gsup: error: {message}", err=True)
+    """One line on stderr, then ``code``; a closed stderr loses the line, never the code."""
+    try:
+        click.echo(f"gsup: error: {message}", err=True)
+    except OSError:
+        _to_devnull(2)
     sys.exit(int(code))
+
+
+def _to_devnull(fd: int) -> None:
+    """Point ``fd`` at /dev/null, so that what is still buffered for it cannot fail at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(devnull)
 
 
 def entry() -> None:
@@ -51,6 +66,12 @@ def entry() -> None:
         fail(err.format_message(), ExitCode.USAGE)
     except click.ClickException as err:
         fail(err.format_message(), err.exit_code)
+    except BrokenPipeError:
+        reader_gone()
+    except SystemExit:
+        if type(sys.stdout).__name__ == "_PacifyFlushWrapper":  # click's own output (--help) lost its reader
+            reader_gone()
+        raise
     sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -354,11 +375,9 @@ def _print_report(report: Report, as_json: bool) -> None:
 
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
-        from rich.console import Console
+        from supervisor.render import StdoutConsole, render
 
-        from supervisor.render import render
-
-        Console(highlight=False).print(render(report))
+        StdoutConsole(highlight=False).print(render(report))
 
 
 @main.command()
@@ -374,6 +393,18 @@ def _schema(name: str) -> None:
     click.echo(schemas.text(name), nl=False)
 
 
+def reader_gone() -> NoReturn:
+    """gsup's output pipe lost its reader (``gsup ps | head -1``): stop writing and exit
+    quietly as a SIGPIPE death would show in a shell, 141 (README "Exit codes").
+
+    gsup gets here only once its run (if any) has ended and its report is saved, so
+    the program never notices.  Both streams go to /dev/null first, so that nothing
+    still buffered fails again at exit."""
+    for fd in (1, 2):
+        _to_devnull(fd)
+    sys.exit(int(ExitCode.OUTPUT_CLOSED))
+
+
 def _guard(action: Any) -> None:
     """Run a command; user errors become one line and their exit code, never a traceback."""
     try:
@@ -383,6 +414,8 @@ def _guard(action: Any) -> None:
     except KeyboardInterrupt:
         click.echo("gsup: interrupted", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
+    except BrokenPipeError:
+        reader_gone()
     except (SystemExit, click.exceptions.Exit, click.ClickException):
         raise
     except Exception as err:

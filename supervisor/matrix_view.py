@@ -26,6 +26,7 @@ from supervisor.model import (
     Process,
     Report,
 )
+from supervisor.render import StdoutConsole
 from supervisor.scenarios import Progress
 
 
@@ -58,7 +59,7 @@ def show(result: MatrixReport, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result.to_json(), indent=2))
         return
-    Console(highlight=False).print(table(result))
+    StdoutConsole(highlight=False).print(table(result))
 
 
 def table(result: MatrixReport) -> Table:
