@@ -58,8 +58,11 @@ def _to_devnull(fd: int) -> None:
 
 def entry() -> None:
     """Run the command line: click's usage errors become one line and exit 2, too."""
+    from supervisor.launch import plug_std_streams
+
+    closed = plug_std_streams()  # first: nothing of gsup's may land on a closed 0, 1 or 2
     try:
-        code = main(standalone_mode=False)
+        code = main(standalone_mode=False, obj=closed)
     except click.exceptions.Abort:
         fail("interrupted", ExitCode.INTERRUPTED)
     except click.UsageError as err:
@@ -198,6 +201,7 @@ def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
         ready_timeout=options.parse_duration(params["ready_timeout"]),
         expect=list(params["expect"]), watch=[options.parse_watch(w) for w in params["watch"]],
         watch_presets=options.parse_watch_presets(params["watch_presets"]),
+        closed_streams=ctx.obj if isinstance(ctx.obj, frozenset) else frozenset(),
     )
     module, python, program = params["module"], params["python"], list(params["program"])
     if module is not None:
@@ -225,6 +229,8 @@ def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str]) -> None
     report = outcome.report
     report.expectations = expect.evaluate(expectations, report)
     _print_report(report, run_options.json_stdout)
+    if 1 in run_options.closed_streams:
+        click.echo(f"gsup: stdout was closed: the report is saved, see `gsup report {report.session}`", err=True)
     junit_error: Optional[GsupError] = None
     if junit is not None:
         name = junit_xml.scenario_name(run_options.signal, run_options.target, run_options.stop)
