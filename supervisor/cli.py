@@ -377,9 +377,9 @@ def _report(session_id: Optional[str], as_json: bool) -> None:
 
 def _print_report(report: Report, as_json: bool) -> None:
     if as_json:
-        import json
+        from supervisor import strictjson
 
-        click.echo(json.dumps(report.to_json(), indent=2))
+        click.echo(strictjson.dumps(report.to_json(), indent=2))
     else:
         from supervisor.render import StdoutConsole, render
 

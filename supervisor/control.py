@@ -9,7 +9,6 @@ process's identity through a pidfd.
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -17,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from supervisor import discovery, signals
+from supervisor import discovery, signals, strictjson
 from supervisor import session as sessions
 from supervisor.errors import ExitCode, GsupError
 from supervisor.tree import Seen, Tree
@@ -152,7 +151,7 @@ def recover(session_id: str | None) -> Report:
     saved = session.dir / "report.json"
     if session.finished:
         try:
-            return Report.from_json(json.loads(saved.read_text()))
+            return Report.from_json(strictjson.loads(saved.read_bytes()))
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not saved (or damaged): rebuild it below
     built = rebuild(session)

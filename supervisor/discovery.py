@@ -127,7 +127,7 @@ def load(session_id: str) -> State:
 
 
 def _load(root: str, session_id: str) -> State:
-    import json  # here, not above: with no session at all, ``gsup ps`` never pays for it
+    from supervisor import strictjson  # here, not above: with no session at all, ``gsup ps`` never pays for json
 
     directory = child(root, session_id) if _plain_name(session_id) else ""
     if not directory or not _is_dir(directory):
@@ -141,7 +141,7 @@ def _load(root: str, session_id: str) -> State:
         if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid():
             raise GsupError(f"refusing session {session_id}: session.json is a link or not yours")
         with open(path) as file:
-            state = json.loads(file.read())
+            state = strictjson.loads(file.read())
         if not isinstance(state, dict) or state.get("schema") != SCHEMA:
             raise ValueError("schema")
         return State(state, directory)

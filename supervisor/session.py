@@ -17,7 +17,6 @@ the fact, and ``gsup kill --wait`` can say how its targets ended.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import stat
@@ -27,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supervisor import discovery
+from supervisor import discovery, strictjson
 from supervisor.errors import GsupError
 from supervisor.model import Action
 from supervisor.signals import Identity, identity
@@ -115,12 +114,12 @@ class Session:
         tmp = self.dir / f".session.json.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as out:
-            json.dump(state, out)
+            out.write(strictjson.dumps(state))
         os.replace(tmp, self.dir / "session.json")
 
     def append(self, file: Path, record: dict[str, Any]) -> None:
         """Append one JSON line in one write, so a crash never splits a record."""
-        line = (json.dumps(record) + "\n").encode()
+        line = (strictjson.dumps(record) + "\n").encode()
         fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             os.write(fd, line)
@@ -193,7 +192,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     records = []
     for line in data.splitlines():
         try:
-            record = json.loads(line)
+            record = strictjson.loads(line)
         except ValueError:
             continue
         if isinstance(record, dict):
