@@ -5,10 +5,14 @@ Finding sessions and checking their state files is :mod:`supervisor.discovery`'s
 ``gsup kill`` and ``gsup report`` need on top: pathlib paths and psutil
 identities.  Layout of one session, under :func:`sessions_root`::
 
-    <id>/session.json    who is running what (written atomically, 0600)
+    <id>/session.json    who is running what, and how the session ended (``state``;
+                         written atomically, 0600)
     <id>/events/         one append-only file per Python process image (the probe)
     <id>/exits.jsonl     every wait status gsup reaped, as it reaped it
     <id>/actions.jsonl   every signal gsup or ``gsup kill`` sent
+    <id>/report.json     the report, once gsup has built it
+
+All are strict JSON (:mod:`supervisor.strictjson`).
 
 Everything a report needs is in these files, so a report can be rebuilt after
 the fact, and ``gsup kill --wait`` can say how its targets ended.
