@@ -58,8 +58,6 @@ def _to_devnull(fd: int) -> None:
 
 def entry() -> None:
     """Run the command line: click's usage errors become one line and exit 2, too."""
-    from supervisor.launch import plug_std_streams
-
     closed = plug_std_streams()  # first: nothing of gsup's may land on a closed 0, 1 or 2
     try:
         code = main(standalone_mode=False, obj=closed)
@@ -76,6 +74,29 @@ def entry() -> None:
             reader_gone()
         raise
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def plug_std_streams() -> frozenset[int]:
+    """Which of gsup's stdin, stdout and stderr were closed (``2>&-``), each now /dev/null.
+
+    A closed fd 0, 1 or 2 would be the next file gsup opens (a session file, a
+    pipe), and gsup's own writes would land there; on /dev/null they vanish.  The
+    program still gets them closed, as a shell would give them (:func:`supervisor.launch.closed_for_program`).
+    """
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free fd: this very one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)  # a standard stream, passed on as any other (the guardian's)
+            if fd and getattr(sys, ("stdin", "stdout", "stderr")[fd]) is None:  # Python saw it closed
+                setattr(sys, ("stdin", "stdout", "stderr")[fd], open(fd, "w", closefd=False))  # noqa: SIM115
+    return frozenset(closed)
 
 
 class _Command(click.Command):

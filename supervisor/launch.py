@@ -111,29 +111,6 @@ def probe_env(base: dict[str, str], events_dir: Path, watch: Sequence[str] = (),
     return env
 
 
-def plug_std_streams() -> frozenset[int]:
-    """Which of gsup's stdin, stdout and stderr were closed (``2>&-``), each now /dev/null.
-
-    A closed fd 0, 1 or 2 would be the next file gsup opens (a session file, a
-    pipe), and gsup's own writes would land there; on /dev/null they vanish.  The
-    program still gets them closed, as a shell would give them (:func:`closed_for_program`).
-    """
-    closed = []
-    for fd in (0, 1, 2):
-        try:
-            os.fstat(fd)
-        except OSError:
-            closed.append(fd)
-            null = os.open(os.devnull, os.O_RDWR)  # the lowest free fd: this very one, or one below it
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
-            os.set_inheritable(fd, True)  # a standard stream, passed on as any other (the guardian's)
-            if fd and getattr(sys, ("stdin", "stdout", "stderr")[fd]) is None:  # Python saw it closed
-                setattr(sys, ("stdin", "stdout", "stderr")[fd], open(fd, "w", closefd=False))  # noqa: SIM115
-    return frozenset(closed)
-
-
 def closed_for_program(closed: frozenset[int], stdout_to_stderr: bool, piped: bool) -> frozenset[int]:
     """The fds the program gets closed: what gsup got closed, where the program's
     stream is gsup's (with ``--json`` its stdout is gsup's stderr; ``--ready-output``
