@@ -37,21 +37,66 @@ a second Ctrl-C SIGKILLs what is left.  The report follows either way.
 
 
 def fail(message: str, code: int = ExitCode.USAGE) -> NoReturn:
-    click.echo(f"gsup: error: {message}", err=True)
+    """One line on stderr, then ``code``; a closed stderr loses the line, never the code."""
+    try:
+        click.echo(f"gsup: error: {message}", err=True)
+    except OSError:
+        _to_devnull(2)
     sys.exit(int(code))
+
+
+def _to_devnull(fd: int) -> None:
+    """Point ``fd`` at /dev/null, so that what is still buffered for it cannot fail at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(devnull)
 
 
 def entry() -> None:
     """Run the command line: click's usage errors become one line and exit 2, too."""
+    closed = plug_std_streams()  # first: nothing of gsup's may land on a closed 0, 1 or 2
     try:
-        code = main(standalone_mode=False)
+        code = main(standalone_mode=False, obj=closed)
     except click.exceptions.Abort:
         fail("interrupted", ExitCode.INTERRUPTED)
     except click.UsageError as err:
         fail(err.format_message(), ExitCode.USAGE)
     except click.ClickException as err:
         fail(err.format_message(), err.exit_code)
+    except BrokenPipeError:
+        reader_gone()
+    except SystemExit:
+        if type(sys.stdout).__name__ == "_PacifyFlushWrapper":  # click's own output (--help) lost its reader
+            reader_gone()
+        raise
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def plug_std_streams() -> frozenset[int]:
+    """Which of gsup's stdin, stdout and stderr were closed (``2>&-``), each now /dev/null.
+
+    A closed fd 0, 1 or 2 would be the next file gsup opens (a session file, a
+    pipe), and gsup's own writes would land there; on /dev/null they vanish.  The
+    program still gets them closed, as a shell would give them (:func:`supervisor.launch.closed_for_program`).
+    """
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            closed.append(fd)
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free fd: this very one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)  # a standard stream, passed on as any other (the guardian's)
+            if fd and getattr(sys, ("stdin", "stdout", "stderr")[fd]) is None:  # Python saw it closed
+                setattr(sys, ("stdin", "stdout", "stderr")[fd], open(fd, "w", closefd=False))  # noqa: SIM115
+    return frozenset(closed)
 
 
 class _Command(click.Command):
@@ -98,7 +143,8 @@ def program_options(func: Any) -> Any:
                      help="Interpreter for SCRIPT and -m (default: python on PATH)."),
         click.option("--json", "as_json", is_flag=True,
                      help="JSON report alone on stdout (program output goes to stderr)."),
-        click.option("--after", metavar="DURATION", help="Send that long after launch (3, 3s, 500ms, 1m)."),
+        click.option("--after", metavar="DURATION",
+                     help="Send that long after launch, or after readiness with --ready-* (3, 3s, 500ms, 1m)."),
         click.option("--grace", default=None, metavar="DURATION",
                      help="After the signal, or once the launched process ended, wait this long, then SIGKILL "
                           "the rest.  [default: 10s, or the --stop preset's]"),
@@ -176,6 +222,7 @@ def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
         ready_timeout=options.parse_duration(params["ready_timeout"]),
         expect=list(params["expect"]), watch=[options.parse_watch(w) for w in params["watch"]],
         watch_presets=options.parse_watch_presets(params["watch_presets"]),
+        closed_streams=ctx.obj if isinstance(ctx.obj, frozenset) else frozenset(),
     )
     module, python, program = params["module"], params["python"], list(params["program"])
     if module is not None:
@@ -203,6 +250,8 @@ def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str]) -> None
     report = outcome.report
     report.expectations = expect.evaluate(expectations, report)
     _print_report(report, run_options.json_stdout)
+    if 1 in run_options.closed_streams:
+        click.echo(f"gsup: stdout was closed: the report is saved, see `gsup report {report.session}`", err=True)
     junit_error: Optional[GsupError] = None
     if junit is not None:
         name = junit_xml.scenario_name(run_options.signal, run_options.target, run_options.stop)
@@ -310,19 +359,21 @@ def _kill(sig: str, target: str, session_id: Optional[str], wait: bool, timeout:
 
 
 @main.command()
-def ps() -> None:
+@click.option("-a", "--all", "every", is_flag=True,
+              help="Also list ended sessions: finished, could not start (why), or gsup died.")
+def ps(every: bool) -> None:
     """List live gsup sessions and their process trees."""
-    _guard(_ps)
+    _guard(lambda: _ps(every))
 
 
-def _ps() -> None:
+def _ps(every: bool) -> None:
     from supervisor import discovery
-    from supervisor.ps import lines, refusal
+    from supervisor.ps import ended_lines, lines, refusal
 
     found, refused = discovery.live_sessions()
     for why in refused:
         click.echo(refusal(why), err=True)
-    for line in lines(found):
+    for line in ended_lines(discovery.all_sessions(), found) if every else lines(found):
         click.echo(line)
 
 
@@ -339,7 +390,7 @@ def report_command(session_id: Optional[str], as_json: bool) -> None:
 def _report(session_id: Optional[str], as_json: bool) -> None:
     from supervisor import control
 
-    report = control.recover(session_id)
+    report = control.recover(session_id)  # an empty SESSION is a session id, not "the newest"
     _print_report(report, as_json)
     if report.incomplete:
         fail("report incomplete: " + "; ".join(report.incomplete), ExitCode.INCOMPLETE)
@@ -347,15 +398,13 @@ def _report(session_id: Optional[str], as_json: bool) -> None:
 
 def _print_report(report: Report, as_json: bool) -> None:
     if as_json:
-        import json
+        from supervisor import strictjson
 
-        click.echo(json.dumps(report.to_json(), indent=2))
+        click.echo(strictjson.dumps(report.to_json(), indent=2))
     else:
-        from rich.console import Console
+        from supervisor.render import StdoutConsole, render
 
-        from supervisor.render import render
-
-        Console(highlight=False).print(render(report))
+        StdoutConsole(highlight=False).print(render(report))
 
 
 @main.command()
@@ -371,6 +420,18 @@ def _schema(name: str) -> None:
     click.echo(schemas.text(name), nl=False)
 
 
+def reader_gone() -> NoReturn:
+    """gsup's output pipe lost its reader (``gsup ps | head -1``): stop writing and exit
+    quietly as a SIGPIPE death would show in a shell, 141 (README "Exit codes").
+
+    gsup gets here only once its run (if any) has ended and its report is saved, so
+    the program never notices.  Both streams go to /dev/null first, so that nothing
+    still buffered fails again at exit."""
+    for fd in (1, 2):
+        _to_devnull(fd)
+    sys.exit(int(ExitCode.OUTPUT_CLOSED))
+
+
 def _guard(action: Any) -> None:
     """Run a command; user errors become one line and their exit code, never a traceback."""
     try:
@@ -380,6 +441,8 @@ def _guard(action: Any) -> None:
     except KeyboardInterrupt:
         click.echo("gsup: interrupted", err=True)
         sys.exit(int(ExitCode.INTERRUPTED))
+    except BrokenPipeError:
+        reader_gone()
     except (SystemExit, click.exceptions.Exit, click.ClickException):
         raise
     except Exception as err:

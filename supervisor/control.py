@@ -9,7 +9,6 @@ process's identity through a pidfd.
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import signal
@@ -17,14 +16,15 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from supervisor import discovery, signals
+from supervisor import discovery, signals, strictjson
 from supervisor import session as sessions
-from supervisor.errors import GsupError
+from supervisor.errors import ExitCode, GsupError
 from supervisor.tree import Seen, Tree
 
 if TYPE_CHECKING:  # the report machinery loads only where it is used
     from supervisor.model import Action, Process, Report
     from supervisor.options import Target
+    from supervisor.reaper import ExitStatus
     from supervisor.signals import Identity
 
 STATUS_WAIT = 2.0  # seconds for the run's gsup to record a status after a death
@@ -116,14 +116,23 @@ def rebuild(session: sessions.Session) -> Report:
                                        float(record["at"]) + session.launched))
         except (KeyError, TypeError, ValueError):
             continue
+    actions = sessions.read_actions(session)
     facts = report.RunFacts(
         command=session.command, session=session.id, started_wall=session.started, launched=session.launched,
         root_pid=session.root.pid if session.root else 0, gsup_pid=session.gsup.pid,
         guardian_pid=session.guardian.pid if session.guardian else None,
         images=events.read_all(session.events_dir), seen=[],
-        statuses=statuses, actions=sessions.read_actions(session), leftovers=[], finished=time.monotonic(),
+        statuses=statuses, actions=actions, leftovers=[], finished=_last_known(session, statuses, actions),
     )
     return report.build(facts)
+
+
+def _last_known(session: sessions.Session, statuses: list[ExitStatus], actions: list[Action]) -> float:
+    """Where a rebuilt report's duration ends: now while its gsup runs, else the last
+    status or send recorded (a look days later must not read as days of running)."""
+    if session.is_live():
+        return time.monotonic()
+    return max([session.launched, *(s.at for s in statuses), *(a.at + session.launched for a in actions)])
 
 
 def recover(session_id: str | None) -> Report:
@@ -131,25 +140,42 @@ def recover(session_id: str | None) -> Report:
 
     A gsup that was killed, or is still running, saved none: the rebuilt
     report is marked incomplete and says why, so nothing passes for whole.
+    A session that could not start has no report: its reason is raised, with
+    the exit code ``gsup run`` gave for it.
     """
     from supervisor.model import Report
 
-    session = sessions.load(session_id) if session_id else _newest()
+    session = sessions.load(session_id) if session_id is not None else _newest()
+    if session.state == discovery.NOT_STARTED:
+        raise GsupError(f"session {session.id} could not start: {session.reason}", _exit_code(session.exit_code))
     saved = session.dir / "report.json"
     if session.finished:
         try:
-            return Report.from_json(json.loads(saved.read_text()))
+            return Report.from_json(strictjson.loads(saved.read_bytes()))
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not saved (or damaged): rebuild it below
     built = rebuild(session)
-    if session.is_live():
-        built.incomplete.append(f"gsup (pid {session.gsup.pid}) is still running: the report so far")
-    elif not session.finished:
-        built.incomplete.append(f"gsup (pid {session.gsup.pid}) died before writing the report; "
-                                "rebuilt from the session's files")
-    else:
-        built.incomplete.append("report.json missing or damaged; rebuilt from the session's files")
+    built.incomplete.append(_why_rebuilt(session))
     return built
+
+
+def _why_rebuilt(session: sessions.Session) -> str:
+    if session.is_live():
+        return f"gsup (pid {session.gsup.pid}) is still running: the report so far"
+    if session.state == discovery.GSUP_DIED:
+        return (f"gsup (pid {session.gsup.pid}) stopped before writing the report ({session.reason}); "
+                "rebuilt from the session's files")
+    if not session.finished:
+        return f"gsup (pid {session.gsup.pid}) died before writing the report; rebuilt from the session's files"
+    return "report.json missing or damaged; rebuilt from the session's files"
+
+
+def _exit_code(code: int | None) -> ExitCode:
+    """The exit code a session's state recorded, if it is one of gsup's; else 2."""
+    try:
+        return ExitCode(code) if code is not None else ExitCode.USAGE
+    except ValueError:
+        return ExitCode.USAGE
 
 
 def _newest() -> sessions.Session:

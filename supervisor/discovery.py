@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 
 SCHEMA = "gsup.session/1"
 
+# How a session ended, its state file's ``state`` (added within gsup.session/1; a file
+# without it reads as RUNNING, or FINISHED when its ``finished`` is true).  A RUNNING
+# session whose gsup is gone reads as GSUP_DIED: gsup was killed before it could say.
+RUNNING, FINISHED, NOT_STARTED, GSUP_DIED = "running", "finished", "could-not-start", "gsup-died"
+ENDINGS = (RUNNING, FINISHED, NOT_STARTED, GSUP_DIED)
+
 Listed = tuple[int, int, list[str]]  # a live process of a session's tree: pid, parent, command line
 
 
@@ -61,14 +67,28 @@ class State:
         self.started = float(state["started"])
         self.root = Proc(state["root"]) if state["root"] else None
         self.pgid = int(state["pgid"]) if state["pgid"] is not None else None
-        self.finished = bool(state["finished"])
+        finished = bool(state["finished"])
         self.launched = float(state.get("launched", 0.0))
         guardian = state.get("guardian")
         self.guardian = Proc(guardian) if guardian else None
+        self.state = str(state.get("state") or (FINISHED if finished else RUNNING))
+        if self.state not in ENDINGS:
+            raise ValueError(self.state)
+        self.reason = str(state["reason"]) if state.get("reason") is not None else None  # why it ended so
+        self.exit_code = int(state["exit_code"]) if state.get("exit_code") is not None else None  # gsup's
+
+    @property
+    def finished(self) -> bool:
+        """Its gsup wrote the report."""
+        return self.state == FINISHED
 
     def is_live(self) -> bool:
         """The gsup that owns it still runs (same pid *and* start time)."""
-        return not self.finished and self.gsup.running()
+        return self.state == RUNNING and self.gsup.running()
+
+    def ending(self) -> str:
+        """:data:`ENDINGS`: what the state says, with a RUNNING session whose gsup is gone GSUP_DIED."""
+        return GSUP_DIED if self.state == RUNNING and not self.gsup.running() else self.state
 
 
 def sessions_root() -> str:
@@ -99,39 +119,84 @@ def absolute(path: str) -> str:
 
 
 def load(session_id: str) -> State:
-    """Read a session's state, refusing anything malformed, foreign or linked."""
-    import json  # here, not above: with no session at all, ``gsup ps`` never pays for it
+    """Read a session's state, refusing anything malformed, foreign or linked (the
+    sessions' directory itself included: the refusal ``gsup run`` gives for it)."""
+    root = sessions_root()
+    check_root(root)
+    return _load(root, session_id)
 
-    directory = child(sessions_root(), session_id)
-    if "/" in session_id or session_id.startswith(".") or not os.path.isdir(directory):
-        raise GsupError(f"unknown session {session_id!r}: see `gsup ps` for live sessions")
+
+def _load(root: str, session_id: str) -> State:
+    from supervisor import strictjson  # here, not above: with no session at all, ``gsup ps`` never pays for json
+
+    directory = child(root, session_id) if _plain_name(session_id) else ""
+    if not directory or not _is_dir(directory):
+        shown = session_id if len(session_id) <= 40 else session_id[:40] + "..."
+        raise GsupError(f"no such session {shown!r}: see `gsup ps --all`")
     path = child(directory, "session.json")
     try:
+        if os.lstat(directory).st_uid != os.getuid():
+            raise GsupError(f"refusing session {session_id}: its directory is not yours")
         info = os.lstat(path)
         if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid():
             raise GsupError(f"refusing session {session_id}: session.json is a link or not yours")
         with open(path) as file:
-            state = json.loads(file.read())
+            state = strictjson.loads(file.read())
         if not isinstance(state, dict) or state.get("schema") != SCHEMA:
             raise ValueError("schema")
         return State(state, directory)
     except GsupError:
         raise
+    except PermissionError:
+        raise GsupError(f"refusing session {session_id}: its files are not readable by you") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise GsupError(f"malformed session file {path}: not written by this gsup") from None
+
+
+def _plain_name(session_id: str) -> bool:
+    """Could it name an entry of the sessions' directory (not empty, no path, not hidden, not too long)?"""
+    return 0 < len(session_id) <= 255 and "/" not in session_id and "\0" not in session_id \
+        and not session_id.startswith(".")
+
+
+def _is_dir(path: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def check_root(root: str) -> bool:
+    """Whether the sessions' directory exists; GsupError if it is not ours or cannot be read,
+    the refusal ``gsup run`` gives for it (:func:`supervisor.session.create`)."""
+    try:
+        info = os.stat(root)
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise GsupError(f"cannot read session directory {root}: {err.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise GsupError(f"refusing session directory {root}: not a plain directory")
+    if info.st_uid != os.getuid():
+        raise GsupError(f"refusing session directory {root}: owned by uid {info.st_uid}, not {os.getuid()}")
+    return True
 
 
 def all_sessions() -> list[State]:
     """Every readable session, newest first; unreadable ones are skipped."""
     root = sessions_root()
-    if not os.path.isdir(root):
+    if not check_root(root):
         return []
+    try:
+        names = os.listdir(root)
+    except OSError as err:
+        raise GsupError(f"cannot read session directory {root}: {err.strerror}") from None
     found = []
-    for name in os.listdir(root):
+    for name in names:
         if name.startswith("."):
             continue
         try:
-            found.append(load(name))
+            found.append(_load(root, name))
         except GsupError:
             continue
     return sorted(found, key=lambda s: s.started, reverse=True)
@@ -143,6 +208,8 @@ def choose(session_id: str | None) -> tuple[State, str | None]:
         state = load(session_id)
         if state.finished:
             raise GsupError(f"session {session_id} has finished: nothing to signal")
+        if state.state == NOT_STARTED:
+            raise GsupError(f"session {session_id} could not start ({state.reason}): nothing to signal")
         if not state.is_live():
             raise GsupError(f"stale session {session_id}: its gsup (pid {state.gsup.pid}) is gone")
         return state, None

@@ -39,7 +39,10 @@ class PlainDisplay:
 
     def _say(self, text: str) -> None:
         if not self.quiet:
-            print(f"gsup: {text}", file=sys.stderr, flush=True)
+            try:
+                print(f"gsup: {text}", file=sys.stderr, flush=True)
+            except OSError:
+                self.quiet = True  # stderr's reader went away: the run goes on without progress lines
 
     def started(self, session_id: str, pid: int, argv: list[str]) -> None:
         self._say(f"session {session_id}: started pid {pid} (parent): {' '.join(argv)}")

@@ -19,6 +19,7 @@ class ExitCode(enum.IntEnum):
     INCOMPLETE = 3  # gsup failed part-way; a partial report says what is missing
     NOT_READY = 4  # a --ready-* condition never came within --ready-timeout; the tree is still reported
     INTERRUPTED = 130  # 128 + SIGINT: gsup was interrupted before it could report
+    OUTPUT_CLOSED = 141  # 128 + SIGPIPE: gsup's reader went away (``| head``); the run still completed
 
 
 class GsupError(Exception):

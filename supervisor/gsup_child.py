@@ -3,18 +3,19 @@
 Both the Python API (``api.py``: one run) and ``gsup matrix`` (``scenarios.py``:
 a loop of runs) start ``gsup run --json`` as a subprocess, and both must end it
 the same careful way and read its report and its error line the same way.  This
-module is the floor they share, below both; it imports nothing of gsup.
+module is the floor they share, below both; of gsup it imports only strictjson.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from signal import SIGTERM
 from typing import IO, Any, Optional
+
+from supervisor import strictjson
 
 GSUP = [sys.executable, "-m", "supervisor"]  # the gsup of this very installation
 PATIENCE = 5.0  # seconds gsup gets after each SIGTERM before the next step
@@ -67,7 +68,7 @@ def parse_document(text: str) -> Optional[dict[str, Any]]:
     """gsup's JSON document, or None when there is none or it is not a JSON object
     (gsup crashed mid-write): the caller then says "no report" in gsup's own words."""
     try:
-        document = json.loads(text)
+        document = strictjson.loads(text)
     except ValueError:
         return None
     return document if isinstance(document, dict) else None

@@ -18,9 +18,11 @@ never part of the experiment.  It ignores the signals a terminal or a process
 manager sends to gsup's process group (INT, TERM, HUP, QUIT): gsup decides what
 the program gets.  It exits once the tree is empty.
 
-Command line: ``guardian.py GSUP_PID LAUNCHED SESSION_DIR STDOUT_TO_STDERR -- ARGV...``
+Command line: ``guardian.py GSUP_PID LAUNCHED SESSION_DIR STDOUT_TO_STDERR CLOSED -- ARGV...``
 with the status pipe on fd 3, and optionally the program's stdout and stderr
-pipes on fds 4 and 5 (``--ready-output``).
+pipes on fds 4 and 5 (``--ready-output``).  CLOSED lists the program's standard
+fds to close (``0,2``, or ``-``): gsup's own were closed, and the program sees
+them as it would without gsup.
 """
 
 from __future__ import annotations
@@ -59,12 +61,13 @@ class Guardian:
             except OSError:
                 pass
 
-    def spawn(self, argv: list[str], stdout_to_stderr: bool) -> int:
-        actions = []
+    def spawn(self, argv: list[str], stdout_to_stderr: bool, closed: list[int]) -> int:
+        actions: list[tuple[int, ...]] = []
         if _is_open(STDOUT_FD):
             actions += [(os.POSIX_SPAWN_DUP2, STDOUT_FD, 1), (os.POSIX_SPAWN_DUP2, STDERR_FD, 2)]
         elif stdout_to_stderr:
             actions.append((os.POSIX_SPAWN_DUP2, 2, 1))
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in closed]
         catchable = set(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
         program = argv[0]
         if "/" not in program:
@@ -178,13 +181,14 @@ def _is_open(fd: int) -> bool:
 
 def main(args: list[str]) -> int:
     gsup_pid, launched, session_dir, to_stderr = int(args[0]), float(args[1]), args[2], args[3] == "1"
+    closed = [int(fd) for fd in args[4].split(",")] if args[4] != "-" else []
     argv = args[args.index("--") + 1:]
     guardian = Guardian(gsup_pid, launched, session_dir)
     guardian.prepare()
     if os.getppid() != gsup_pid:
         return 1  # gsup died before the death signal was armed: start nothing
     try:
-        pid = guardian.spawn(argv, to_stderr)
+        pid = guardian.spawn(argv, to_stderr, closed)
     except OSError as err:
         guardian.report({"error": err.strerror or str(err), "at": time.monotonic()})
         return 1

@@ -111,6 +111,18 @@ def probe_env(base: dict[str, str], events_dir: Path, watch: Sequence[str] = (),
     return env
 
 
+def closed_for_program(closed: frozenset[int], stdout_to_stderr: bool, piped: bool) -> frozenset[int]:
+    """The fds the program gets closed: what gsup got closed, where the program's
+    stream is gsup's (with ``--json`` its stdout is gsup's stderr; ``--ready-output``
+    pipes both through gsup, so they stay open for gsup to read)."""
+    program = set(closed) - ({1, 2} if piped else set())
+    if stdout_to_stderr and not piped:
+        program.discard(1)
+        if 2 in closed:
+            program.add(1)
+    return frozenset(program)
+
+
 GUARDIAN = str(Path(__file__).resolve().with_name("guardian.py"))
 GUARDIAN_STATUS_FD = 3  # guardian.py's STATUS_FD; its program output pipes are 4 and 5
 
@@ -126,9 +138,10 @@ class Launched:
 
 
 def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_dir: Path,
-          launched: float, pipe_output: bool = False) -> Launched:
+          launched: float, pipe_output: bool = False, closed: frozenset[int] = frozenset()) -> Launched:
     """Start the guardian, which starts ``argv`` in a new process group with
     default signal state; returns once the program runs (or raises GsupError).
+    ``closed``: gsup's standard streams that were closed (see :func:`closed_for_program`).
 
     ``posix_spawn`` rather than ``Popen``: gsup is the only reaper of its
     children, and a ``Popen`` object would try to reap its own.
@@ -140,7 +153,9 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
     if output is not None and errors is not None:
         actions += [(os.POSIX_SPAWN_DUP2, output[1], 4), (os.POSIX_SPAWN_DUP2, errors[1], 5)]
     command = [sys.executable, "-I", "-S", GUARDIAN, str(os.getpid()), repr(launched), str(session_dir.absolute()),
-               "1" if stdout_to_stderr else "0", "--", *argv]
+               "1" if stdout_to_stderr else "0",
+               ",".join(map(str, sorted(closed_for_program(closed, stdout_to_stderr, pipe_output)))) or "-",
+               "--", *argv]
     try:
         guardian = os.posix_spawn(sys.executable, command, env, file_actions=actions)
     except OSError as err:

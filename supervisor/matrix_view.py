@@ -5,7 +5,6 @@ No data logic: every cell reads the scenario's report (``matrix_report.py``).
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 
@@ -14,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from supervisor import junit, wording
+from supervisor import junit, strictjson, wording
 from supervisor.matrix_report import MatrixReport, Scenario, ScenarioResult
 from supervisor.model import (
     INTERRUPTED,
@@ -26,6 +25,7 @@ from supervisor.model import (
     Process,
     Report,
 )
+from supervisor.render import StdoutConsole
 from supervisor.scenarios import Progress
 
 
@@ -56,9 +56,9 @@ _MARKS = {RAN: ("✓", "green"), NOT_RUN: ("✗", "red"), INTERRUPTED: ("✗", "
 def show(result: MatrixReport, as_json: bool) -> None:
     """The JSON document alone, or the table, on stdout."""
     if as_json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(strictjson.dumps(result.to_json(), indent=2))
         return
-    Console(highlight=False).print(table(result))
+    StdoutConsole(highlight=False).print(table(result))
 
 
 def table(result: MatrixReport) -> Table:

@@ -24,6 +24,26 @@ def lines(found: list[tuple[discovery.State, list[discovery.Listed]]]) -> list[s
     return out
 
 
+def ended_lines(every: list[discovery.State], found: list[tuple[discovery.State, list[discovery.Listed]]]) -> list[str]:
+    """``gsup ps --all``: the live sessions as :func:`lines` shows them, then one line
+    per other session, newest first, saying how it ended."""
+    ended = [state for state in every if not state.is_live() or state.root is None]
+    if not found and not ended:
+        return ["no gsup session"]
+    out = lines(found) if found else []
+    return out + [f"session {state.id}  {ending(state)}  {' '.join(state.command)}" for state in ended]
+
+
+def ending(state: discovery.State) -> str:
+    """How a session that is not listed live ended, in words."""
+    how = state.ending()
+    if how == discovery.NOT_STARTED:
+        return f"could not start: {state.reason}"
+    if how == discovery.GSUP_DIED:
+        return f"gsup died ({state.reason})" if state.reason else "gsup died"
+    return "starting" if how == discovery.RUNNING else how
+
+
 def refusal(why: str) -> str:
     """The stderr line for a session ``gsup ps`` refused to list."""
     return f"gsup: {why}"

@@ -25,6 +25,15 @@ from supervisor.model import (
     Report,
 )
 
+
+class StdoutConsole(Console):
+    """rich's Console for gsup's stdout: a closed pipe raises BrokenPipeError, which the
+    command line turns into its documented exit code, instead of rich's own exit 1."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 _MARK = {RAN: ("✓", "green"), RAISED: ("!", "red"), INTERRUPTED: ("✗", "yellow"),
          NOT_RUN: ("·", "dim"), UNREGISTERED: ("-", "dim")}
 

@@ -15,9 +15,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Optional
 
-from supervisor import reaper
+from supervisor import discovery, reaper
 from supervisor import session as sessions
-from supervisor.errors import GsupError
+from supervisor.errors import ExitCode, GsupError
 from supervisor.model import Report
 from supervisor.phases import start
 from supervisor.phases.act import Acted, Actor, act
@@ -65,9 +65,18 @@ class _Watch:
 
 
 def run(options: RunOptions, display: Display) -> Outcome:
-    """One run of one program, from launch to report."""
+    """One run of one program, from launch to report.  A run that raises leaves its
+    session saying why (:func:`_left_without_report`), never looking like gsup's death."""
     plan = RunPlan.from_options(options)
     journal = Journal(sessions.create(list(plan.argv)))
+    try:
+        return _run(plan, journal, display)
+    except BaseException as err:
+        _left_without_report(journal.session, err)
+        raise
+
+
+def _run(plan: RunPlan, journal: Journal, display: Display) -> Outcome:
     readiness = plan.readiness()
     with OwnSignals() as own, ExitStack() as pipes:
         if not reaper.become_subreaper():
@@ -96,6 +105,22 @@ def run(options: RunOptions, display: Display) -> Outcome:
         finally:
             display.close()
         return _report(plan, journal, readiness, watch, ready)
+
+
+def _left_without_report(session: sessions.Session, err: BaseException) -> None:
+    """Record how the session ended when gsup leaves without a report: it could not
+    start the program (the reason, and gsup's exit code for it), or it stopped after."""
+    if isinstance(err, GsupError):
+        reason, code = str(err), int(err.exit_code)
+    elif isinstance(err, KeyboardInterrupt):
+        reason, code = "interrupted", int(ExitCode.INTERRUPTED)
+    else:
+        reason, code = f"{type(err).__name__}: {err}", int(ExitCode.INCOMPLETE)
+    state = discovery.NOT_STARTED if session.root is None else discovery.GSUP_DIED
+    try:
+        session.end(state, reason, code)
+    except OSError:
+        pass  # the session directory is gone: nobody can read it either
 
 
 def _kill_everything(watch: Optional[_Watch], why: str) -> None:

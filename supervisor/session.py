@@ -5,10 +5,14 @@ Finding sessions and checking their state files is :mod:`supervisor.discovery`'s
 ``gsup kill`` and ``gsup report`` need on top: pathlib paths and psutil
 identities.  Layout of one session, under :func:`sessions_root`::
 
-    <id>/session.json    who is running what (written atomically, 0600)
+    <id>/session.json    who is running what, and how the session ended (``state``;
+                         written atomically, 0600)
     <id>/events/         one append-only file per Python process image (the probe)
     <id>/exits.jsonl     every wait status gsup reaped, as it reaped it
     <id>/actions.jsonl   every signal gsup or ``gsup kill`` sent
+    <id>/report.json     the report, once gsup has built it
+
+All are strict JSON (:mod:`supervisor.strictjson`).
 
 Everything a report needs is in these files, so a report can be rebuilt after
 the fact, and ``gsup kill --wait`` can say how its targets ended.
@@ -17,7 +21,6 @@ the fact, and ``gsup kill --wait`` can say how its targets ended.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import stat
@@ -27,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supervisor import discovery
+from supervisor import discovery, strictjson
 from supervisor.errors import GsupError
 from supervisor.model import Action
 from supervisor.signals import Identity, identity
@@ -67,9 +70,21 @@ class Session:
     started: float = field(default_factory=time.time)
     root: Identity | None = None
     pgid: int | None = None
-    finished: bool = False
+    state: str = discovery.RUNNING  # how it ended: discovery.ENDINGS, written by its gsup
+    reason: str | None = None  # why it could not start, or why gsup left without a report
+    exit_code: int | None = None  # gsup's exit code then
     launched: float = 0.0  # CLOCK_MONOTONIC at launch (system-wide): "at" fields count from it
     guardian: Identity | None = None  # between gsup and the program (guardian.py): never part of the tree
+
+    @property
+    def finished(self) -> bool:
+        """Its gsup wrote the report."""
+        return self.state == discovery.FINISHED
+
+    def end(self, state: str, reason: str | None = None, exit_code: int | None = None) -> None:
+        """Say in session.json how the session ended, so no reader mistakes it for gsup's death."""
+        self.state, self.reason, self.exit_code = state, reason, exit_code
+        self.save()
 
     @property
     def events_dir(self) -> Path:
@@ -94,18 +109,21 @@ class Session:
             "pgid": self.pgid,
             "started": self.started,
             "launched": self.launched,
-            "finished": self.finished,
+            "finished": self.state != discovery.RUNNING,  # what readers older than "state" go by
             "guardian": asdict(self.guardian) if self.guardian else None,
+            "state": self.state,
+            "reason": self.reason,
+            "exit_code": self.exit_code,
         }
         tmp = self.dir / f".session.json.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as out:
-            json.dump(state, out)
+            out.write(strictjson.dumps(state))
         os.replace(tmp, self.dir / "session.json")
 
     def append(self, file: Path, record: dict[str, Any]) -> None:
         """Append one JSON line in one write, so a crash never splits a record."""
-        line = (json.dumps(record) + "\n").encode()
+        line = (strictjson.dumps(record) + "\n").encode()
         fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             os.write(fd, line)
@@ -114,14 +132,15 @@ class Session:
 
     def is_live(self) -> bool:
         """The gsup that owns it still runs (same pid *and* start time)."""
-        return not self.finished and discovery.running(self.gsup.pid, self.gsup.create_time)
+        return self.state == discovery.RUNNING and discovery.running(self.gsup.pid, self.gsup.create_time)
 
     @classmethod
     def of(cls, state: discovery.State) -> Session:
         """The session a state file describes, with pathlib's path and psutil's identities."""
         return cls(id=state.id, dir=Path(state.dir), command=state.command, gsup=_identity(state.gsup),
-                   started=state.started, root=_maybe(state.root), pgid=state.pgid, finished=state.finished,
-                   launched=state.launched, guardian=_maybe(state.guardian))
+                   started=state.started, root=_maybe(state.root), pgid=state.pgid, state=state.state,
+                   reason=state.reason, exit_code=state.exit_code, launched=state.launched,
+                   guardian=_maybe(state.guardian))
 
 
 def _identity(proc: discovery.Proc) -> Identity:
@@ -177,7 +196,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     records = []
     for line in data.splitlines():
         try:
-            record = json.loads(line)
+            record = strictjson.loads(line)
         except ValueError:
             continue
         if isinstance(record, dict):

@@ -318,6 +318,20 @@ def check_output(stdout: str) -> None:
     check_schema(document, "gsup's stdout")
 
 
+def lone_surrogates(document: Any) -> list[str]:
+    """Every string (key or value) of a parsed JSON document that is not valid Unicode."""
+    if isinstance(document, dict):
+        return [bad for key, value in document.items() for bad in lone_surrogates(key) + lone_surrogates(value)]
+    if isinstance(document, list):
+        return [bad for item in document for bad in lone_surrogates(item)]
+    if isinstance(document, str):
+        try:
+            document.encode("utf-8")
+        except UnicodeEncodeError:
+            return [document]
+    return []
+
+
 def check_saved(path: Path, home: Path) -> None:
     """A session's report.json must follow the schema; one cut short (gsup killed while writing it) is skipped."""
     try:
@@ -328,7 +342,11 @@ def check_saved(path: Path, home: Path) -> None:
 
 
 def check_schema(document: Any, origin: str) -> None:
-    """Fail the test if a gsup document does not follow its shipped JSON Schema."""
+    """Fail the test if a gsup document does not follow its shipped JSON Schema, or
+    holds a lone surrogate, which strict JSON parsers reject (supervisor/strictjson.py)."""
+    bad = lone_surrogates(document)
+    if bad:
+        pytest.fail(f"{origin} holds lone surrogates, which strict JSON parsers reject: {bad[:5]}", pytrace=False)
     errors = schema_errors(document)
     if errors:
         pytest.fail(f"{origin} does not follow {document['schema']}:\n  " + "\n  ".join(errors[:10]), pytrace=False)

@@ -30,7 +30,7 @@ Graph = Mapping[str, set[str]]
 # Bottom to top, as data flows (docs/architecture.md): a module imports only from its own floor or lower
 # ones.  A dotted name stands for that module and everything below it (``supervisor._probe``).
 FLOORS: dict[str, tuple[str, ...]] = {
-    "model": ("__init__", "errors", "model", "matrix_report", "wording"),  # plain data, no I/O
+    "model": ("__init__", "errors", "model", "matrix_report", "wording", "strictjson"),  # plain data, no I/O
     "parsing and probing": ("options", "stops", "expect", "explain", "schema", "events", "procfs", "signals",
                             "reaper", "readiness", "launch", "tree", "session", "discovery", "gsup_child",
                             "early_signals", "_probe"),

@@ -185,10 +185,10 @@ def test_kill_without_any_session(gsup: Gsup) -> None:
 
 
 def test_kill_unknown_session(gsup: Gsup) -> None:
-    assert_usage_error(gsup.run("kill", "--session", "nosuchid"), "unknown session", "'nosuchid'")
+    assert_usage_error(gsup.run("kill", "--session", "nosuchid"), "no such session", "'nosuchid'")
     make_home(gsup)
     for bad in ["nosuchid", "../etc", ".hidden", "a/b"]:
-        assert_usage_error(gsup.run("kill", "--session", bad), "unknown session")
+        assert_usage_error(gsup.run("kill", "--session", bad), "no such session")
 
 
 def test_kill_stale_session(gsup: Gsup) -> None:
@@ -273,3 +273,15 @@ def test_program_exiting_3(gsup: Gsup, program: Program) -> None:
     assert parent["end"]["how"] == "exited"
     assert parent["end"]["code"] == 3
     assert parent["exception"] is None
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "/", "a/../..", " ", "-", "\udcff\udcfe", "a" * 255, "a" * 300,
+                                 "a" * 5000], ids=["empty", "dot", "dotdot", "slash", "up", "space", "dash",
+                                                   "non-utf8", "255", "300", "5000"])
+def test_any_session_id_is_no_such_session(gsup: Gsup, program: Program, bad: str) -> None:
+    """Whatever argv can carry (NUL cannot) is one line and exit 2, never ENAMETOOLONG
+    or the newest session passed off as the one asked for."""
+    assert gsup.run("run", "--python", PYTHON, str(program("print('hi')\n"))).returncode == 0
+    for args in (["kill", "--session", bad], ["report", bad], ["report", "--json", bad]):
+        message = assert_usage_error(gsup.run(*args), "no such session")
+        assert len(message) < 120, message

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import PYTHON, Gsup, Program, role, statuses
 
 
@@ -146,3 +148,60 @@ def test_everything_after_the_module_belongs_to_it(gsup: Gsup, tmp_path: Path) -
     assert result.stdout.startswith("usage: python -m json.tool")
     report = gsup.run("run", "-q", "--json", "--python", PYTHON, "-mjson.tool", "data.json", "--sort-keys").report
     assert role(report, "parent")["argv"][1:] == ["-m", "json.tool", "data.json", "--sort-keys"]
+
+
+def test_after_counts_from_readiness(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    """``--after`` with ``--ready-*`` waits that long once ready, as the README says, not from launch."""
+    ready = tmp_path / "ready"
+    script = program(f"import time\ntime.sleep(0.6)\nopen({str(ready)!r}, 'w').close()\ntime.sleep(60)\n")
+    report = gsup.report("-q", "--signal", "TERM", "--ready-file", str(ready), "--after", "500ms", str(script))
+    assert report["ready"]["ok"] is True
+    [sent] = [a for a in report["actions"] if a["by"] == "gsup"]
+    assert sent["at"] >= report["ready"]["after"] + 0.45, (sent, report["ready"])
+
+
+FDS = """
+import os, sys
+seen = []
+for fd in (0, 1, 2):
+    try:
+        os.fstat(fd)
+        seen.append("open")
+    except OSError:
+        seen.append("closed")
+with open(sys.argv[1], "w") as out:
+    out.write(" ".join(seen))
+"""
+
+
+@pytest.mark.parametrize("closers", ["0<&-", "1>&-", "2>&-", "0<&- 1>&- 2>&-"])
+@pytest.mark.parametrize("as_json", [False, True], ids=["view", "json"])
+def test_closed_standard_streams(gsup: Gsup, program: Program, tmp_path: Path, closers: str, as_json: bool) -> None:
+    """gsup started with stdin, stdout or stderr closed runs the program, which finds them
+    closed as it would without gsup (with --json, its stdout is gsup's stderr), and the
+    report is saved in the session."""
+    import json
+    import subprocess
+
+    from tests.helpers import GSUP
+
+    script, marker = program(FDS), tmp_path / "fds"
+    plain = subprocess.run(["sh", "-c", f'exec "$@" {closers}', "sh", PYTHON, str(script), str(marker)],
+                           check=True, timeout=60)
+    expected = marker.read_text().split()
+    if as_json:
+        expected[1] = expected[2]
+    marker.unlink()
+    options = ["--json"] if as_json else []
+    done = subprocess.run(["sh", "-c", f'exec "$@" {closers}', "sh", *GSUP, "run", "-q", *options, "--python", PYTHON,
+                           str(script), str(marker)], env=gsup.env, cwd=gsup.workdir, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert (plain.returncode, done.returncode) == (0, 0), done.stderr
+    assert marker.read_text().split() == expected
+    [saved] = gsup.home.glob("*/report.json")
+    report = json.loads(saved.read_text())
+    assert report["complete"] is True and role(report, "parent")["end"]["code"] == 0
+    if as_json and "1>&-" not in closers:
+        assert json.loads(done.stdout) == report
+    if "1>&-" in closers and "2>&-" not in closers:  # where the report went, in gsup's one line
+        assert done.stderr == f"gsup: stdout was closed: the report is saved, see `gsup report {report['session']}`\n"

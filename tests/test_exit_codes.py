@@ -7,6 +7,7 @@ before it could report.  When several apply: 2, then 4, then 3, then 1.
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 
@@ -25,7 +26,8 @@ def one_error_line(stderr: str) -> str:
 
 def test_exit_code_values_are_as_documented() -> None:
     assert {code.name: int(code) for code in ExitCode} == {
-        "OK": 0, "EXPECTATION_FAILED": 1, "USAGE": 2, "INCOMPLETE": 3, "NOT_READY": 4, "INTERRUPTED": 130}
+        "OK": 0, "EXPECTATION_FAILED": 1, "USAGE": 2, "INCOMPLETE": 3, "NOT_READY": 4, "INTERRUPTED": 130,
+        "OUTPUT_CLOSED": 141}
     assert GsupError("x").exit_code is ExitCode.USAGE
     assert GsupError("x", ExitCode.INCOMPLETE).exit_code is ExitCode.INCOMPLETE
 
@@ -151,3 +153,51 @@ def test_interrupted_before_the_report(gsup: Gsup, tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == ["gsup: interrupted"]
     assert result.stdout == ""
     assert not gsup.home.exists() or not any(gsup.home.iterdir()), "nothing should have been launched"
+
+
+# -- 141 ----------------------------------------------------------------------------
+
+
+def with_closed_reader(gsup: Gsup, args: list[str], stream: str = "stdout") -> tuple[int, str]:
+    """Run gsup with ``stream`` a pipe whose reader is gone; its exit code and its other stream."""
+    import os
+    import subprocess
+
+    from tests.helpers import GSUP
+
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        other = subprocess.PIPE
+        done = subprocess.run([*GSUP, *args], env=gsup.env, cwd=gsup.workdir, stdin=subprocess.DEVNULL,
+                              stdout=writer if stream == "stdout" else other,
+                              stderr=writer if stream == "stderr" else other, timeout=120, check=False)
+    finally:
+        os.close(writer)
+    return done.returncode, (done.stderr if stream == "stdout" else done.stdout).decode()
+
+
+QUIET = "import time\ntime.sleep(0.1)\n"  # prints nothing: the program never meets the closed pipe itself
+
+
+@pytest.mark.parametrize("args", [
+    ["run", "-q"], ["run", "-q", "--json"], ["report"], ["report", "--json"], ["ps"], ["ps", "--all"], ["--help"],
+    ["matrix", "-q", "--signals", "KILL", "--targets", "parent"],
+    ["matrix", "-q", "--json", "--signals", "KILL", "--targets", "parent"],
+], ids=lambda args: " ".join(args))
+def test_output_closed_by_its_reader(gsup: Gsup, program: Program, args: list[str]) -> None:
+    """``gsup ... | head``: the run completes and is saved; gsup exits 141 quietly, whatever the command."""
+    script = str(program(QUIET))
+    assert gsup.run("run", "-q", "--python", PYTHON, script).returncode == 0  # a session for report and ps
+    program_args = ["--python", PYTHON, script] if args[0] in ("run", "matrix") else []
+    code, stderr = with_closed_reader(gsup, [*args, *program_args])
+    assert (code, stderr) == (ExitCode.OUTPUT_CLOSED, ""), stderr
+    for saved in gsup.home.glob("*/report.json"):
+        assert json.loads(saved.read_text())["complete"] is True
+
+
+def test_stderr_closed_by_its_reader_changes_nothing(gsup: Gsup, program: Program) -> None:
+    """Progress lines to a closed stderr are dropped; the run and its report are as ever."""
+    code, stdout = with_closed_reader(gsup, ["run", "--json", "--python", PYTHON, str(program(QUIET))], "stderr")
+    assert code == ExitCode.OK
+    assert json.loads(stdout)["complete"] is True

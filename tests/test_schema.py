@@ -288,3 +288,82 @@ def test_readme_examples_follow_the_schema() -> None:
         assert schema_errors(document) == []
         assert closed_errors(document, document["schema"].split(".")[1].split("/")[0]) == []
     assert documents, "README.md shows an example report"
+
+
+# -- strict JSON: non-UTF-8 arguments ---------------------------------------------------
+
+
+ODD = ["\udcff", "caf\u00e9", "a\udcc3", "\\xff"]  # 0xff; UTF-8 é; a cut-off é; a literal backslash-x-f-f
+
+
+def strict(data: bytes) -> Any:
+    """``data`` parsed the way a strict JSON parser would: UTF-8 only, no lone surrogate; and jq agrees."""
+    import shutil
+    import subprocess
+
+    from tests.helpers import lone_surrogates
+
+    document = json.loads(data.decode("utf-8", "strict"))
+    assert lone_surrogates(document) == []
+    if shutil.which("jq"):
+        subprocess.run(["jq", "-e", "."], input=data, capture_output=True, check=True, timeout=30)
+    return document
+
+
+def exact(encoded: list[str]) -> list[bytes]:
+    import base64
+
+    return [base64.b64decode(item) for item in encoded]
+
+
+def test_non_utf8_arguments_are_strict_json_with_their_bytes(gsup: Gsup, program: Program) -> None:
+    """Every document gsup writes parses strictly; ``<field>_b64`` holds the exact bytes (README)."""
+    import os
+
+    script = str(program("import sys\n"))
+    result = gsup.run("run", "--json", "-q", "--python", PYTHON, script, *ODD)
+    assert result.returncode == 0, result.stderr
+    report = strict(result.stdout.encode())
+    wanted = [os.fsencode(arg) for arg in [PYTHON, script, *ODD]]
+    assert report["command"][2:] == ["\\xff", "caf\u00e9", "a\\xc3", "\\xff"]
+    assert exact(report["command_b64"]) == wanted
+    parent = role(report, "parent")
+    assert exact(parent["argv_b64"])[-4:] == wanted[-4:]
+    [directory] = [d for d in gsup.home.iterdir() if d.is_dir()]
+    for name in ("report.json", "session.json", "exits.jsonl", "actions.jsonl"):
+        path = directory / name
+        for line in path.read_bytes().splitlines() if name.endswith(".jsonl") and path.exists() else \
+                [path.read_bytes()] if path.exists() else []:
+            strict(line)
+    again = gsup.run("report", "--json", directory.name)
+    assert again.returncode == 0, again.stderr
+    assert strict(again.stdout.encode()) == report  # read back exactly, written the same way
+    matrix = gsup.run("matrix", "--json", "-q", "--signals", "KILL", "--targets", "parent", "--python", PYTHON,
+                      script, *ODD)
+    assert exact(strict(matrix.stdout.encode())["runs"][0]["command_b64"]) == wanted
+
+
+def test_the_python_api_gets_the_very_arguments_back(gsup: Gsup, program: Program) -> None:
+    from supervisor.api import Gsup as Api
+
+    report = Api(env={"GSUP_HOME": str(gsup.home)}).run(program("import sys\n"), *ODD)
+    assert report.command[-4:] == ODD
+    assert report.role("parent").argv[-4:] == ODD
+
+
+def test_strictjson_round_trips_any_text() -> None:
+    from supervisor import strictjson
+
+    document = {"command": ["ok", *ODD], "reason": "\udcff: cannot start", "nested": [{"argv": ODD}],
+                "lone": "\ud800", "plain": "caf\u00e9"}
+    text = strictjson.dumps(document)
+    assert lone_surrogates_in(text) == []
+    back = strictjson.loads(text)
+    assert back == {**document, "lone": "\\xed\\xa0\\x80"}  # a surrogate from no bytes: shown, nothing to restore
+    assert "lone_b64" not in json.loads(text)
+
+
+def lone_surrogates_in(text: str) -> list[str]:
+    from tests.helpers import lone_surrogates
+
+    return lone_surrogates(json.loads(text))

@@ -172,3 +172,41 @@ def test_ps_lists_sound_sessions_and_says_which_it_refused(live: Live) -> None:
     live.tamper()
     done = live.gsup.run("ps", timeout=30)
     assert done.returncode == 0 and f"session {live.dir.name}" in done.stdout and done.stderr == "", done
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run gsup as another user")
+@pytest.mark.parametrize("mode", [0o700, 0o755], ids=["private", "readable"])
+def test_another_users_sessions_are_refused(program: Program, tmp_path: Path, mode: int) -> None:
+    """A normal user whose GSUP_HOME names root's sessions gets one line and exit 2 from
+    every command, the refusal ``gsup run`` gives, whether or not it can read them."""
+    import tempfile
+
+    from tests.helpers import GSUP
+
+    shared = Path(tempfile.mkdtemp(prefix="gsup-foreign-"))
+    try:
+        shared.chmod(0o755)
+        home = shared / "home"
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("GSUP_")}, "GSUP_HOME": str(home)}
+        ran = subprocess.run([*GSUP, "run", "-q", "--python", PYTHON, str(program("print('hi')\n"))], env=env,
+                             capture_output=True, text=True, check=False, timeout=60)
+        assert ran.returncode == 0, ran.stderr
+        home.chmod(mode)
+        [session] = [p.name for p in home.iterdir()]
+        as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *GSUP]
+        for args in (["ps"], ["ps", "--all"], ["kill"], ["kill", "--session", session], ["report"],
+                     ["report", session], ["report", "--json", session]):
+            done = subprocess.run([*as_nobody, *args], env=env, capture_output=True, text=True, check=False,
+                                  timeout=60, cwd="/")
+            assert (done.returncode, done.stdout) == (2, ""), (args, done)
+            uid = os.stat(home).st_uid
+            assert done.stderr == (f"gsup: error: refusing session directory {home}: owned by uid {uid}, not "
+                                   f"{pwd_uid('nobody')}\n"), (args, done.stderr)
+    finally:
+        subprocess.run(["rm", "-rf", str(shared)], check=False)
+
+
+def pwd_uid(name: str) -> int:
+    import pwd
+
+    return pwd.getpwnam(name).pw_uid

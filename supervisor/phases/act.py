@@ -83,11 +83,12 @@ class Actor:
             self.deadline = self.deadline or now + self.plan.grace
 
     def maybe_shoot(self, now: float, quiet_since: float, ready_at: Optional[float]) -> None:
-        """Send the plan's signal once it is due: after ``--after``, or once the tree
+        """Send the plan's signal once it is due: ``--after`` readiness (or launch), or once the tree
         has been quiet for ``--settle`` (at once when a --ready-* condition held)."""
         plan = self.plan
         assert plan.signal is not None and plan.target is not None
-        if plan.after is not None and now < self.sender.launched.at + plan.after:
+        since = ready_at if ready_at is not None else self.sender.launched.at  # --after counts from readiness
+        if plan.after is not None and now < since + plan.after:
             return
         quiet_for = now - quiet_since
         settle = 0.0 if ready_at is not None else plan.settle

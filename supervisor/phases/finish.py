@@ -3,14 +3,14 @@ then the report, a function of every phase's record."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
 from typing import Optional
 
-from supervisor import __version__, events, options, report
+from supervisor import __version__, events, options, report, strictjson
 from supervisor import session as sessions
+from supervisor.discovery import FINISHED
 from supervisor.model import Action, Ready, Report
 from supervisor.phases.journal import Journal
 from supervisor.phases.plan import RunPlan
@@ -33,9 +33,8 @@ def drain(journal: Journal, tree: Optional[Tree], own_actions: list[Action]) -> 
     and wait for the senders already under way; never fails for want of the session's files."""
     finished = time.monotonic()
     session = journal.session
-    session.finished = True
     try:
-        session.save()
+        session.end(FINISHED)
     except OSError as err:
         journal.note(f"session state not saved: {err.strerror}")
     if tree is not None:
@@ -63,7 +62,7 @@ def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], 
     )
     built = report.build(facts)
     try:
-        (session.dir / "report.json").write_text(json.dumps(built.to_json(), indent=2) + "\n")
+        (session.dir / "report.json").write_text(strictjson.dumps(built.to_json(), indent=2) + "\n")
     except OSError as err:
         built.incomplete.append(f"report.json not saved: {err.strerror}")
     return built

@@ -55,7 +55,7 @@ def launch(plan: RunPlan, session: Session, readiness: Readiness, display: Displ
     env = spawning.probe_env(dict(os.environ), session.events_dir, plan.watch, plan.watch_presets)
     at = time.monotonic()
     started = spawning.spawn(list(plan.argv), env, plan.json_stdout, session.dir, at,
-                             pipe_output=readiness.pattern is not None)
+                             pipe_output=readiness.pattern is not None, closed=plan.closed_streams)
     outputs: tuple[OutputPipe, ...] = ()
     if started.output is not None:
         out, err = started.output
