@@ -1,4 +1,4 @@
-"""Signals ``gsup run`` receives before its loop listens: kept, then forwarded like any other.
+"""TERM and HUP that ``gsup run`` receives before its loop listens: kept, then forwarded like any other.
 
 gsup spends its first tens of milliseconds (much more on a loaded machine)
 importing click, rich and psutil before its run loop installs its own
@@ -8,7 +8,10 @@ outright: no session, no report, and what happened depended on how busy the
 machine was.  The console script calls :func:`collect` first thing for
 ``gsup run``; the loop's own handlers :func:`take` what came, and the act
 phase forwards it to the program's group as soon as the program runs, as it
-does for a signal that comes later.
+does for a signal that comes later, so the run always has a report.
+
+SIGINT is not kept: a Ctrl-C before the program runs means "stop", and
+Python's own handler ends gsup at once ("gsup: interrupted", exit 130).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import signal
 from types import FrameType
 from typing import Optional
 
-CAUGHT = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # what a terminal or a supervisor sends to stop gsup
+CAUGHT = (signal.SIGTERM, signal.SIGHUP)  # what a supervisor or a closing terminal sends to stop gsup
+UNBLOCKED = (signal.SIGINT, *CAUGHT)
 _received: list[int] = []
 _before: dict[int, object] = {}  # the dispositions collect() replaced, restored after the run
 
@@ -27,13 +31,14 @@ def _keep(signum: int, frame: Optional[FrameType]) -> None:
 
 
 def collect() -> None:
-    """Keep INT, TERM and HUP from now on, until the run loop's handlers replace these.
+    """Keep TERM and HUP from now on, until the run loop's handlers replace these.
 
-    They are unblocked too: a mask inherited from whatever started gsup would
-    otherwise hold them back for the whole run, and gsup could never pass them on."""
+    They and INT are unblocked too: a mask inherited from whatever started gsup
+    would otherwise hold them back for the whole run, and gsup could never pass
+    them on."""
     for signum in CAUGHT:
         _before[signum] = signal.signal(signum, _keep)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, CAUGHT)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, UNBLOCKED)
 
 
 def take(replaced: dict[int, object]) -> list[int]:

@@ -40,15 +40,16 @@ def test_collect_keeps_then_restores_what_gsup_started_with() -> None:
     check = """
 import os, signal
 from supervisor import early_signals
-signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
-signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP, signal.SIGINT})
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
 early_signals.collect()
-assert signal.SIGHUP not in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # unblocked
+assert not {signal.SIGHUP, signal.SIGINT} & signal.pthread_sigmask(signal.SIG_BLOCK, set())  # unblocked
 os.kill(os.getpid(), signal.SIGTERM)
-os.kill(os.getpid(), signal.SIGINT)
+os.kill(os.getpid(), signal.SIGHUP)
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C still stops gsup at once
 replaced = {s: signal.signal(s, signal.SIG_DFL) for s in early_signals.CAUGHT}  # what the run loop does
 print(early_signals.take(replaced), early_signals.take({}))
-print(replaced[signal.SIGINT] is signal.SIG_IGN, replaced[signal.SIGTERM] is signal.SIG_DFL)
+print(replaced[signal.SIGHUP] is signal.SIG_IGN, replaced[signal.SIGTERM] is signal.SIG_DFL)
 """
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=30, check=True)
-    assert done.stdout.splitlines() == [f"[{int(signal.SIGTERM)}, {int(signal.SIGINT)}] []", "True True"]
+    assert done.stdout.splitlines() == [f"[{int(signal.SIGTERM)}, {int(signal.SIGHUP)}] []", "True True"]
