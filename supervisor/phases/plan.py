@@ -34,6 +34,7 @@ class RunOptions:
     expect: list[str] = field(default_factory=list)
     watch: list[str] = field(default_factory=list)  # MODULE:QUALNAME
     watch_presets: list[str] = field(default_factory=list)
+    deep: Optional[str] = None  # --deep: the interpreter whose site-packages reaches -I/-E children
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class RunPlan:
     ready_timeout: float
     watch: tuple[str, ...]
     watch_presets: tuple[str, ...]
+    deep: Optional[str]
 
     @classmethod
     def from_options(cls, options: RunOptions) -> RunPlan:
@@ -68,7 +70,7 @@ class RunPlan:
             shooter=f"stop {stop.name}" if stop is not None else "gsup",
             ready_port=options.ready_port, ready_output=options.ready_output, ready_file=options.ready_file,
             ready_timeout=options.ready_timeout, watch=tuple(options.watch),
-            watch_presets=tuple(options.watch_presets))
+            watch_presets=tuple(options.watch_presets), deep=options.deep)
 
     @property
     def stop_name(self) -> Optional[str]:
