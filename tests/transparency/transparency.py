@@ -41,7 +41,7 @@ TEST_TIMEOUT = "300"
 
 # module -> --match patterns (none: the whole module), chosen for what the probe touches
 # (atexit, signals, fork/exec/wait, threads' exit, fds, site, sys, logging's shutdown) and
-# for time: about 25 s per interpreter and side on an idle core.
+# for time (with SLOW left out): about 45 s per interpreter and side on an idle core.
 SUBSET: dict[str, tuple[str, ...]] = {
     "test_atexit": (),
     "test_signal": (),
@@ -57,6 +57,14 @@ SUBSET: dict[str, tuple[str, ...]] = {
     "test_os": ("*ForkTests*", "*PidTests*", "*ExecTests*", "*KillTests*", "*FDInheritanceTests*",
                 "*TestInvalidFD*", "*PosixUidGidTests*", "*EnvironTests*"),
     "test_inspect": ("*test_os_module_has_signatures*", "*TestSignatureObject*", "*TestSignatureDefinitions*"),
+}
+
+# module -> --ignore patterns: the slowest cases (timeouts, races that sleep), left to --full
+SLOW: dict[str, tuple[str, ...]] = {
+    "test_signal": ("*SiginterruptTest*", "*ItimerTest*"),
+    "test_logging": ("*test_race", "*test_listen*", "*test_noserver", "*TimedRotatingFileHandlerTest*"),
+    "test_faulthandler": ("*later_twice", "*later_fd", "*later_cancel", "*later_file", "*later_repeat"),
+    "test_subprocess": ("*test_check_output_timeout", "*test_communicate_repeated_call_after_stdout_close"),
 }
 
 # also, whole, under --full
@@ -109,16 +117,18 @@ def base_env(home: Path) -> dict[str, str]:
     return env
 
 
-def run_side(side: Side, patterns: tuple[str, ...], full: bool) -> Side:
+def run_side(side: Side, patterns: tuple[str, ...], full: bool, deep: bool) -> Side:
     side.directory.mkdir(parents=True, exist_ok=True)
     xml = side.directory / "results.xml"
     xml.unlink(missing_ok=True)
     regrtest = ["-m", "test", "--timeout", TEST_TIMEOUT, "--junit-xml", str(xml)]
     for pattern in () if full else patterns:
         regrtest += ["-m", pattern]
+    for pattern in () if full else SLOW.get(side.module, ()):
+        regrtest += ["-i", pattern]
     regrtest.append(side.module)
-    command = ([str(GSUP), "run", "-q", "--grace", "5s", "--python", side.python, *regrtest] if side.under_gsup
-               else [side.python, *regrtest])
+    gsup = [str(GSUP), "run", "-q", "--grace", "5s", *(["--deep"] if deep else []), "--python", side.python]
+    command = [*gsup, *regrtest] if side.under_gsup else [side.python, *regrtest]
     started = time.monotonic()
     with open(side.directory / "output.log", "wb") as log:
         try:
@@ -174,13 +184,14 @@ def compare(plain: Side, probed: Side) -> list[Difference]:
     return found
 
 
-def run_module(python: str, version: str, module: str, base: Path, full: bool, retries: int) -> list[Difference]:
+def run_module(python: str, version: str, module: str, base: Path, full: bool, retries: int,
+               deep: bool) -> list[Difference]:
     """Both sides of one module; again while they differ, keeping what differed every time."""
     patterns = SUBSET.get(module, ())
     persistent: dict[str, Difference] | None = None
     for attempt in range(1 + retries):
         sides = [run_side(Side(python, version, module, gsup, base / version / module / f"{name}-{attempt}"),
-                          patterns, full)
+                          patterns, full, deep)
                  for gsup, name in ((False, "plain"), (True, "gsup"))]
         found = {d.test: d for d in compare(*sides)}
         persistent = found if persistent is None else {t: d for t, d in found.items() if t in persistent}
@@ -204,6 +215,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--python", action="append", default=[], help="only these versions (3.12, 3.9.18...)")
     parser.add_argument("--module", action="append", default=[], help="only these test modules")
     parser.add_argument("--jobs", type=int, default=2, help="modules run at once (default 2)")
+    parser.add_argument("--deep", action="store_true", help="run the gsup side with --deep (-I children probed too)")
     parser.add_argument("--retries", type=int, default=1, help="runs again of a module that differs (default 1)")
     parser.add_argument("--dir", type=Path, default=None, help="where runs happen (default: a temp dir, kept)")
     parser.add_argument("--json", type=Path, default=None, help="also write every difference to this file")
@@ -220,7 +232,7 @@ def main(argv: list[str]) -> int:
     base = args.dir or Path(tempfile.mkdtemp(prefix="gsup-transparency-"))
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(run_module, exe, version, module, base, args.full, args.retries)
+        futures = [pool.submit(run_module, exe, version, module, base, args.full, args.retries, args.deep)
                    for version, exe in targets for module in modules]
         differences = [d for future in futures for d in future.result()]
     counted = [d for d in differences if d.allowed is None]
