@@ -30,8 +30,8 @@ stress: $(STAMP)  ## Random programs, signals and timing (200 runs, ~5 min): gsu
 storm: $(STAMP)  ## Fork storms under signal storms on 3.9-3.13 (20 runs, ~1 min): nothing lost or invented
 	$(BIN)/python tests/stress/stress.py --storm --pythons --scenarios 20 --jobs 2
 
-transparency: $(STAMP)  ## CPython's own tests plain and under gsup, per test case (FULL=1: the whole set)
-	$(BIN)/python tests/transparency/transparency.py $(if $(FULL),--full)
+transparency: $(STAMP)  ## CPython's own tests plain and under gsup, per test case (FULL=1: more, DEEP=1: --deep)
+	$(BIN)/python tests/transparency/transparency.py $(if $(FULL),--full) $(if $(DEEP),--deep)
 
 lint: $(STAMP)  ## ruff and mypy --strict
 	$(BIN)/ruff check supervisor tests

@@ -68,7 +68,10 @@ def _libc() -> ctypes.CDLL:
 def _check(result: int, what: str) -> None:
     if result != 0:
         code = ctypes.get_errno()
-        hint = ": run gsup as root, or drop --deep" if code in (errno.EPERM, errno.EACCES) else ""
+        hint = ""
+        if code in (errno.EPERM, errno.EACCES):  # root in a container may lack CAP_SYS_ADMIN
+            hint = ": it needs CAP_SYS_ADMIN, drop --deep" if os.geteuid() == 0 else \
+                ": run gsup as root, or drop --deep"
         raise DeepError(f"--deep cannot {what} ({os.strerror(code)}){hint}")
 
 
