@@ -92,6 +92,7 @@ class Side:
     code: int = 0
     seconds: float = 0.0
     cases: dict[str, tuple[str, str]] = field(default_factory=dict)  # test id -> (outcome, last message line)
+    totals: str = ""  # the suite's own counts: what a nameless <testcase/> (3.13, a subtest's error) leaves
 
 
 @dataclass
@@ -138,18 +139,22 @@ def run_side(side: Side, patterns: tuple[str, ...], full: bool, deep: bool) -> S
         except subprocess.TimeoutExpired:
             side.code = -1
     side.seconds = time.monotonic() - started
-    side.cases = read_junit(xml)
+    side.cases, side.totals = read_junit(xml)
     return side
 
 
-def read_junit(path: Path) -> dict[str, tuple[str, str]]:
-    """test id -> (outcome, the last line of its message) from regrtest's ``--junit-xml``."""
+def read_junit(path: Path) -> tuple[dict[str, tuple[str, str]], str]:
+    """test id -> (outcome, the last line of its message) from regrtest's ``--junit-xml``, and
+    the suites' error and failure counts (3.13.0 writes a subtest's error as an empty
+    ``<testcase />``, and the test it belongs to is then absent: the counts still show it)."""
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError):
-        return {}
+        return {}, ""
+    suites = [*root.iter("testsuite")]
+    totals = " ".join(f"{what}={sum(int(x.get(what) or 0) for x in suites)}" for what in ("errors", "failures"))
     cases = {}
-    for case in root.iter("testcase"):
+    for case in (c for c in root.iter("testcase") if c.get("name")):
         outcome, message = "passed", ""
         for tag in ("error", "failure", "skipped"):
             found = case.find(tag)
@@ -158,7 +163,7 @@ def read_junit(path: Path) -> dict[str, tuple[str, str]]:
                 text = (found.text or found.get("message") or "").strip()
                 message = text.splitlines()[-1][:200] if text else ""
         cases[str(case.get("name"))] = (outcome, message)
-    return cases
+    return cases, totals
 
 
 def allowed_because(test: str, minor: int) -> str | None:
@@ -177,6 +182,9 @@ def compare(plain: Side, probed: Side) -> list[Difference]:
                                 (f"exit {plain.code}", missing), (f"exit {probed.code}",
                                                                    "" if probed.cases else "no results")))
         return [] if plain.cases == probed.cases and plain.code == probed.code else found
+    if plain.totals != probed.totals:
+        found.append(Difference(plain.version, plain.module, f"{plain.module} (suite counts)", (plain.totals, ""),
+                                (probed.totals, ""), allowed_because(f"{plain.module} (suite counts)", minor)))
     for test in sorted(set(plain.cases) | set(probed.cases)):
         mine, theirs = plain.cases.get(test, ("absent", "")), probed.cases.get(test, ("absent", ""))
         if mine[0] != theirs[0]:
