@@ -166,18 +166,19 @@ def _check_leftovers(result: Result, scenario_id: str) -> None:
     end_processes(left)
 
 
-def print_result(result: Result, seed: int, verbose: bool) -> None:
+def print_result(result: Result, seed: int, verbose: bool, flags: str = "") -> None:
+    """``flags``: the options that choose the scenarios (``--storm``, ``--pythons``), for the replay line."""
     scenario = result.scenario
     shown = result.findings + (result.notes if verbose else [])
     if not shown:
         return
-    print(f"stress: scenario {scenario.number} (seed {seed}): {len(result.findings)} discrepancies")
+    what = f" in a storm of {scenario.describe()}" if isinstance(scenario, storm.Storm) else ""
+    print(f"stress: scenario {scenario.number} (seed {seed}): {len(result.findings)} discrepancies{what}")
     for finding in shown:
         print(f"  {finding.category} [{finding.kind}] {finding.detail}")
     print(f"  program: {result.directory / 'program.py'}")
     print(f"  command: cd {result.directory} && GSUP_HOME=home {shlex.join(result.command)}")
-    storming = " --storm" if isinstance(scenario, storm.Storm) else ""
-    print(f"  again:   {BIN / 'python'} {SCRIPT}{storming} --seed {seed} --only {scenario.number}")
+    print(f"  again:   {BIN / 'python'} {SCRIPT}{flags} --seed {seed} --only {scenario.number}")
     sys.stdout.flush()
 
 
@@ -212,7 +213,7 @@ def main(argv: list[str]) -> int:
         for future in futures:
             result = future.result()
             results.append(result)
-            print_result(result, seed, args.verbose)
+            print_result(result, seed, args.verbose, " --storm" * args.storm + " --pythons" * args.pythons)
             if not result.findings and not args.keep:
                 shutil.rmtree(result.directory, ignore_errors=True)
     stray = carrying("STRESS_RUN", run_id)
