@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import api
+from supervisor import api, report
 from tests.helpers import INTERPRETERS, ROOT, Gsup, Program, ready_then_sleep, wait_for_pids, wait_until, write_program
 
 # Each child writes its sys.path to a file named after its flag, registers a handler, and
@@ -153,3 +153,16 @@ def test_deep_without_the_right_fails_in_one_line() -> None:
         done = subprocess.run([*nobody, python, "-m", "supervisor", "run", "--python", python, str(hidden)],
                               env=env, cwd=shared, capture_output=True, text=True, timeout=60, check=False)
         assert (done.returncode, done.stderr) == (2, f"gsup: error: {hidden}: not readable (permission denied)\n")
+
+
+@pytest.mark.parametrize(("argv", "deep", "reason"), [
+    (["python3", "-Wignore::ImportWarning", "x.py"], None, "its environment did not carry"),
+    (["python3", "-X", "dev", "-E", "x.py"], None, "started with -E: Python ignores PYTHONPATH"),
+    (["python3", "-Im", "pip"], None, "started with -I: Python ignores PYTHONPATH"),
+    (["python3", "-I", "-S", "x.py"], None, "started with -S: Python skipped site"),
+    (["python3", "-I", "x.py"], "/opt/py/bin/python3", "started with -I: --deep reached only the site-packages of "
+                                                     "/opt/py/bin/python3"),
+    (["python3", "x.py", "-I"], None, "its environment did not carry"),  # the script's own option
+])
+def test_the_reason_reads_only_the_interpreter_options(argv: list[str], deep: str | None, reason: str) -> None:
+    assert reason in report._why_uninstrumented(argv, deep)

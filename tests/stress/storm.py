@@ -210,7 +210,7 @@ def check(storm: Storm, report: dict[str, Any], marker_dir: Path) -> list[Findin
         entry = entries[key]
         if entry is None:
             why = "reported as not instrumented" if marks.pid in blind else "not in the report"
-            findings.append(Finding("missing", "process", f"pid {marks.pid} ran the probe (markers) but is {why}"))
+            findings.append(Finding("missing", "process", f"pid {marks.pid} ran (its markers say so) but is {why}"))
             continue
         findings += _check_handlers(marks, entry) + _check_signals(marks, entry, raisers)
     if not any("p_done" in m.registered for m in images.values()):
