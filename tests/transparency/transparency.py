@@ -214,7 +214,7 @@ def run_module(python: str, version: str, module: str, base: Path, full: bool, r
 
 def interpreters(only: list[str]) -> list[tuple[str, str]]:
     found = [(".".join(map(str, version)), str(exe)) for _, (version, exe) in sorted(pyenv_pythons().items())]
-    return [(v, exe) for v, exe in found if not only or any(v.startswith(o) for o in only)]
+    return [(v, exe) for v, exe in found if not only or any(v == o or v.startswith(o + ".") for o in only)]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
