@@ -4,10 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test lint stress versions bench clean
+.PHONY: help install demo test lint stress storm transparency versions bench clean
 
 help:  ## List the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ test: $(STAMP)  ## Run the whole test suite
 
 stress: $(STAMP)  ## Random programs, signals and timing (200 runs, ~5 min): gsup must lose nothing
 	$(BIN)/python tests/stress/stress.py --scenarios 200 --jobs 2
+
+storm: $(STAMP)  ## Fork storms under signal storms on 3.9-3.13 (20 runs, ~1 min): nothing lost or invented
+	$(BIN)/python tests/stress/stress.py --storm --pythons --scenarios 20 --jobs 2
+
+transparency: $(STAMP)  ## CPython's own tests plain and under gsup, per test case (FULL=1: more, DEEP=1: --deep)
+	$(BIN)/python tests/transparency/transparency.py $(if $(FULL),--full) $(if $(DEEP),--deep)
 
 lint: $(STAMP)  ## ruff and mypy --strict
 	$(BIN)/ruff check supervisor tests

@@ -77,7 +77,7 @@ class Gsup:
             settle: Optional[Duration] = None, ready_port: Optional[int] = None,
             ready_output: Optional[str] = None, ready_file: Optional[PathLike] = None,
             ready_timeout: Optional[Duration] = None, expect: Sequence[str] = (), watch: Sequence[str] = (),
-            watch_preset: Sequence[str] = (), python: Optional[str] = None,
+            watch_preset: Sequence[str] = (), python: Optional[str] = None, deep: bool = False,
             env: Optional[Mapping[str, str]] = None, cwd: Optional[PathLike] = None,
             timeout: Optional[float] = None) -> Report:
         """``gsup run``: the same options as the command line (durations in seconds or
@@ -95,6 +95,7 @@ class Gsup:
                         "--ready-port": ready_port, "--ready-output": ready_output, "--ready-file": ready_file,
                         "--ready-timeout": ready_timeout, "--expect": expect, "--watch": watch,
                         "--watch-preset": watch_preset, "--python": python or sys.executable})
+        flags += ["--deep"] if deep else []
         argv = ["run", "--json", "-q", *flags, *_program(script, args, module, command)]
         code, document, output = self._call(argv, env, cwd, timeout)
         report = _typed(Report.from_json, document)
@@ -111,7 +112,7 @@ class Gsup:
                ready_output: Optional[str] = None, ready_file: Optional[PathLike] = None,
                ready_timeout: Optional[Duration] = None, expect: Sequence[str] = (), watch: Sequence[str] = (),
                watch_preset: Sequence[str] = (), junit: Optional[PathLike] = None, python: Optional[str] = None,
-               env: Optional[Mapping[str, str]] = None, cwd: Optional[PathLike] = None,
+               deep: bool = False, env: Optional[Mapping[str, str]] = None, cwd: Optional[PathLike] = None,
                timeout: Optional[float] = None) -> MatrixReport:
         """``gsup matrix``: every signal of ``signals`` (default TERM, INT, KILL) to every
         target of ``targets`` (default parent, child; a stop preset is a scenario of its
@@ -121,6 +122,7 @@ class Gsup:
                         "--ready-port": ready_port, "--ready-output": ready_output, "--ready-file": ready_file,
                         "--ready-timeout": ready_timeout, "--expect": expect, "--watch": watch,
                         "--watch-preset": watch_preset, "--junit": junit, "--python": python or sys.executable})
+        flags += ["--deep"] if deep else []
         argv = ["matrix", "--json", "-q", *flags, *_program(script, args, module, command)]
         code, document, output = self._call(argv, env, cwd, timeout)
         result = _typed(MatrixReport.from_json, document)

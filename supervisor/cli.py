@@ -165,6 +165,8 @@ def program_options(func: Any) -> Any:
                      help="Report each call of this function like an exit handler (repeatable)."),
         click.option("--watch-preset", "watch_presets", multiple=True, metavar="NAME",
                      help="A built-in set of functions to watch (repeatable; see README)."),
+        click.option("--deep", "deep", is_flag=True,
+                     help="Also probe Python processes started with -I or -E (root only; see README)."),
         click.option("--junit", "junit", metavar="FILE", help="Also write a JUnit XML file for CI."),
         click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr."),
     ]
@@ -225,16 +227,18 @@ def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
         closed_streams=ctx.obj if isinstance(ctx.obj, frozenset) else frozenset(),
     )
     module, python, program = params["module"], params["python"], list(params["program"])
+    is_command = ctx.meta.get("gsup.command", False)
+    needs_python = module is not None or not is_command or params["deep"]  # -m is parsed as a command too
+    interpreter = (launch.check_python(python) if python else launch.default_python()) if needs_python else ""
     if module is not None:
-        interpreter = launch.check_python(python) if python else launch.default_python()
         run_options.argv = launch.module_command(interpreter, module, program)
-    elif ctx.meta.get("gsup.command", False):
+    elif is_command:
         run_options.argv = launch.external_command(program)
     elif program:
-        interpreter = launch.check_python(python) if python else launch.default_python()
         run_options.argv = launch.script_command(interpreter, program[0], program[1:])
     else:
         raise GsupError("nothing to run: give SCRIPT, -m MODULE or -- COMMAND")
+    run_options.deep = interpreter if params["deep"] else None  # whose site-packages -I children read
     return run_options
 
 

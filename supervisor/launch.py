@@ -42,6 +42,12 @@ def check_python(python: str) -> str:
 
 def script_command(python: str, script: str, args: list[str]) -> list[str]:
     path = Path(script)
+    try:
+        path.stat()
+    except PermissionError:  # a directory on the way that this user may not enter
+        raise GsupError(f"{script}: not readable (permission denied)") from None
+    except OSError:
+        pass  # missing: said below
     if path.is_dir():
         raise GsupError(f"{script}: is a directory, not a Python script")
     if not path.is_file():
@@ -123,7 +129,22 @@ def closed_for_program(closed: frozenset[int], stdout_to_stderr: bool, piped: bo
     return frozenset(program)
 
 
+def deep_site_dirs(python: str) -> list[str]:
+    """The site-packages directory ``--deep`` overlays for ``python`` (see deep.py):
+    the first one that exists, as that interpreter sees it with ``-I`` (a venv's own)."""
+    ask = "import json, site; print(json.dumps(site.getsitepackages()))"
+    try:
+        found = subprocess.run([python, "-I", "-c", ask], capture_output=True, timeout=60, check=False)
+        dirs = [d for d in json.loads(found.stdout) if os.path.isdir(d)]
+    except (OSError, subprocess.TimeoutExpired, ValueError, TypeError):
+        dirs = []
+    if not dirs:
+        raise GsupError(f"--deep: {python} has no site-packages directory to overlay")
+    return [os.path.realpath(dirs[0])]
+
+
 GUARDIAN = str(Path(__file__).resolve().with_name("guardian.py"))
+DEEP = str(Path(__file__).resolve().with_name("deep.py"))
 GUARDIAN_STATUS_FD = 3  # guardian.py's STATUS_FD; its program output pipes are 4 and 5
 
 
@@ -138,10 +159,12 @@ class Launched:
 
 
 def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_dir: Path,
-          launched: float, pipe_output: bool = False, closed: frozenset[int] = frozenset()) -> Launched:
+          launched: float, pipe_output: bool = False, closed: frozenset[int] = frozenset(),
+          deep: Sequence[str] = ()) -> Launched:
     """Start the guardian, which starts ``argv`` in a new process group with
     default signal state; returns once the program runs (or raises GsupError).
     ``closed``: gsup's standard streams that were closed (see :func:`closed_for_program`).
+    ``deep``: site-packages directories that deep.py overlays first (``--deep``).
 
     ``posix_spawn`` rather than ``Popen``: gsup is the only reaper of its
     children, and a ``Popen`` object would try to reap its own.
@@ -156,6 +179,8 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
                "1" if stdout_to_stderr else "0",
                ",".join(map(str, sorted(closed_for_program(closed, stdout_to_stderr, pipe_output)))) or "-",
                "--", *argv]
+    if deep:
+        command = [sys.executable, "-I", "-S", DEEP, PROBE_DIR, *deep, "--", *command]
     try:
         guardian = os.posix_spawn(sys.executable, command, env, file_actions=actions)
     except OSError as err:
@@ -169,7 +194,8 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
         for fd in (*(output or ())[:1], *(errors or ())[:1]):
             os.close(fd)
         os.waitpid(guardian, 0)
-        raise GsupError(f"{argv[0]}: cannot start: {first.get('error', 'gsup guardian failed')}")
+        error = str(first.get("error", "gsup guardian failed"))
+        raise GsupError(error if error.startswith("--deep") else f"{argv[0]}: cannot start: {error}")
     os.set_blocking(status_r, False)
     piped = (output[0], errors[0]) if output is not None and errors is not None else None
     return Launched(int(str(first["spawned"])), guardian, status_r, piped)

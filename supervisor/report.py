@@ -60,6 +60,7 @@ class RunFacts:
     ready: Optional[Ready] = None
     stop: Optional[str] = None
     watching: list[str] = field(default_factory=list)
+    deep: Optional[str] = None  # --deep's interpreter: its -I/-E children load the probe too
 
     def adopted(self, ppid: Optional[int]) -> bool:
         """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
@@ -228,7 +229,7 @@ def _argv_of(image: Image) -> list[str]:
 def _uninstrumented(proc: _Proc, role: str, argv: list[str], end: End, facts: RunFacts) -> Process:
     """An entry for a program image the probe never ran in: only the outside view."""
     entry = Process(pid=proc.pid, ppid=proc.ppid(facts), role=role, argv=argv, instrumented=False, end=end,
-                    uninstrumented_reason=_why_uninstrumented(argv))
+                    uninstrumented_reason=_why_uninstrumented(argv, facts.deep))
     _set_times(entry, None, proc, facts)
     return entry
 
@@ -452,16 +453,20 @@ def _is_last(image: Image, event: Event) -> bool:
     return all(e.get("n", 0) <= event.get("n", 0) for e in image.events)
 
 
-def _why_uninstrumented(argv: list[str]) -> str:
+def _why_uninstrumented(argv: list[str], deep: Optional[str] = None) -> str:
     if not argv:
         return "never seen running: only its exit status is known"
     name = argv[0].rsplit("/", 1)[-1]
     if "python" not in name:
         return "not a Python program"
-    for option in _interpreter_options(argv[1:]):
-        for flag in "IES":
-            if flag in option[1:]:
-                return f"started with -{flag}: Python ignored the probe's PYTHONPATH"
+    flags = "".join(option[1:] for option in _interpreter_options(argv[1:]) if option[1:2] not in ("W", "X"))
+    if "S" in flags:
+        return "started with -S: Python skipped site, so gsup's probe was not loaded"
+    for flag in "IE":
+        if flag in flags and deep:
+            return f"started with -{flag}: --deep reached only the site-packages of {deep}"
+        if flag in flags:
+            return f"started with -{flag}: Python ignores PYTHONPATH, so gsup's probe was not loaded; use --deep"
     return "no probe events: its environment did not carry gsup's (scrubbed env?)"
 
 

@@ -233,6 +233,7 @@ def make_plan(signals: str, targets: str, jobs: int, params: dict[str, Any], is_
     for name, flag in _SHARED:
         values = params[name] if isinstance(params[name], tuple) else [params[name]]
         flags += [part for value in values if value is not None for part in (flag, str(value))]
+    flags += ["--deep"] if params.get("deep") else []
     module, program = params["module"], list(params["program"])
     program = ["-m", module, *program] if module is not None else ["--", *program] if is_command else program
     return Plan(scenarios, [*GSUP, "run", "--json", "-q", *flags], program, command, jobs, extra)

@@ -58,7 +58,7 @@ def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], 
         images=events.read_all(session.events_dir), seen=drained.seen, statuses=statuses,
         actions=drained.actions, leftovers=leftovers,
         finished=drained.finished, incomplete=journal.incomplete, version=__version__, ready=ready,
-        stop=plan.stop_name, watching=options.watching(plan.watch, plan.watch_presets),
+        stop=plan.stop_name, watching=options.watching(plan.watch, plan.watch_presets), deep=plan.deep,
     )
     built = report.build(facts)
     try:

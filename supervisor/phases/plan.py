@@ -35,6 +35,7 @@ class RunOptions:
     watch: list[str] = field(default_factory=list)  # MODULE:QUALNAME
     watch_presets: list[str] = field(default_factory=list)
     closed_streams: frozenset[int] = frozenset()  # gsup's own 0, 1, 2 that were closed: closed for the program too
+    deep: Optional[str] = None  # --deep: the interpreter whose site-packages reaches -I/-E children
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class RunPlan:
     watch: tuple[str, ...]
     watch_presets: tuple[str, ...]
     closed_streams: frozenset[int]
+    deep: Optional[str]
 
     @classmethod
     def from_options(cls, options: RunOptions) -> RunPlan:
@@ -70,7 +72,8 @@ class RunPlan:
             shooter=f"stop {stop.name}" if stop is not None else "gsup",
             ready_port=options.ready_port, ready_output=options.ready_output, ready_file=options.ready_file,
             ready_timeout=options.ready_timeout, watch=tuple(options.watch),
-            watch_presets=tuple(options.watch_presets), closed_streams=options.closed_streams)
+            watch_presets=tuple(options.watch_presets), closed_streams=options.closed_streams,
+            deep=options.deep)
 
     @property
     def stop_name(self) -> Optional[str]:

@@ -53,9 +53,11 @@ class Launched:
 def launch(plan: RunPlan, session: Session, readiness: Readiness, display: Display) -> Launched:
     """Start ``plan.argv`` with the probe injected; GsupError if it cannot start."""
     env = spawning.probe_env(dict(os.environ), session.events_dir, plan.watch, plan.watch_presets)
+    deep = spawning.deep_site_dirs(plan.deep) if plan.deep else []
     at = time.monotonic()
     started = spawning.spawn(list(plan.argv), env, plan.json_stdout, session.dir, at,
-                             pipe_output=readiness.pattern is not None, closed=plan.closed_streams)
+                             pipe_output=readiness.pattern is not None, closed=plan.closed_streams,
+                             deep=deep)
     outputs: tuple[OutputPipe, ...] = ()
     if started.output is not None:
         out, err = started.output

@@ -288,3 +288,14 @@ def judge_exit(code: int, stdout: str, stderr: str) -> tuple[Optional[dict[str, 
 
 def _error_lines(stderr: str) -> str:
     return " | ".join(line for line in stderr.splitlines() if line.startswith("gsup:")) or stderr[-500:]
+
+
+PROBE_NAMES = ("_gsup_probe", "sitecustomize")  # the probe's module and file names (supervisor/_probe/)
+
+
+def probe_lines(*outputs: str) -> list[Finding]:
+    """The probe never speaks in the program's output: any line naming it there (a traceback
+    through its hooks, an ``Exception ignored in`` of its at-fork hook) is a finding."""
+    lines = [line for output in outputs for line in output.splitlines() if any(n in line for n in PROBE_NAMES)]
+    return [Finding("probe", "output", f"{len(lines)} line(s) naming the probe in the program's output, first: "
+                    f"{lines[0][:300]!r}")] if lines else []

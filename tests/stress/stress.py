@@ -7,7 +7,11 @@ run under ``gsup run --json`` with its own ``GSUP_HOME``.  Afterwards:
   (psutil over every process of the machine);
 * missing / invented: the report against the program's marker files
   (``checks.compare``);
-* crashes: a gsup traceback, an unexplained exit code, JSON that does not parse.
+* crashes: a gsup traceback, an unexplained exit code, JSON that does not parse;
+* probe: a line naming the probe (``_gsup_probe``, ``sitecustomize``) in the
+  program's output (``checks.probe_lines``).
+
+``--storm`` runs fork storms under signal storms instead (``storm.py``).
 
 It ends with one summary line and exits non-zero if any count is not zero.
 Each discrepancy names its scenario, program and command;
@@ -30,6 +34,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Union
 
 import psutil
 
@@ -39,6 +44,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[2]))  # the checkout: te
 import checks
 import plans
 import programs
+import storm
 
 from supervisor.pytest_plugin import end_processes, processes_where
 from tests.helpers import error_lines, pyenv_pythons
@@ -48,14 +54,15 @@ BIN = Path(sys.executable).parent
 GSUP = BIN / "gsup"
 GRACE = "2s"
 TIMEOUT = 120.0  # a gsup that has not finished by then is hung: a crash
-CATEGORIES = ("leftover", "missing", "invented", "crash")
+CATEGORIES = ("leftover", "missing", "invented", "crash", "probe")
+Case = Union[plans.Scenario, storm.Storm]
 
 
 @dataclass
 class Result:
     """One scenario's outcome, ready to print."""
 
-    scenario: plans.Scenario
+    scenario: Case
     directory: Path
     command: list[str]
     findings: list[checks.Finding] = field(default_factory=list)
@@ -91,15 +98,20 @@ def _no_core_dumps() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def run_one(scenario: plans.Scenario, base: Path, run_id: str) -> Result:
+def run_one(scenario: Case, base: Path, run_id: str) -> Result:
     directory = base / f"{scenario.number:03d}"
     shutil.rmtree(directory, ignore_errors=True)
     markers = directory / "markers"
     markers.mkdir(parents=True)
     program = directory / "program.py"
-    program.write_text(programs.source(scenario, markers, directory / "program.log"))
+    if isinstance(scenario, storm.Storm):
+        program.write_text(storm.source(scenario, markers, directory / "program.log"))
+        shot: list[str] = []  # the storm's signals are the program's own
+    else:
+        program.write_text(programs.source(scenario, markers, directory / "program.log"))
+        shot = ["--signal", scenario.signal, "--target", scenario.target]
     command = [str(GSUP), "run", "--json", "-q", "--grace", GRACE, "--python", scenario.python,
-               "--signal", scenario.signal, "--target", scenario.target, *scenario.timing, str(program)]
+               *shot, *scenario.timing, str(program)]
     scenario_id = f"{run_id}-{scenario.number}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GSUP_")}
     env.update(GSUP_HOME=str(directory / "home"), STRESS_RUN=run_id, STRESS_SCENARIO=scenario_id, NO_COLOR="1")
@@ -118,6 +130,11 @@ def run_one(scenario: plans.Scenario, base: Path, run_id: str) -> Result:
     (directory / "gsup.stderr").write_text(stderr)
     report, findings, reason = checks.judge_exit(code, stdout, stderr)
     result.findings += findings
+    log = directory / "program.log"
+    result.findings += checks.probe_lines(log.read_text(errors="replace") if log.exists() else "", stderr)
+    if isinstance(scenario, storm.Storm):
+        result.findings += storm.check(scenario, report, markers) if report is not None else []
+        return result
     if reason:
         result.notes.append(checks.Finding("note", f"exit 2 ({reason.strip(' :')}...)", _error_line(stderr)))
         result.findings += checks.check_no_target(scenario, report) if report is not None else []
@@ -149,17 +166,19 @@ def _check_leftovers(result: Result, scenario_id: str) -> None:
     end_processes(left)
 
 
-def print_result(result: Result, seed: int, verbose: bool) -> None:
+def print_result(result: Result, seed: int, verbose: bool, flags: str = "") -> None:
+    """``flags``: the options that choose the scenarios (``--storm``, ``--pythons``), for the replay line."""
     scenario = result.scenario
     shown = result.findings + (result.notes if verbose else [])
     if not shown:
         return
-    print(f"stress: scenario {scenario.number} (seed {seed}): {len(result.findings)} discrepancies")
+    what = f" in a storm of {scenario.describe()}" if isinstance(scenario, storm.Storm) else ""
+    print(f"stress: scenario {scenario.number} (seed {seed}): {len(result.findings)} discrepancies{what}")
     for finding in shown:
         print(f"  {finding.category} [{finding.kind}] {finding.detail}")
     print(f"  program: {result.directory / 'program.py'}")
     print(f"  command: cd {result.directory} && GSUP_HOME=home {shlex.join(result.command)}")
-    print(f"  again:   {BIN / 'python'} {SCRIPT} --seed {seed} --only {scenario.number}")
+    print(f"  again:   {BIN / 'python'} {SCRIPT}{flags} --seed {seed} --only {scenario.number}")
     sys.stdout.flush()
 
 
@@ -170,6 +189,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None, help="the run's seed (default: random)")
     parser.add_argument("--only", type=int, action="append", default=[], help="run only scenario N (repeatable)")
     parser.add_argument("--pythons", action="store_true", help="also pyenv's Python 3.9+ as targets, at random")
+    parser.add_argument("--storm", action="store_true", help="fork storms under signal storms instead (storm.py)")
     parser.add_argument("--verbose", action="store_true", help="also show each legitimate difference")
     parser.add_argument("--keep", action="store_true", help="keep every scenario's directory, not only failures")
     parser.add_argument("--dir", type=Path, default=None, help="where scenarios run (default: a temp dir)")
@@ -188,11 +208,12 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     results: list[Result] = []
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(run_one, plans.make(seed, n, targets), base, run_id) for n in numbers]
+        make = storm.make if args.storm else plans.make
+        futures = [pool.submit(run_one, make(seed, n, targets), base, run_id) for n in numbers]
         for future in futures:
             result = future.result()
             results.append(result)
-            print_result(result, seed, args.verbose)
+            print_result(result, seed, args.verbose, " --storm" * args.storm + " --pythons" * args.pythons)
             if not result.findings and not args.keep:
                 shutil.rmtree(result.directory, ignore_errors=True)
     stray = carrying("STRESS_RUN", run_id)
@@ -208,7 +229,8 @@ def main(argv: list[str]) -> int:
               + "; ".join(f"{n} {what}" for what, n in sorted(notes.items())))
     elapsed = time.monotonic() - started
     print(f"stress: {len(results)} scenarios, {counts['leftover']} leftovers, {counts['missing']} missing, "
-          f"{counts['invented']} invented, {counts['crash']} crashes (seed {seed}, {elapsed:.0f} s)")
+          f"{counts['invented']} invented, {counts['crash']} crashes, {counts['probe']} probe outputs "
+          f"(seed {seed}, {elapsed:.0f} s)")
     return 1 if any(counts.values()) else 0
 
 
