@@ -314,6 +314,72 @@ PROGRAMS: dict[str, tuple[str, int, list[bytes]]] = {
             print("raised", repr(exc))
         print("after")
         """, 0, [b"ran\n", b"after"]),
+    # Nothing a program can see (issue 14): no fd of the probe's, wrappers that
+    # pickle and read as the originals, atexit.unregister of a watched function.
+    "open_fds": ("""
+        import atexit, os, signal
+
+        def fds():
+            return sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+
+        print("start", fds(), flush=True)
+        atexit.register(lambda: print("at exit", fds()))
+        signal.signal(signal.SIGUSR1, lambda *args: None)
+        print("after register", fds(), flush=True)
+        pid = os.fork()
+        if pid == 0:
+            print("child", fds(), flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """, 0, [b"start [0, 1, 2, 3]\nafter register [0, 1, 2, 3]\nchild [0, 1, 2, 3]\nat exit [0, 1, 2, 3]"]),
+    "pickled_and_signed": ("""
+        import _signal, atexit, inspect, os, pickle, posix, pydoc
+
+        for func in (os._exit, os.kill, os.killpg, os.waitpid, os.waitid, os.wait, os.fork, os.execv,
+                     os.posix_spawn, atexit.register, atexit.unregister, _signal.signal, _signal.getsignal):
+            data = pickle.dumps(func)
+            print(func.__module__, func.__qualname__, data, pickle.loads(data) is func)
+            try:
+                print(" ", inspect.signature(func))
+            except ValueError as exc:  # posix_spawn before 3.13
+                print(" ", exc)
+        print(os.kill is posix.kill, os.waitpid is posix.waitpid)
+        # help()'s first line says "built-in function" only of a builtin: a wrapper cannot be one
+        print(pydoc.render_doc(os.kill, renderer=pydoc.plaintext).partition("\\n")[2])
+        """, 0, [b"posix _exit", b"(status)", b"(pid, signal, /)"]),
+    "multiprocessing_os_exit": ("""
+        import multiprocessing, os
+
+        if __name__ == "__main__":
+            for method in ("spawn", "forkserver"):
+                process = multiprocessing.get_context(method).Process(target=os._exit, args=(3,))
+                process.start()
+                process.join()
+                print(method, process.exitcode)
+        """, 0, [b"spawn 3\nforkserver 3\n"]),
+    "unregister_logging": ("""
+        import atexit, logging
+
+        class Loud(logging.Handler):
+            def close(self):
+                print("logging.shutdown closed a handler")
+                super().close()
+
+        logging.getLogger().addHandler(Loud())
+        atexit.unregister(logging.shutdown)  # what programs do to avoid a hanging exit
+        print("unregistered")
+        """, 0, [b"unregistered\n"]),
+    "unregister_logging_kept": ("""
+        import atexit, logging
+
+        class Loud(logging.Handler):
+            def close(self):
+                print("logging.shutdown closed a handler")
+                super().close()
+
+        logging.getLogger().addHandler(Loud())
+        print("kept")
+        """, 0, [b"kept\nlogging.shutdown closed a handler\n"]),
     "thread_pool": ("""
         import atexit, threading
         from concurrent.futures import ThreadPoolExecutor

@@ -71,6 +71,27 @@ def cut(exc):
         exc.__traceback__ = exc.__traceback__.tb_next
 
 
+def posing(wrapper, real):
+    """``wrapper`` made to pass for ``real``: the names pickle looks it up by,
+    its doc, and ``__wrapped__`` (``inspect.signature`` and ``help`` follow it)."""
+    wrapper.__name__ = real.__name__
+    wrapper.__qualname__ = getattr(real, "__qualname__", real.__name__)
+    wrapper.__module__ = real.__module__
+    wrapper.__doc__ = real.__doc__
+    wrapper.__wrapped__ = real
+    return wrapper
+
+
+def replace(module, name, wrapper):
+    """Put ``wrapper`` in place of ``module.name``, and in the module its original
+    names (``posix`` for ``os``), so that pickling it finds the same object."""
+    real = getattr(module, name)
+    setattr(module, name, wrapper)
+    home = sys.modules.get(getattr(real, "__module__", None) or "")
+    if home is not None and home is not module and getattr(home, name, None) is real:
+        setattr(home, name, wrapper)
+
+
 WRAPPED = {}  # id(watch wrapper) -> (wrapper, original): describe sees through them
 
 
@@ -156,7 +177,12 @@ class Recorder:
         return iter(range(1, sys.maxsize))
 
     def emit(self, kind, body="", hold=False):
-        """Write one event; with ``hold`` it waits for the next one, to go out in the same write."""
+        """Write one event; with ``hold`` it waits for the next one, to go out in the same write.
+
+        A signal handler may run in the middle (its exception, if any, is lost
+        here as it always was); the event is then written again: if the first
+        write had gone out after all, the reader drops the copy (same ``n``)."""
+        line = None
         try:
             if self.getpid() != self.pid:
                 self.start(forked=True)
@@ -165,8 +191,12 @@ class Recorder:
                 self.held.append(line)
                 return
             self.write(line)
-        except Exception:
-            pass
+        except Exception as exc:
+            if line is not None and not isinstance(exc, (OSError, ValueError)):
+                try:
+                    self.write(line)
+                except Exception:
+                    pass
 
     def write(self, text):
         held = self.held
@@ -467,14 +497,19 @@ def _patch_atexit(rec):
             raise
 
     def unregister(func):
+        # A watched function (``logging.shutdown``) was registered before it was
+        # wrapped: unregistering the wrapper the program now sees removes that too.
+        watched = WRAPPED.get(id(func))
+        funcs = (func,) if watched is None or watched[0] is not func else (func, watched[1])
         try:
-            real_unregister(func)
+            for one in funcs:
+                real_unregister(one)
         except BaseException as exc:
             cut(exc)
             raise
         for hid, entry in list(handlers.items()):
             try:
-                same = entry[1] == "atexit" and entry[0] == func
+                same = entry[1] == "atexit" and any(entry[0] == one for one in funcs)
             except Exception:
                 same = False
             if same:
@@ -493,9 +528,7 @@ def _patch_atexit(rec):
 
     for name, fn, real in (("register", register, real_register), ("unregister", unregister, real_unregister),
                            ("_clear", clear, real_clear)):
-        fn.__name__ = fn.__qualname__ = name
-        fn.__doc__ = real.__doc__
-        setattr(atexit, name, fn)
+        setattr(atexit, name, posing(fn, real))
     return exits
 
 
@@ -563,10 +596,8 @@ def _patch_signals(rec):
             cut(exc)
             raise
 
-    signal.__doc__ = real_signal.__doc__
-    getsignal.__doc__ = real_getsignal.__doc__
-    _signal.signal = signal
-    _signal.getsignal = getsignal
+    _signal.signal = posing(signal, real_signal)
+    _signal.getsignal = posing(getsignal, real_getsignal)
     if PY311 and real_getsignal(2) is default_int:
         real_signal(2, wrap_handler(2, default_int))  # so a Ctrl-C is seen arriving
     return getsignal, originals
@@ -594,26 +625,33 @@ def _passthrough(real, name, before=None, after=None):
 
     def wrapper(*args, **kwargs):
         if before is not None:
-            try:
-                before(*args, **kwargs)
-            except Exception:
-                pass  # odd arguments are the real call's to refuse, in its own words
+            _note(before, args, kwargs)
         try:
             result = real(*args, **kwargs)
         except BaseException as exc:
             cut(exc)
             raise
         if after is not None:
-            try:
-                after(result, *args, **kwargs)
-            except Exception:
-                pass
+            _note(after, (result, *args), kwargs)
         return result
 
-    wrapper.__name__ = wrapper.__qualname__ = name
-    wrapper.__doc__ = real.__doc__
-    wrapper.__module__ = getattr(real, "__module__", None)
-    return wrapper
+    return posing(wrapper, real)
+
+
+def _note(note, args, kwargs):
+    """Run a wrapper's ``note``; odd arguments are the real call's to refuse, in its own words.
+
+    A signal handler's exception raised in the middle (the handler ran here by
+    chance) may have cut the note short: it runs once more, so the event is
+    not lost (the exception is, as it was before: nothing of the program runs here)."""
+    try:
+        note(*args, **kwargs)
+    except Exception as exc:
+        if not isinstance(exc, (TypeError, ValueError, OverflowError)):
+            try:
+                note(*args, **kwargs)
+            except Exception:
+                pass
 
 
 class _Ways:
@@ -676,8 +714,9 @@ def _patch_os(rec):
     def wrap(name, before=None, after=None):
         real = getattr(os, name, None)
         if real is not None:
-            setattr(os, name, _passthrough(real, name, before, after))
+            replace(os, name, _passthrough(real, name, before, after))
 
+    _patch_waitpid(os, ways)  # first: it calls the real waitid, never a wrapper (one frame, one event)
     wrap("_exit", before=ways.exit)
     wrap("execv", before=ways.exec)
     wrap("execve", before=ways.exec)
@@ -686,14 +725,13 @@ def _patch_os(rec):
     for name in ("fork", "forkpty"):
         real = getattr(os, name, None)
         if real is not None:
-            setattr(os, name, _fork(real, name, ways))
+            replace(os, name, _fork(real, name, ways))
     wrap("posix_spawn", after=ways.spawn_argv(1))
     wrap("posix_spawnp", after=ways.spawn_argv(1))
     wrap("wait", after=ways.reaped_pair)
     wrap("wait3", after=ways.reaped_pair)
     wrap("wait4", after=ways.reaped_pair)
     wrap("waitid", after=ways.waitid)
-    _patch_waitpid(os, ways)
     return ways
 
 
@@ -733,9 +771,7 @@ def _patch_waitpid(os, ways):
             ways.reaped(result[0], result[1])
         return result
 
-    waitpid.__doc__ = real.__doc__
-    waitpid.__module__ = "os"
-    os.waitpid = waitpid
+    replace(os, "waitpid", posing(waitpid, real))
 
 
 def _patch_fork_exec(mod, ways):
@@ -743,7 +779,7 @@ def _patch_fork_exec(mod, ways):
     argv, so a child adopted by gsup before its probe ran still has a parent."""
     real = getattr(mod, "fork_exec", None)
     if real is not None:
-        mod.fork_exec = _passthrough(real, "fork_exec", after=ways.spawn_argv(0))
+        replace(mod, "fork_exec", _passthrough(real, "fork_exec", after=ways.spawn_argv(0)))
 
 
 def _patch_fork(rec, exits, note_signal_handlers):
@@ -803,10 +839,7 @@ def _fork(real, name, ways):
             raise
         return result
 
-    fork.__name__ = fork.__qualname__ = name
-    fork.__doc__ = real.__doc__
-    fork.__module__ = getattr(real, "__module__", None)
-    return fork
+    return posing(fork, real)
 
 
 # -- before 3.11: tracebacks printed without the probe's wrapper frames ----------------
