@@ -380,6 +380,17 @@ PROGRAMS: dict[str, tuple[str, int, list[bytes]]] = {
         logging.getLogger().addHandler(Loud())
         print("kept")
         """, 0, [b"kept\nlogging.shutdown closed a handler\n"]),
+    "run_exitfuncs_uncaught": ("""
+        import atexit
+
+        def bad():
+            raise ValueError("boom")
+
+        atexit.register(bad)
+        atexit.register(print, "ran")
+        atexit._run_exitfuncs()  # 3.9 raises the handler's error here, uncaught: its traceback is printed
+        raise SystemExit("not raised (3.10 on)")
+        """, 1, [b"ran\n", b"ValueError: boom"]),
     "thread_pool": ("""
         import atexit, threading
         from concurrent.futures import ThreadPoolExecutor
@@ -456,12 +467,8 @@ _THREAD_EXCEPTHOOK = (
     "before 3.11 a re-raise keeps the probe wrapper's frame; the probe strips it from what sys.excepthook and "
     "the traceback module print, but threading's default excepthook prints in C, so an error raised by "
     "signal.signal in a thread shows one extra probe frame")
-_RUN_EXITFUNCS_39 = (
-    "3.9's atexit reports a handler's error to no hook, so the probe prints it itself; an explicit call of the "
-    "private atexit._run_exitfuncs() then does not re-raise the last handler error as 3.9 does")
 KNOWN_TRANSPARENCY_BUGS: dict[tuple[str, int], str] = {
     **{("signal_in_thread", m): _THREAD_EXCEPTHOOK for m in (9, 10)},
-    ("run_exitfuncs_explicit", 9): _RUN_EXITFUNCS_39,
 }
 
 

@@ -354,6 +354,7 @@ class _Wrapped:
             result = self.func(*args, **kwargs)
         except BaseException as exc:
             self.exits.rec.emit("raise", ',"h":%d,"exc":%s' % (self.hid, js(type(exc).__qualname__)))
+            self.exits.last_error = exc  # what an explicit _run_exitfuncs() raises in the end
             if not isinstance(exc, SystemExit):
                 sys.stderr.write("Error in atexit._run_exitfuncs:\n")
                 cut(exc)
@@ -383,6 +384,7 @@ class _Exits:
         self.exit_noted = False
         self.real_register = atexit.register
         self.real_excepthook = sys.__excepthook__
+        self.last_error = None  # 3.9: the last error a handler raised (see _run_exitfuncs_39)
 
     def new(self, func, kind):
         """A handler's id and entry: [func, kind, begin marker, end marker, began at].
@@ -529,7 +531,28 @@ def _patch_atexit(rec):
     for name, fn, real in (("register", register, real_register), ("unregister", unregister, real_unregister),
                            ("_clear", clear, real_clear)):
         setattr(atexit, name, posing(fn, real))
+    if not PY310:
+        atexit._run_exitfuncs = posing(_run_exitfuncs_39(exits, atexit._run_exitfuncs), atexit._run_exitfuncs)
     return exits
+
+
+def _run_exitfuncs_39(exits, real):
+    """3.9's explicit ``atexit._run_exitfuncs()`` raises the last error a handler
+    raised; ``_Wrapped`` keeps it from atexit (which would print the wrapper's
+    frame), so it is raised here, as atexit would have."""
+
+    def _run_exitfuncs():
+        exits.last_error = None
+        try:
+            real()
+        except BaseException as exc:
+            cut(exc)
+            raise
+        error, exits.last_error = exits.last_error, None
+        if error is not None:
+            raise error
+
+    return _run_exitfuncs
 
 
 # -- signal handlers: recorded when installed and each time they run -------------------
