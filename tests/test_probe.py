@@ -681,6 +681,24 @@ def test_events_fork_children(python: str, tmp_path: Path) -> None:
 
 
 @interpreters
+def test_subinterpreters_are_not_processes(python: str, tmp_path: Path) -> None:
+    source = """
+        import _testcapi, os
+        code = "import atexit; atexit.register(print, 'sub atexit')"
+        print(_testcapi.run_in_subinterp(code), flush=True)
+        """
+    try:
+        result, pid, events = run_probed(python, tmp_path, source)
+    finally:
+        baseline = run_python(python, [str(tmp_path / "prog.py")], base_env(), tmp_path)
+    if b"No module named '_testcapi'" in baseline.stderr:
+        pytest.skip("this interpreter has no _testcapi")
+    assert normalised(result) == normalised(baseline), result.show()
+    assert result.stdout == b"sub atexit\n0\n", result.show()
+    assert [image.pid for image in images_of(events)] == [pid]  # one image: the subinterpreter is none
+
+
+@interpreters
 def test_events_threading_atexit(python: str, tmp_path: Path) -> None:
     result, pid, events = run_probed(python, tmp_path, """
         import atexit, threading
