@@ -391,6 +391,18 @@ PROGRAMS: dict[str, tuple[str, int, list[bytes]]] = {
         atexit._run_exitfuncs()  # 3.9 raises the handler's error here, uncaught: its traceback is printed
         raise SystemExit("not raised (3.10 on)")
         """, 1, [b"ran\n", b"ValueError: boom"]),
+    "faulthandler_kill_self": ("""
+        import faulthandler, os, signal, sys
+
+        faulthandler.register(signal.SIGUSR1, file=sys.stdout, all_threads=False)
+
+        def inner():
+            os.kill(os.getpid(), signal.SIGUSR1)  # the dump shows this stack, and no probe frame
+
+        inner()
+        os.killpg(os.getpgid(0), 0)
+        print("end", flush=True)
+        """, 0, [b"line 6 in inner", b"end"]),
     "thread_pool": ("""
         import atexit, threading
         from concurrent.futures import ThreadPoolExecutor
