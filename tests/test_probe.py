@@ -474,14 +474,8 @@ PROGRAMS: dict[str, tuple[str, int, list[bytes]]] = {
 }
 
 # Known limits of the probe, pinned so that a change either way is noticed:
-# (program, minor version) -> reason.  Both are on end-of-life interpreters.
-_THREAD_EXCEPTHOOK = (
-    "before 3.11 a re-raise keeps the probe wrapper's frame; the probe strips it from what sys.excepthook and "
-    "the traceback module print, but threading's default excepthook prints in C, so an error raised by "
-    "signal.signal in a thread shows one extra probe frame")
-KNOWN_TRANSPARENCY_BUGS: dict[tuple[str, int], str] = {
-    **{("signal_in_thread", m): _THREAD_EXCEPTHOOK for m in (9, 10)},
-}
+# (program, minor version) -> reason.  None at present (issue 14 fixed the last two).
+KNOWN_TRANSPARENCY_BUGS: dict[tuple[str, int], str] = {}
 
 
 def _transparency_params() -> list[Any]:

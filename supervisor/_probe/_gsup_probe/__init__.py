@@ -301,7 +301,7 @@ def apply_patches(os, events_dir):
         "_posixsubprocess": lambda mod: _patch_fork_exec(mod, wrap),
     }
     if not PY311:
-        _hide_probe_frames()
+        on_import["threading"] = _both(on_import["threading"], _hide_probe_frames())
         handlers.real_excepthook = sys.__excepthook__  # 3.9's handler errors: a watched handler's frame too
         on_import["traceback"] = _patch_traceback
     rec.start(forked=False)
@@ -958,6 +958,31 @@ def _hide_probe_frames():
 
     unraisablehook.__name__ = unraisablehook.__qualname__ = "unraisablehook"
     sys.unraisablehook = sys.__unraisablehook__ = unraisablehook
+
+    def patch_threading(mod):
+        """An error in a thread is printed by ``threading.excepthook``, in C: the
+        same unlinking goes in front of it (and stands in as ``__excepthook__``)."""
+        real_thread_hook = getattr(mod, "excepthook", None)
+        if real_thread_hook is None:
+            return
+
+        def excepthook(args):
+            try:
+                strip(args.exc_value, set())
+                tb = strip_tb(args.exc_traceback)
+                if tb is not args.exc_traceback:
+                    args = type(args)((args.exc_type, args.exc_value, tb, args.thread))
+            except Exception:
+                pass
+            return real_thread_hook(args)
+
+        excepthook.__name__ = excepthook.__qualname__ = "excepthook"
+        excepthook.__doc__ = real_thread_hook.__doc__
+        if getattr(mod, "__excepthook__", None) is real_thread_hook:
+            mod.__excepthook__ = excepthook
+        mod.excepthook = excepthook
+
+    return patch_threading
 
 
 # -- patches applied when the program imports a module ---------------------------------
