@@ -338,7 +338,7 @@ PROGRAMS: dict[str, tuple[str, int, list[bytes]]] = {
         for func in (os._exit, os.kill, os.killpg, os.waitpid, os.waitid, os.wait, os.fork, os.execv,
                      os.posix_spawn, atexit.register, atexit.unregister, _signal.signal, _signal.getsignal):
             data = pickle.dumps(func)
-            print(func.__module__, func.__qualname__, data, pickle.loads(data) is func)
+            print(func.__module__, func.__qualname__, data, pickle.loads(data) is func, func.__text_signature__)
             try:
                 print(" ", inspect.signature(func))
             except ValueError as exc:  # posix_spawn before 3.13

@@ -73,12 +73,14 @@ def cut(exc):
 
 def posing(wrapper, real):
     """``wrapper`` made to pass for ``real``: the names pickle looks it up by,
-    its doc, and ``__wrapped__`` (``inspect.signature`` and ``help`` follow it)."""
+    its doc, ``__wrapped__`` (``inspect.signature`` and ``help`` follow it) and
+    ``__text_signature__`` (test_inspect reads it)."""
     wrapper.__name__ = real.__name__
     wrapper.__qualname__ = getattr(real, "__qualname__", real.__name__)
     wrapper.__module__ = real.__module__
     wrapper.__doc__ = real.__doc__
     wrapper.__wrapped__ = real
+    wrapper.__text_signature__ = getattr(real, "__text_signature__", None)
     return wrapper
 
 
