@@ -72,7 +72,7 @@ def steps() -> list[tuple[str, float]]:
             real_register(noop), real_register(noop), real_register(noop))),
         ("handler run: exits.begin(hid)", lambda: exits.begin(hid)),
         ("  HookProxy(...) made and set on each begin", lambda: probe._HookProxy(sys.unraisablehook, exits)),
-        ("handler run: exits.end(hid)", lambda: exits.end(hid)),
+        ("handler run: exits.end(hid) (held for the next begin)", lambda: (exits.end(hid), rec.held.clear())),
         ("handler run: the marker twice -> begin + end", lambda: (exits.handlers[hid][2](), exits.handlers[hid][3]())),
     ]
     found = [(name, per_call(step)) for name, step in timed]

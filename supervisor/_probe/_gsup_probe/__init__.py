@@ -762,12 +762,12 @@ def _audit_hook(notes):
     no frame of the probe's, so a signal the program sends itself (a
     faulthandler dump, a handler's traceback) shows the program's stack only.
     The hook costs about 0.2 µs per audited event of any kind (measured)."""
-    get = notes.get
+    get, run = notes.get, _note  # bound here: audit events still come while the interpreter tears modules down
 
     def hook(event, args):
         note = get(event)
         if note is not None:
-            _note(note, args, {})
+            run(note, args, {})
 
     return hook
 
