@@ -178,12 +178,13 @@ class Recorder:
         """1, 2, 3...: ``itertools.count`` without importing it (one import less at start-up)."""
         return iter(range(1, sys.maxsize))
 
-    def emit(self, kind, body="", hold=False):
+    def emit(self, kind, body="", hold=False, again=True):
         """Write one event; with ``hold`` it waits for the next one, to go out in the same write.
 
         A signal handler may run in the middle (its exception, if any, is lost
         here as it always was); the event is then written again: if the first
-        write had gone out after all, the reader drops the copy (same ``n``)."""
+        write had gone out after all, the reader drops the copy (same ``n``).
+        Cut short before its line was made, it is made once ``again``."""
         line = None
         try:
             if self.getpid() != self.pid:
@@ -194,11 +195,16 @@ class Recorder:
                 return
             self.write(line)
         except Exception as exc:
-            if line is not None and not isinstance(exc, (OSError, ValueError)):
-                try:
-                    self.write(line)
-                except Exception:
-                    pass
+            if isinstance(exc, (OSError, ValueError)):
+                return  # the probe's own failure: this event is lost, never the program
+            if line is None:
+                if again:
+                    self.emit(kind, body, hold, again=False)
+                return
+            try:
+                self.write(line)
+            except Exception:
+                pass
 
     def write(self, text):
         held = self.held
@@ -409,7 +415,8 @@ class _Exits:
             return
         self.exit_noted = True
         exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
-        self.rec.emit("exit", ',"exc":%s' % js(type(exc).__qualname__) if exc is not None else "")
+        # held: the begin (or done) that follows at once goes out in the same write
+        self.rec.emit("exit", ',"exc":%s' % js(type(exc).__qualname__) if exc is not None else "", True)
 
     def mark(self, hid):
         if self.handlers[hid][4] is None:
