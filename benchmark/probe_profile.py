@@ -67,12 +67,12 @@ def steps() -> list[tuple[str, float]]:
         ("      format the line + encode", lambda: (
             '{"k":"%s","n":%d,"t":%.6f%s}\n' % ("reg", 1, 1.0, ',"h":1,"kind":"atexit"')).encode(  # noqa: UP031
                 "utf-8", "backslashreplace")),
-        ("      os.write(fd, line) (the syscall)", lambda: os.write(rec.fd, line)),
+        ("      rec.write(line) (open, write, close)", lambda: rec.write(line.decode())),
         ("  real_register x3 (marker, func, marker)", lambda: (
             real_register(noop), real_register(noop), real_register(noop))),
         ("handler run: exits.begin(hid)", lambda: exits.begin(hid)),
         ("  HookProxy(...) made and set on each begin", lambda: probe._HookProxy(sys.unraisablehook, exits)),
-        ("handler run: exits.end(hid)", lambda: exits.end(hid)),
+        ("handler run: exits.end(hid) (held for the next begin)", lambda: (exits.end(hid), rec.held.clear())),
         ("handler run: the marker twice -> begin + end", lambda: (exits.handlers[hid][2](), exits.handlers[hid][3]())),
     ]
     found = [(name, per_call(step)) for name, step in timed]

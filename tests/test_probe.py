@@ -314,6 +314,95 @@ PROGRAMS: dict[str, tuple[str, int, list[bytes]]] = {
             print("raised", repr(exc))
         print("after")
         """, 0, [b"ran\n", b"after"]),
+    # Nothing a program can see (issue 14): no fd of the probe's, wrappers that
+    # pickle and read as the originals, atexit.unregister of a watched function.
+    "open_fds": ("""
+        import atexit, os, signal
+
+        def fds():
+            return sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+
+        print("start", fds(), flush=True)
+        atexit.register(lambda: print("at exit", fds()))
+        signal.signal(signal.SIGUSR1, lambda *args: None)
+        print("after register", fds(), flush=True)
+        pid = os.fork()
+        if pid == 0:
+            print("child", fds(), flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """, 0, [b"start [0, 1, 2, 3]\nafter register [0, 1, 2, 3]\nchild [0, 1, 2, 3]\nat exit [0, 1, 2, 3]"]),
+    "pickled_and_signed": ("""
+        import _signal, atexit, inspect, os, pickle, posix, pydoc
+
+        for func in (os._exit, os.kill, os.killpg, os.waitpid, os.waitid, os.wait, os.fork, os.execv,
+                     os.posix_spawn, atexit.register, atexit.unregister, _signal.signal, _signal.getsignal):
+            data = pickle.dumps(func)
+            print(func.__module__, func.__qualname__, data, pickle.loads(data) is func, func.__text_signature__)
+            try:
+                print(" ", inspect.signature(func))
+            except ValueError as exc:  # posix_spawn before 3.13
+                print(" ", exc)
+        print(os.kill is posix.kill, os.waitpid is posix.waitpid)
+        # help()'s first line says "built-in function" only of a builtin: a wrapper cannot be one
+        print(pydoc.render_doc(os.kill, renderer=pydoc.plaintext).partition("\\n")[2])
+        """, 0, [b"posix _exit", b"(status)", b"(pid, signal, /)"]),
+    "multiprocessing_os_exit": ("""
+        import multiprocessing, os
+
+        if __name__ == "__main__":
+            for method in ("spawn", "forkserver"):
+                process = multiprocessing.get_context(method).Process(target=os._exit, args=(3,))
+                process.start()
+                process.join()
+                print(method, process.exitcode)
+        """, 0, [b"spawn 3\nforkserver 3\n"]),
+    "unregister_logging": ("""
+        import atexit, logging
+
+        class Loud(logging.Handler):
+            def close(self):
+                print("logging.shutdown closed a handler")
+                super().close()
+
+        logging.getLogger().addHandler(Loud())
+        atexit.unregister(logging.shutdown)  # what programs do to avoid a hanging exit
+        print("unregistered")
+        """, 0, [b"unregistered\n"]),
+    "unregister_logging_kept": ("""
+        import atexit, logging
+
+        class Loud(logging.Handler):
+            def close(self):
+                print("logging.shutdown closed a handler")
+                super().close()
+
+        logging.getLogger().addHandler(Loud())
+        print("kept")
+        """, 0, [b"kept\nlogging.shutdown closed a handler\n"]),
+    "run_exitfuncs_uncaught": ("""
+        import atexit
+
+        def bad():
+            raise ValueError("boom")
+
+        atexit.register(bad)
+        atexit.register(print, "ran")
+        atexit._run_exitfuncs()  # 3.9 raises the handler's error here, uncaught: its traceback is printed
+        raise SystemExit("not raised (3.10 on)")
+        """, 1, [b"ran\n", b"ValueError: boom"]),
+    "faulthandler_kill_self": ("""
+        import faulthandler, os, signal, sys
+
+        faulthandler.register(signal.SIGUSR1, file=sys.stdout, all_threads=False)
+
+        def inner():
+            os.kill(os.getpid(), signal.SIGUSR1)  # the dump shows this stack, and no probe frame
+
+        inner()
+        os.killpg(os.getpgid(0), 0)
+        print("end", flush=True)
+        """, 0, [b"line 6 in inner", b"end"]),
     "thread_pool": ("""
         import atexit, threading
         from concurrent.futures import ThreadPoolExecutor
@@ -385,17 +474,12 @@ PROGRAMS: dict[str, tuple[str, int, list[bytes]]] = {
 }
 
 # Known limits of the probe, pinned so that a change either way is noticed:
-# (program, minor version) -> reason.  Both are on end-of-life interpreters.
-_THREAD_EXCEPTHOOK = (
-    "before 3.11 a re-raise keeps the probe wrapper's frame; the probe strips it from what sys.excepthook and "
-    "the traceback module print, but threading's default excepthook prints in C, so an error raised by "
-    "signal.signal in a thread shows one extra probe frame")
-_RUN_EXITFUNCS_39 = (
-    "3.9's atexit reports a handler's error to no hook, so the probe prints it itself; an explicit call of the "
-    "private atexit._run_exitfuncs() then does not re-raise the last handler error as 3.9 does")
+# (program, minor version) -> reason.
+_KILL_FRAME = (
+    "os.kill is a Python wrapper: a signal a program sends itself is handled while the wrapper's frame is on the "
+    "stack, and faulthandler dumps it; an audit hook would avoid the frame but cost ~0.1 ms of start-up")
 KNOWN_TRANSPARENCY_BUGS: dict[tuple[str, int], str] = {
-    **{("signal_in_thread", m): _THREAD_EXCEPTHOOK for m in (9, 10)},
-    ("run_exitfuncs_explicit", 9): _RUN_EXITFUNCS_39,
+    **{("faulthandler_kill_self", m): _KILL_FRAME for m in (9, 10, 11, 12, 13)},
 }
 
 
@@ -605,6 +689,24 @@ def test_events_fork_children(python: str, tmp_path: Path) -> None:
     assert quick_child.start is not None and quick_child.start["fork"] is True
     assert kinds_for(quick_child, hid) == ["inherit"]
     assert [e["code"] for e in quick_child.of_kind("os_exit")] == [4]
+
+
+@interpreters
+def test_subinterpreters_are_not_processes(python: str, tmp_path: Path) -> None:
+    source = """
+        import _testcapi, os
+        code = "import atexit; atexit.register(print, 'sub atexit')"
+        print(_testcapi.run_in_subinterp(code), flush=True)
+        """
+    try:
+        result, pid, events = run_probed(python, tmp_path, source)
+    finally:
+        baseline = run_python(python, [str(tmp_path / "prog.py")], base_env(), tmp_path)
+    if b"No module named '_testcapi'" in baseline.stderr:
+        pytest.skip("this interpreter has no _testcapi")
+    assert normalised(result) == normalised(baseline), result.show()
+    assert result.stdout == b"sub atexit\n0\n", result.show()
+    assert [image.pid for image in images_of(events)] == [pid]  # one image: the subinterpreter is none
 
 
 @interpreters

@@ -31,6 +31,22 @@ def _chain_sitecustomize():
             sys.modules["sitecustomize"] = this
 
 
+def _main_interpreter():
+    """Subinterpreters run ``site`` too; they are not processes, and the probe stays out of them.
+
+    Only the main thread of the main interpreter may set ``signal``'s wakeup fd:
+    setting it to what it is at start-up (-1) tells them apart at no cost."""
+    import _signal
+
+    try:
+        old = _signal.set_wakeup_fd(-1)
+    except ValueError:
+        return False
+    if old != -1:
+        _signal.set_wakeup_fd(old)
+    return True
+
+
 def _main():
     if _PACKAGE in sys.modules:
         return  # a second run of site in this process (subinterpreter, path listed twice)
@@ -38,7 +54,7 @@ def _main():
         import os
 
         events_dir = os.environ.get("GSUP_EVENTS")
-        if events_dir:
+        if events_dir and _main_interpreter():
             import _gsup_probe  # enters sys.modules: the guard
 
             _gsup_probe.start(os, events_dir, __spec__)

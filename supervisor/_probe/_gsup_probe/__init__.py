@@ -71,6 +71,29 @@ def cut(exc):
         exc.__traceback__ = exc.__traceback__.tb_next
 
 
+def posing(wrapper, real):
+    """``wrapper`` made to pass for ``real``: the names pickle looks it up by,
+    its doc, ``__wrapped__`` (``inspect.signature`` and ``help`` follow it) and
+    ``__text_signature__`` (test_inspect reads it)."""
+    wrapper.__name__ = real.__name__
+    wrapper.__qualname__ = getattr(real, "__qualname__", real.__name__)
+    wrapper.__module__ = real.__module__
+    wrapper.__doc__ = real.__doc__
+    wrapper.__wrapped__ = real
+    wrapper.__text_signature__ = getattr(real, "__text_signature__", None)
+    return wrapper
+
+
+def replace(module, name, wrapper):
+    """Put ``wrapper`` in place of ``module.name``, and in the module its original
+    names (``posix`` for ``os``), so that pickling it finds the same object."""
+    real = getattr(module, name)
+    setattr(module, name, wrapper)
+    home = sys.modules.get(getattr(real, "__module__", None) or "")
+    if home is not None and home is not module and getattr(home, name, None) is real:
+        setattr(home, name, wrapper)
+
+
 WRAPPED = {}  # id(watch wrapper) -> (wrapper, original): describe sees through them
 
 
@@ -118,17 +141,19 @@ def describe(func):
 
 
 class Recorder:
-    """This process's event file: one ``os.write`` of one JSON line per event.
+    """This process's event file: one JSON line per event, appended by one
+    ``os.write`` between an ``os.open`` and an ``os.close``.
 
-    The file's descriptor is moved to a high number (programs allocate from the
-    lowest free one, so they practically never reach it): a daemon that closes
-    fds 3-255 and opens its log cannot be handed our number.  A program that
-    closes *every* fd makes the next write fail, and the file is opened again.
-    Where no high number is available (a tiny fd limit), each write first checks
-    that the descriptor is still the file it was.
+    No descriptor stays open between events, so a program that lists, closes or
+    passes on its fds (``pass_fds``, a daemon closing everything) sees only its
+    own.  Opening and closing costs about 2.6 µs per event (measured); an exit
+    handler's *end* waits for the next handler's *begin* (nothing of the
+    program runs between the two) so that both go out in one write.
+
+    The file is named from the pid at the moment of writing: a forked child
+    whose at-fork hook never ran, or was cut short, still starts a file of its
+    own before its first event, and never writes into its parent's.
     """
-
-    HIGH_FDS = (1009, 1013, 1019, 1021)
 
     def __init__(self, os, events_dir):
         import atexit
@@ -138,11 +163,13 @@ class Recorder:
         self.events_dir = events_dir
         self.monotonic = time.monotonic
         self.monotonic_ns = time.monotonic_ns
-        self._write, self._fstat = os.write, os.fstat
-        self.fd = -1
+        self._open, self._write, self._close, self.getpid = os.open, os.write, os.close, os.getpid
+        self.flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        self.pid = 0  # whose file ``path`` is: another pid means a fork, and a file of its own first
         self.path = ""
-        self.identity = None
-        self.check = False  # True when the fd is low: verify it before each write
+        self.held = []  # lines that go out with the next one written
+        self.holding = False  # True while start-up's lines are gathered into one write
+        self.on_fork = None  # what a forked child writes after its start (set by ``_patch_fork``)
         self.seq = self.count()  # next() is atomic: threads never share a sequence number
         self.opaque = atexit._ncallbacks()  # registered before the probe: it cannot follow them
 
@@ -151,70 +178,83 @@ class Recorder:
         """1, 2, 3...: ``itertools.count`` without importing it (one import less at start-up)."""
         return iter(range(1, sys.maxsize))
 
-    def emit(self, kind, body=""):
-        # No getpid() check here (a syscall on every event): every fork that can
-        # run Python in the child (os.fork, subprocess's preexec_fn) runs the
-        # at-fork hook, which gives the child its own file first.
-        try:
-            if self.check and not self.owns(self.fd):
-                self._open(create=False)
-            data = ('{"k":"%s","n":%d,"t":%.6f%s}\n' % (kind, next(self.seq), self.monotonic(), body)).encode(
-                "utf-8", "backslashreplace")
-            try:
-                self._write(self.fd, data)
-            except OSError:
-                if self.owns(self.fd):
-                    return  # still our file, just not writable now (ENOSPC...): the event is lost, not the fd
-                self._open(create=False)  # closed under us: open it again
-                self._write(self.fd, data)
-        except Exception:
-            pass
+    def emit(self, kind, body="", hold=False, again=True):
+        """Write one event; with ``hold`` it waits for the next one, to go out in the same write.
 
-    def owns(self, fd):
-        """Is ``fd`` still our event file?"""
+        A signal handler may run in the middle (its exception, if any, is lost
+        here as it always was); the event is then written again: if the first
+        write had gone out after all, the reader drops the copy (same ``n``).
+        Cut short before its line was made, it is made once ``again``."""
+        line = None
         try:
-            info = self._fstat(fd)
-        except OSError:
-            return False
-        return (info.st_dev, info.st_ino) == self.identity
-
-    def _open(self, create):
-        os = self.os
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | (os.O_CREAT | os.O_EXCL if create else 0)
-        fd = os.open(self.path, flags, 0o600)
-        info = os.fstat(fd)
-        self.identity = (info.st_dev, info.st_ino)
-        self.fd, self.check = fd, True
-        for high in self.HIGH_FDS:
+            if self.getpid() != self.pid:
+                self.start(forked=True)
+            line = '{"k":"%s","n":%d,"t":%.6f%s}\n' % (kind, next(self.seq), self.monotonic(), body)
+            if hold or self.holding:
+                self.held.append(line)
+                return
+            self.write(line)
+        except Exception as exc:
+            if isinstance(exc, (OSError, ValueError)):
+                return  # the probe's own failure: this event is lost, never the program
+            if line is None:
+                if again:
+                    self.emit(kind, body, hold, again=False)
+                return
             try:
-                os.fstat(high)
-                continue  # taken (an fd the program inherited): try the next
-            except OSError:
+                self.write(line)
+            except Exception:
                 pass
+
+    def write(self, text):
+        held = self.held
+        while held:
             try:
-                os.dup2(fd, high, inheritable=False)
-            except OSError:
-                return  # above the fd limit: keep the low fd, checked on each write
-            os.close(fd)
-            self.fd, self.check = high, False
-            return
+                text = held.pop() + text  # pop() is atomic: a line held is written once
+            except IndexError:
+                break
+        data = text.encode("utf-8", "backslashreplace")
+        fd = self._open(self.path, self.flags, 0o600)
+        try:
+            self._write(fd, data)
+        finally:
+            self._close(fd)
+
+    def flush(self):
+        """Write what is held, now."""
+        self.holding = False
+        if self.held:
+            try:
+                self.write("")
+            except Exception:
+                pass
 
     def start(self, forked):
-        """Open this process's own file and write who it is."""
+        """Name this process's own file and write who it is (and, forked, what it inherited).
+
+        The pid is noted first: whatever cuts this short, the process never
+        writes into another's file, nor starts a second file of its own."""
         os = self.os
-        pid = os.getpid()
+        pid = self.getpid()
+        if pid == self.pid:
+            return
         start = "0"  # clock ticks since boot: with the pid, the process's identity
         try:
             start = _read(os, "/proc/self/stat").rpartition(b")")[2].split()[19].decode()
         except Exception:
             pass
         self.path = "%s/%d-%s-%d.jsonl" % (self.events_dir, pid, start, self.monotonic_ns())
-        self._open(create=True)
-        self.seq = self.count()
-        argv = ",".join(js(a) for a in _cmdline(os))
-        self.emit("start", ',"pid":%d,"ppid":%d,"st":%s,"argv":[%s],"exe":%s,"py":"%d.%d.%d","fork":%s,"ncb":%d'
-                  % (pid, os.getppid(), start, argv, js(sys.executable), *sys.version_info[:3],
-                     "true" if forked else "false", self.opaque))
+        self.pid, self.seq, self.held, self.holding = pid, self.count(), [], True
+        try:
+            argv = ",".join(js(a) for a in _cmdline(os))
+            self.emit("start", ',"pid":%d,"ppid":%d,"st":%s,"argv":[%s],"exe":%s,"py":"%d.%d.%d","fork":%s,"ncb":%d'
+                      % (pid, os.getppid(), start, argv, js(sys.executable), *sys.version_info[:3],
+                         "true" if forked else "false", self.opaque))
+            if forked and self.on_fork is not None:
+                self.on_fork()
+        finally:
+            if forked:
+                self.flush()
 
 
 def _read(os, path):
@@ -269,13 +309,16 @@ def apply_patches(os, events_dir):
         "_posixsubprocess": lambda mod: _patch_fork_exec(mod, wrap),
     }
     if not PY311:
-        _hide_probe_frames()
+        on_import["threading"] = _both(on_import["threading"], _hide_probe_frames())
         handlers.real_excepthook = sys.__excepthook__  # 3.9's handler errors: a watched handler's frame too
         on_import["traceback"] = _patch_traceback
     rec.start(forked=False)
-    _patch_imports(_merged(on_import, _watch_patches(rec, os.environ)))
-    handlers.register_done()
-    note_signal_handlers()
+    try:
+        _patch_imports(_merged(on_import, _watch_patches(rec, os.environ)))
+        handlers.register_done()
+        note_signal_handlers()
+    finally:
+        rec.flush()  # start-up's lines, in one write
 
 
 # -- exit handlers: atexit's and threading's, a begin and an end around each run -------
@@ -319,6 +362,7 @@ class _Wrapped:
             result = self.func(*args, **kwargs)
         except BaseException as exc:
             self.exits.rec.emit("raise", ',"h":%d,"exc":%s' % (self.hid, js(type(exc).__qualname__)))
+            self.exits.last_error = exc  # what an explicit _run_exitfuncs() raises in the end
             if not isinstance(exc, SystemExit):
                 sys.stderr.write("Error in atexit._run_exitfuncs:\n")
                 cut(exc)
@@ -348,6 +392,7 @@ class _Exits:
         self.exit_noted = False
         self.real_register = atexit.register
         self.real_excepthook = sys.__excepthook__
+        self.last_error = None  # 3.9: the last error a handler raised (see _run_exitfuncs_39)
 
     def new(self, func, kind):
         """A handler's id and entry: [func, kind, begin marker, end marker, began at].
@@ -370,7 +415,8 @@ class _Exits:
             return
         self.exit_noted = True
         exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
-        self.rec.emit("exit", ',"exc":%s' % js(type(exc).__qualname__) if exc is not None else "")
+        # held: the begin (or done) that follows at once goes out in the same write
+        self.rec.emit("exit", ',"exc":%s' % js(type(exc).__qualname__) if exc is not None else "", True)
 
     def mark(self, hid):
         if self.handlers[hid][4] is None:
@@ -392,7 +438,9 @@ class _Exits:
         entry = self.handlers[hid]
         began, entry[4] = entry[4], None
         duration = self.rec.monotonic() - began if began is not None else 0.0
-        self.rec.emit("end", ',"h":%d,"dur":%.6f' % (hid, duration))
+        # An atexit handler's end goes out with what follows: the next begin, or
+        # the probe's own last handler; nothing of the program runs in between.
+        self.rec.emit("end", ',"h":%d,"dur":%.6f' % (hid, duration), entry[1] == "atexit")
         self.current = None
         if isinstance(sys.unraisablehook, _HookProxy):
             sys.unraisablehook = sys.unraisablehook.hook
@@ -460,14 +508,19 @@ def _patch_atexit(rec):
             raise
 
     def unregister(func):
+        # A watched function (``logging.shutdown``) was registered before it was
+        # wrapped: unregistering the wrapper the program now sees removes that too.
+        watched = WRAPPED.get(id(func))
+        funcs = (func,) if watched is None or watched[0] is not func else (func, watched[1])
         try:
-            real_unregister(func)
+            for one in funcs:
+                real_unregister(one)
         except BaseException as exc:
             cut(exc)
             raise
         for hid, entry in list(handlers.items()):
             try:
-                same = entry[1] == "atexit" and entry[0] == func
+                same = entry[1] == "atexit" and any(entry[0] == one for one in funcs)
             except Exception:
                 same = False
             if same:
@@ -486,10 +539,29 @@ def _patch_atexit(rec):
 
     for name, fn, real in (("register", register, real_register), ("unregister", unregister, real_unregister),
                            ("_clear", clear, real_clear)):
-        fn.__name__ = fn.__qualname__ = name
-        fn.__doc__ = real.__doc__
-        setattr(atexit, name, fn)
+        setattr(atexit, name, posing(fn, real))
+    if not PY310:
+        atexit._run_exitfuncs = posing(_run_exitfuncs_39(exits, atexit._run_exitfuncs), atexit._run_exitfuncs)
     return exits
+
+
+def _run_exitfuncs_39(exits, real):
+    """3.9's explicit ``atexit._run_exitfuncs()`` raises the last error a handler
+    raised; ``_Wrapped`` keeps it from atexit (which would print the wrapper's
+    frame), so it is raised here, as atexit would have."""
+
+    def _run_exitfuncs():
+        exits.last_error = None
+        try:
+            real()
+        except BaseException as exc:
+            cut(exc)
+            raise
+        error, exits.last_error = exits.last_error, None
+        if error is not None:
+            raise error
+
+    return _run_exitfuncs
 
 
 # -- signal handlers: recorded when installed and each time they run -------------------
@@ -556,10 +628,8 @@ def _patch_signals(rec):
             cut(exc)
             raise
 
-    signal.__doc__ = real_signal.__doc__
-    getsignal.__doc__ = real_getsignal.__doc__
-    _signal.signal = signal
-    _signal.getsignal = getsignal
+    _signal.signal = posing(signal, real_signal)
+    _signal.getsignal = posing(getsignal, real_getsignal)
     if PY311 and real_getsignal(2) is default_int:
         real_signal(2, wrap_handler(2, default_int))  # so a Ctrl-C is seen arriving
     return getsignal, originals
@@ -587,26 +657,33 @@ def _passthrough(real, name, before=None, after=None):
 
     def wrapper(*args, **kwargs):
         if before is not None:
-            try:
-                before(*args, **kwargs)
-            except Exception:
-                pass  # odd arguments are the real call's to refuse, in its own words
+            _note(before, args, kwargs)
         try:
             result = real(*args, **kwargs)
         except BaseException as exc:
             cut(exc)
             raise
         if after is not None:
-            try:
-                after(result, *args, **kwargs)
-            except Exception:
-                pass
+            _note(after, (result, *args), kwargs)
         return result
 
-    wrapper.__name__ = wrapper.__qualname__ = name
-    wrapper.__doc__ = real.__doc__
-    wrapper.__module__ = getattr(real, "__module__", None)
-    return wrapper
+    return posing(wrapper, real)
+
+
+def _note(note, args, kwargs):
+    """Run a wrapper's ``note``; odd arguments are the real call's to refuse, in its own words.
+
+    A signal handler's exception raised in the middle (the handler ran here by
+    chance) may have cut the note short: it runs once more, so the event is
+    not lost (the exception is, as it was before: nothing of the program runs here)."""
+    try:
+        note(*args, **kwargs)
+    except Exception as exc:
+        if not isinstance(exc, (TypeError, ValueError, OverflowError)):
+            try:
+                note(*args, **kwargs)
+            except Exception:
+                pass
 
 
 class _Ways:
@@ -669,21 +746,27 @@ def _patch_os(rec):
     def wrap(name, before=None, after=None):
         real = getattr(os, name, None)
         if real is not None:
-            setattr(os, name, _passthrough(real, name, before, after))
+            replace(os, name, _passthrough(real, name, before, after))
 
+    _patch_waitpid(os, ways)  # first: it calls the real waitid, never a wrapper (one frame, one event)
     wrap("_exit", before=ways.exit)
+    # An audit hook would note kills and execs with no probe frame on the stack during
+    # the call (a faulthandler dump of a signal sent to oneself shows it), but it cost
+    # ~0.1 ms of start-up (measured), more than the probe's budget allows.
     wrap("execv", before=ways.exec)
     wrap("execve", before=ways.exec)
     wrap("kill", before=ways.kill)
     wrap("killpg", before=ways.killpg)
-    wrap("fork", after=ways.spawn)
+    for name in ("fork", "forkpty"):
+        real = getattr(os, name, None)
+        if real is not None:
+            replace(os, name, _fork(real, name, ways))
     wrap("posix_spawn", after=ways.spawn_argv(1))
     wrap("posix_spawnp", after=ways.spawn_argv(1))
     wrap("wait", after=ways.reaped_pair)
     wrap("wait3", after=ways.reaped_pair)
     wrap("wait4", after=ways.reaped_pair)
     wrap("waitid", after=ways.waitid)
-    _patch_waitpid(os, ways)
     return ways
 
 
@@ -723,9 +806,7 @@ def _patch_waitpid(os, ways):
             ways.reaped(result[0], result[1])
         return result
 
-    waitpid.__doc__ = real.__doc__
-    waitpid.__module__ = "os"
-    os.waitpid = waitpid
+    replace(os, "waitpid", posing(waitpid, real))
 
 
 def _patch_fork_exec(mod, ways):
@@ -733,27 +814,67 @@ def _patch_fork_exec(mod, ways):
     argv, so a child adopted by gsup before its probe ran still has a parent."""
     real = getattr(mod, "fork_exec", None)
     if real is not None:
-        mod.fork_exec = _passthrough(real, "fork_exec", after=ways.spawn_argv(0))
+        replace(mod, "fork_exec", _passthrough(real, "fork_exec", after=ways.spawn_argv(0)))
 
 
 def _patch_fork(rec, exits, note_signal_handlers):
-    """A forked child gets a file of its own and knows the handlers it inherited."""
-    os = rec.os
+    """A forked child gets a file of its own and knows the handlers it inherited.
+
+    ``os.fork`` runs with every signal blocked (``_fork``), so no handler can
+    run half-way through the child's switch to its own file; the
+    at-fork hook covers the other ways to fork (a ``preexec_fn``, C code), and
+    ``Recorder.emit`` checks the pid in case even that was cut short."""
+
+    def inherited():
+        exits.current = None
+        for hid, entry in list(exits.handlers.items()):
+            if entry[1] != "gone":
+                rec.emit("inherit", ',"h":%d,"kind":"%s"%s' % (hid, entry[1], describe(entry[0])))
+        note_signal_handlers()
 
     def after_fork():
         try:
-            if rec.owns(rec.fd):
-                os.close(rec.fd)  # the parent's file: this process gets its own
-            exits.current = None
             rec.start(forked=True)
-            for hid, entry in exits.handlers.items():
-                if entry[1] != "gone":
-                    rec.emit("inherit", ',"h":%d,"kind":"%s"%s' % (hid, entry[1], describe(entry[0])))
-            note_signal_handlers()
-        except Exception:
-            pass
+        except BaseException:
+            pass  # a handler's exception: nothing of the program runs here to take it
 
-    os.register_at_fork(after_in_child=after_fork)
+    rec.on_fork = inherited
+    rec.os.register_at_fork(after_in_child=after_fork)
+
+
+def _fork(real, name, ways):
+    """``os.fork`` (or ``forkpty``) run with every signal blocked, the mask put back once the
+    at-fork hooks ran, in parent and child alike.
+
+    A signal arriving meanwhile is handled as the program returns from the call,
+    where it would have been without gsup, instead of inside an at-fork hook,
+    which would print the handler's exception and lose it.  ``pthread_sigmask``
+    runs pending handlers after changing the mask, hence the mask in place is
+    read first, by a call that changes nothing."""
+    import _signal
+
+    sigmask, block, setmask = _signal.pthread_sigmask, _signal.SIG_BLOCK, _signal.SIG_SETMASK
+    every = []
+
+    def fork():
+        try:
+            if not every:
+                every.append(_signal.valid_signals())
+            old = sigmask(block, ())
+            try:
+                sigmask(block, every[0])
+                result = real()
+                pid = result if type(result) is int else result[0]
+                if pid > 0:
+                    ways.spawn(pid)
+            finally:
+                sigmask(setmask, old)
+        except BaseException as exc:
+            cut(exc)
+            raise
+        return result
+
+    return posing(fork, real)
 
 
 # -- before 3.11: tracebacks printed without the probe's wrapper frames ----------------
@@ -837,6 +958,31 @@ def _hide_probe_frames():
 
     unraisablehook.__name__ = unraisablehook.__qualname__ = "unraisablehook"
     sys.unraisablehook = sys.__unraisablehook__ = unraisablehook
+
+    def patch_threading(mod):
+        """An error in a thread is printed by ``threading.excepthook``, in C: the
+        same unlinking goes in front of it (and stands in as ``__excepthook__``)."""
+        real_thread_hook = getattr(mod, "excepthook", None)
+        if real_thread_hook is None:
+            return
+
+        def excepthook(args):
+            try:
+                strip(args.exc_value, set())
+                tb = strip_tb(args.exc_traceback)
+                if tb is not args.exc_traceback:
+                    args = type(args)((args.exc_type, args.exc_value, tb, args.thread))
+            except Exception:
+                pass
+            return real_thread_hook(args)
+
+        excepthook.__name__ = excepthook.__qualname__ = "excepthook"
+        excepthook.__doc__ = real_thread_hook.__doc__
+        if getattr(mod, "__excepthook__", None) is real_thread_hook:
+            mod.__excepthook__ = excepthook
+        mod.excepthook = excepthook
+
+    return patch_threading
 
 
 # -- patches applied when the program imports a module ---------------------------------
