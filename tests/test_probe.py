@@ -347,6 +347,14 @@ PROGRAMS: dict[str, tuple[str, int, list[bytes]]] = {
         # help()'s first line says "built-in function" only of a builtin: a wrapper cannot be one
         print(pydoc.render_doc(os.kill, renderer=pydoc.plaintext).partition("\\n")[2])
         """, 0, [b"posix _exit", b"(status)", b"(pid, signal, /)"]),
+    "hooks_pass_for_the_originals": ("""
+        import sys, threading
+
+        # threading's own __all__ test keeps the names whose __module__ is _thread or threading
+        for hook in (sys.excepthook, sys.__excepthook__, sys.unraisablehook, threading.excepthook):
+            print(hook.__module__, hook.__qualname__)
+        print(getattr(threading, "__excepthook__", None) is threading.excepthook, sys.excepthook is sys.__excepthook__)
+        """, 0, [b"sys excepthook"]),
     "multiprocessing_os_exit": ("""
         import multiprocessing, os
 

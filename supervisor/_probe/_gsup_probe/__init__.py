@@ -940,8 +940,7 @@ def _hide_probe_frames():
             pass
         return real(exc_type, value, tb)
 
-    excepthook.__name__ = excepthook.__qualname__ = "excepthook"
-    sys.excepthook = sys.__excepthook__ = excepthook
+    sys.excepthook = sys.__excepthook__ = posing(excepthook, real)
     real_unraisable = sys.unraisablehook
 
     def unraisablehook(args):
@@ -956,8 +955,7 @@ def _hide_probe_frames():
             pass
         return real_unraisable(args)
 
-    unraisablehook.__name__ = unraisablehook.__qualname__ = "unraisablehook"
-    sys.unraisablehook = sys.__unraisablehook__ = unraisablehook
+    sys.unraisablehook = sys.__unraisablehook__ = posing(unraisablehook, real_unraisable)
 
     def patch_threading(mod):
         """An error in a thread is printed by ``threading.excepthook``, in C: the
@@ -976,8 +974,7 @@ def _hide_probe_frames():
                 pass
             return real_thread_hook(args)
 
-        excepthook.__name__ = excepthook.__qualname__ = "excepthook"
-        excepthook.__doc__ = real_thread_hook.__doc__
+        posing(excepthook, real_thread_hook)  # threading's __all__ check reads __module__
         if getattr(mod, "__excepthook__", None) is real_thread_hook:
             mod.__excepthook__ = excepthook
         mod.excepthook = excepthook
