@@ -45,7 +45,7 @@ class PlainDisplay:
         self._say(f"session {session_id}: started pid {pid} (parent): {' '.join(argv)}")
 
     def seen(self, proc: Seen, role: str) -> None:
-        self._say(f"pid {proc.pid} ({role}) running: {' '.join(proc.argv)}")
+        self._say(f"pid {proc.pid} ({role}) running: {' '.join(proc.command)}")
 
     def ended(self, status: ExitStatus, role: str) -> None:
         self._say(f"pid {status.pid} ({role}) {describe_status(status)}")
@@ -104,7 +104,7 @@ class LiveDisplay(PlainDisplay):
         for seen in sorted(tree.history.values(), key=lambda s: s.first_seen):
             state = self.ended_status.get(seen.pid) or ("running" if seen.alive else "ended")
             table.add_row(str(seen.pid), tree.role(seen.pid, seen.ppid), state,
-                          str(registered.get(seen.pid, "-")), " ".join(seen.argv)[:60])
+                          str(registered.get(seen.pid, "-")), " ".join(seen.command)[:60])
         table.caption = "\n".join(self.lines)
         return table
 

@@ -79,6 +79,7 @@ class _Proc:
     ppid_hint: Optional[int] = None
     spawned_by: Optional[int] = None  # from the parent's own "spawn" event: survives adoption
     spawn_argv: Optional[list[str]] = None  # what the parent asked to run, if it said
+    spawned_at: Optional[float] = None  # when the parent recorded starting it (monotonic)
 
     def ppid(self, facts: RunFacts) -> Optional[int]:
         """The parent that started it: a spawn record first, then what the probe and
@@ -151,16 +152,17 @@ def _collect(facts: RunFacts) -> list[_Proc]:
             proc.ppid_hint = ppid
         proc.status, proc.reaped_by = status, reaped_by
 
-    spawns: dict[int, tuple[int, Optional[list[str]]]] = {}
+    spawns: dict[int, tuple[int, Optional[list[str]], Optional[float]]] = {}
     for image in facts.images:
         for event in image.of_kind("spawn"):
             if isinstance(event.get("pid"), int):
                 argv = event.get("argv")
-                spawns[int(event["pid"])] = (image.pid, [str(a) for a in argv] if isinstance(argv, list) else None)
+                spawns[int(event["pid"])] = (image.pid, [str(a) for a in argv] if isinstance(argv, list) else None,
+                                             float(event["t"]) if isinstance(event.get("t"), (int, float)) else None)
                 if not any(k[0] == event["pid"] for k in by_key):
                     placeholder(int(event["pid"]))  # never seen, never instrumented: still part of the tree
     for proc in by_key.values():
-        proc.spawned_by, proc.spawn_argv = spawns.get(proc.pid, (None, None))
+        proc.spawned_by, proc.spawn_argv, proc.spawned_at = spawns.get(proc.pid, (None, None, None))
 
     for status in facts.statuses:
         claim(status.pid, status, "gsup", None)
@@ -176,10 +178,7 @@ def _entries(proc: _Proc, facts: RunFacts, leftovers: set[int]) -> list[Process]
     role = role_of(proc.pid, proc.ppid(facts), facts.root_pid)
     final = _final_end(proc, proc.pid in leftovers, facts)
     if not proc.images:
-        argv = proc.seen.argv if proc.seen else (proc.spawn_argv or [])
-        if not argv and proc.pid == facts.root_pid:
-            argv = list(facts.command)
-        return [_uninstrumented(proc, role, argv, final, facts)]
+        return [_uninstrumented(proc, role, _outside_argv(proc, facts), final, facts)]
     entries = []
     before = _image_before_the_probe(proc)
     if before is not None:
@@ -221,6 +220,23 @@ def _image_before_the_probe(proc: _Proc) -> Optional[list[str]]:
     return None
 
 
+def _outside_argv(proc: _Proc, facts: RunFacts) -> list[str]:
+    """The argv of a process the probe never ran in, from the best witness there is.
+
+    A command line read from /proc, else what its parent recorded starting,
+    else (for the process gsup launched) gsup's own command.  The kernel's short
+    name comes last: a shell read while it ended has no command line left and
+    reads as ``sh``, which is no argv.
+    """
+    if proc.seen is not None and proc.seen.argv:
+        return list(proc.seen.argv)
+    if proc.spawn_argv:
+        return list(proc.spawn_argv)
+    if proc.pid == facts.root_pid:
+        return list(facts.command)
+    return [proc.seen.name] if proc.seen is not None and proc.seen.name else []
+
+
 def _argv_of(image: Image) -> list[str]:
     return [str(a) for a in (image.start or {}).get("argv") or []]
 
@@ -228,7 +244,7 @@ def _argv_of(image: Image) -> list[str]:
 def _uninstrumented(proc: _Proc, role: str, argv: list[str], end: End, facts: RunFacts) -> Process:
     """An entry for a program image the probe never ran in: only the outside view."""
     entry = Process(pid=proc.pid, ppid=proc.ppid(facts), role=role, argv=argv, instrumented=False, end=end,
-                    uninstrumented_reason=_why_uninstrumented(argv))
+                    uninstrumented_reason=_why_uninstrumented(argv, _lifetime(proc, facts), end))
     _set_times(entry, None, proc, facts)
     return entry
 
@@ -452,7 +468,17 @@ def _is_last(image: Image, event: Event) -> bool:
     return all(e.get("n", 0) <= event.get("n", 0) for e in image.events)
 
 
-def _why_uninstrumented(argv: list[str]) -> str:
+STARTUP = 1.0  # seconds: a Python that ran longer without a probe record had no probe, not too little time
+
+
+def _why_uninstrumented(argv: list[str], lifetime: Optional[float], end: End) -> str:
+    """Why no probe record exists, from what is known; a guess says it is one.
+
+    A Python killed before its start-up reached the probe leaves no record,
+    exactly as one whose environment lost gsup's variables: a signal soon
+    after its start tells them apart, so a short life is stated as the fact it
+    is.  One that exited by itself went through its start-up, probe or not.
+    """
     if not argv:
         return "never seen running: only its exit status is known"
     name = argv[0].rsplit("/", 1)[-1]
@@ -462,7 +488,30 @@ def _why_uninstrumented(argv: list[str]) -> str:
         for flag in "IES":
             if flag in option[1:]:
                 return f"started with -{flag}: Python ignored the probe's PYTHONPATH"
-    return "no probe events: its environment did not carry gsup's (scrubbed env?)"
+    if lifetime is not None and lifetime < STARTUP and end.how == SIGNALED:
+        return f"it ended {_duration(lifetime)} after it started, before the probe's first record"
+    if lifetime is not None:
+        return (f"no probe record in its {_duration(lifetime)} of running: its environment "
+                "may not have carried gsup's (scrubbed env?)")
+    return "no probe record: its environment may not have carried gsup's (scrubbed env?)"
+
+
+def _lifetime(proc: _Proc, facts: RunFacts) -> Optional[float]:
+    """Seconds from its start to its end (or to the end of the run), where both are known.
+
+    The start is the kernel's (a tree snapshot's create time, to a clock tick),
+    else its parent's record of starting it; the end is its wait status.
+    """
+    started = proc.seen.started if proc.seen is not None and proc.seen.started else proc.spawned_at
+    if started is None:
+        return None
+    ended = proc.status.at if proc.status is not None else facts.finished
+    return max(0.0, ended - started)
+
+
+def _duration(seconds: float) -> str:
+    """``12 ms``, ``1.5 s``: a lifetime as a reader takes it in."""
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
 def _interpreter_options(args: list[str]) -> list[str]:
