@@ -34,8 +34,9 @@ demo: $(STAMP)  ## Run the seed experiment: SIGKILL the Flask reloader's child, 
 test: $(STAMP)  ## Run the whole test suite
 	$(BIN)/python -m pytest -q
 
+STRESS ?= --scenarios 200
 stress: $(STAMP)  ## Random programs, signals and timing (200 runs, ~5 min): gsup must lose nothing
-	$(BIN)/python tests/stress/stress.py --scenarios 200 --jobs 2
+	$(BIN)/python tests/stress/stress.py $(STRESS) --jobs 2
 
 lint: $(STAMP)  ## ruff and mypy --strict
 	$(BIN)/ruff check supervisor tests

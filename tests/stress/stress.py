@@ -10,8 +10,9 @@ run under ``gsup run --json`` with its own ``GSUP_HOME``.  Afterwards:
 * crashes: a gsup traceback, an unexplained exit code, JSON that does not parse.
 
 It ends with one summary line and exits non-zero if any count is not zero.
-Each discrepancy names its scenario, program and command;
-``--seed S --only N`` runs that scenario again.
+The seed is printed first; each discrepancy names its scenario, program and
+command, and the last line the one command that runs every failed scenario
+again (``--seed S [--pythons] --only N ...``).
 """
 
 from __future__ import annotations
@@ -149,7 +150,13 @@ def _check_leftovers(result: Result, scenario_id: str) -> None:
     end_processes(left)
 
 
-def print_result(result: Result, seed: int, verbose: bool) -> None:
+def again(seed: int, use_pyenv: bool, numbers: list[int]) -> str:
+    """The one command that runs these scenarios again, as they ran (the interpreters are part of the plan)."""
+    only = "".join(f" --only {n}" for n in numbers)
+    return f"{BIN / 'python'} {SCRIPT} --seed {seed}{' --pythons' if use_pyenv else ''}{only}"
+
+
+def print_result(result: Result, seed: int, verbose: bool, use_pyenv: bool) -> None:
     scenario = result.scenario
     shown = result.findings + (result.notes if verbose else [])
     if not shown:
@@ -159,7 +166,7 @@ def print_result(result: Result, seed: int, verbose: bool) -> None:
         print(f"  {finding.category} [{finding.kind}] {finding.detail}")
     print(f"  program: {result.directory / 'program.py'}")
     print(f"  command: cd {result.directory} && GSUP_HOME=home {shlex.join(result.command)}")
-    print(f"  again:   {BIN / 'python'} {SCRIPT} --seed {seed} --only {scenario.number}")
+    print(f"  again:   {again(seed, use_pyenv, [scenario.number])}")
     sys.stdout.flush()
 
 
@@ -185,6 +192,7 @@ def main(argv: list[str]) -> int:
     numbers = args.only or list(range(1, args.scenarios + 1))
     targets = pythons(args.pythons)
     run_id = uuid.uuid4().hex
+    print(f"stress: seed {seed}, {len(numbers)} scenarios on {len(targets)} interpreter(s), in {base}", flush=True)
     started = time.monotonic()
     results: list[Result] = []
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
@@ -192,7 +200,7 @@ def main(argv: list[str]) -> int:
         for future in futures:
             result = future.result()
             results.append(result)
-            print_result(result, seed, args.verbose)
+            print_result(result, seed, args.verbose, args.pythons)
             if not result.findings and not args.keep:
                 shutil.rmtree(result.directory, ignore_errors=True)
     stray = carrying("STRESS_RUN", run_id)
@@ -209,6 +217,9 @@ def main(argv: list[str]) -> int:
     elapsed = time.monotonic() - started
     print(f"stress: {len(results)} scenarios, {counts['leftover']} leftovers, {counts['missing']} missing, "
           f"{counts['invented']} invented, {counts['crash']} crashes (seed {seed}, {elapsed:.0f} s)")
+    failed = [r.scenario.number for r in results if r.findings]
+    if failed:
+        print(f"stress: again: {again(seed, args.pythons, failed)}")
     return 1 if any(counts.values()) else 0
 
 
