@@ -32,14 +32,21 @@ def describe_status(status: ExitStatus) -> str:
 
 
 class PlainDisplay:
-    """One line per thing that happened, prefixed ``gsup:``."""
+    """One line per thing that happened, prefixed ``gsup:``.
+
+    A display that cannot write (its terminal hung up, its reader gone) falls
+    silent: progress lines are not worth the run, whose report is still saved.
+    """
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
 
     def _say(self, text: str) -> None:
         if not self.quiet:
-            print(f"gsup: {text}", file=sys.stderr, flush=True)
+            try:
+                print(f"gsup: {text}", file=sys.stderr, flush=True)
+            except OSError:
+                self.quiet = True
 
     def started(self, session_id: str, pid: int, argv: list[str]) -> None:
         self._say(f"session {session_id}: started pid {pid} (parent): {' '.join(argv)}")
@@ -86,13 +93,17 @@ class LiveDisplay(PlainDisplay):
 
     def tick(self, session: Session, tree: Tree) -> None:
         now = time.monotonic()
-        if now < self.next_draw:
+        if self.quiet or now < self.next_draw:
             return
         self.next_draw = now + LIVE_REFRESH
-        if not self.started_live:
-            self.live.start()
-            self.started_live = True
-        self.live.update(self._table(session, tree), refresh=True)
+        try:
+            if not self.started_live:
+                self.started_live = True
+                self.live.start()
+            self.live.update(self._table(session, tree), refresh=True)
+        except OSError:  # the terminal hung up: stop drawing, and give gsup back its own stdout and stderr
+            self.quiet = True
+            self.close()
 
     def _table(self, session: Session, tree: Tree) -> Table:
         registered: dict[int, int] = {}
@@ -110,7 +121,11 @@ class LiveDisplay(PlainDisplay):
 
     def close(self) -> None:
         if self.started_live:
-            self.live.stop()
+            self.started_live = False
+            try:
+                self.live.stop()  # restores sys.stdout and sys.stderr before its last write
+            except OSError:
+                pass
 
 
 def make_display(quiet: bool, console: Optional[Console] = None) -> PlainDisplay:

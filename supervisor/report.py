@@ -60,6 +60,7 @@ class RunFacts:
     ready: Optional[Ready] = None
     stop: Optional[str] = None
     watching: list[str] = field(default_factory=list)
+    records_lost: Optional[str] = None  # why probe records may be missing (session dir deleted, disk full)
 
     def adopted(self, ppid: Optional[int]) -> bool:
         """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
@@ -80,6 +81,7 @@ class _Proc:
     spawned_by: Optional[int] = None  # from the parent's own "spawn" event: survives adoption
     spawn_argv: Optional[list[str]] = None  # what the parent asked to run, if it said
     spawned_at: Optional[float] = None  # when the parent recorded starting it (monotonic)
+    unrecorded: bool = False  # its probe opened a record file but could not write a line to it
 
     def ppid(self, facts: RunFacts) -> Optional[int]:
         """The parent that started it: a spawn record first, then what the probe and
@@ -115,9 +117,18 @@ def build(facts: RunFacts) -> Report:
     return Report(
         command=facts.command, session=facts.session, started=facts.started_wall,
         duration=facts.finished - facts.launched, processes=processes, actions=facts.actions,
-        leftovers=sorted(leftovers), incomplete=list(facts.incomplete), version=facts.version,
+        leftovers=sorted(leftovers), incomplete=facts.incomplete + _unrecorded(procs, facts), version=facts.version,
         ready=facts.ready, stop=facts.stop, watching=facts.watching,
     )
+
+
+def _unrecorded(procs: list[_Proc], facts: RunFacts) -> list[str]:
+    """The incomplete note for processes whose probe ran but could not write: their handlers are unknown."""
+    pids = sorted(p.pid for p in procs if p.unrecorded)
+    if not pids:
+        return []
+    why = f" ({facts.records_lost})" if facts.records_lost else ""
+    return [f"the probe could not record pid {', '.join(map(str, pids))}{why}: handlers unknown"]
 
 
 def _collect(facts: RunFacts) -> list[_Proc]:
@@ -132,7 +143,8 @@ def _collect(facts: RunFacts) -> list[_Proc]:
             key = next((k for k in by_key if k[0] == seen.pid and abs(k[1] - seen.starttime) <= 1), key)
         by_key.setdefault(key, _Proc(*key)).seen = seen
     for proc in by_key.values():
-        proc.images.sort(key=lambda i: i.opened)
+        proc.unrecorded = any(not i.events and i.start is None for i in proc.images)
+        proc.images = sorted((i for i in proc.images if i.events or i.start is not None), key=lambda i: i.opened)
 
     def placeholder(pid: int) -> _Proc:
         """A process known only from a status or a spawn record: no start time to key it by."""
@@ -244,7 +256,8 @@ def _argv_of(image: Image) -> list[str]:
 def _uninstrumented(proc: _Proc, role: str, argv: list[str], end: End, facts: RunFacts) -> Process:
     """An entry for a program image the probe never ran in: only the outside view."""
     entry = Process(pid=proc.pid, ppid=proc.ppid(facts), role=role, argv=argv, instrumented=False, end=end,
-                    uninstrumented_reason=_why_uninstrumented(argv, _lifetime(proc, facts), end))
+                    uninstrumented_reason=_why_unrecorded(proc, facts)
+                    or _why_uninstrumented(argv, _lifetime(proc, facts), end))
     _set_times(entry, None, proc, facts)
     return entry
 
@@ -466,6 +479,23 @@ def _is_last(image: Image, event: Event) -> bool:
     """Nothing followed ``event`` in its image: an exec that went through (a
     failed one returns to the program, which goes on writing events)."""
     return all(e.get("n", 0) <= event.get("n", 0) for e in image.events)
+
+
+def _why_unrecorded(proc: _Proc, facts: RunFacts) -> Optional[str]:
+    """Records the probe made, or would have made, that are lost: no guess about the process is fair."""
+    if proc.unrecorded:
+        return "its probe ran but could not write a record" + (f" ({facts.records_lost})" if facts.records_lost
+                                                               else "")
+    if facts.records_lost and proc.pid and not any(i.pid == proc.pid for i in facts.images):
+        argv = proc.seen.argv if proc.seen else proc.spawn_argv or []
+        if argv and "python" in argv[0].rsplit("/", 1)[-1] and not _isolated(argv):
+            return f"no probe record: {facts.records_lost}"
+    return None
+
+
+def _isolated(argv: list[str]) -> bool:
+    """Started with -I, -E or -S: Python ignores the probe's PYTHONPATH."""
+    return any(flag in option[1:] for option in _interpreter_options(argv[1:]) for flag in "IES")
 
 
 STARTUP = 1.0  # seconds: a Python that ran longer without a probe record had no probe, not too little time
