@@ -81,7 +81,7 @@ class _Proc:
     spawned_by: Optional[int] = None  # from the parent's own "spawn" event: survives adoption
     spawn_argv: Optional[list[str]] = None  # what the parent asked to run, if it said
     spawned_at: Optional[float] = None  # when the parent recorded starting it (monotonic)
-    unrecorded: bool = False  # its probe opened a record file but could not write a line to it
+    unrecorded: bool = False  # its probe opened a record file and no line reached it
 
     def ppid(self, facts: RunFacts) -> Optional[int]:
         """The parent that started it: a spawn record first, then what the probe and
@@ -123,12 +123,15 @@ def build(facts: RunFacts) -> Report:
 
 
 def _unrecorded(procs: list[_Proc], facts: RunFacts) -> list[str]:
-    """The incomplete note for processes whose probe ran but could not write: their handlers are unknown."""
+    """The incomplete note for processes whose probe ran but could not write: their handlers are unknown.
+
+    An empty record file alone is no loss: a process killed between its probe's
+    opening the file and its first line leaves one too.
+    """
     pids = sorted(p.pid for p in procs if p.unrecorded)
-    if not pids:
+    if not pids or not facts.records_lost:
         return []
-    why = f" ({facts.records_lost})" if facts.records_lost else ""
-    return [f"the probe could not record pid {', '.join(map(str, pids))}{why}: handlers unknown"]
+    return [f"the probe could not record pid {', '.join(map(str, pids))} ({facts.records_lost}): handlers unknown"]
 
 
 def _collect(facts: RunFacts) -> list[_Proc]:
@@ -483,9 +486,8 @@ def _is_last(image: Image, event: Event) -> bool:
 
 def _why_unrecorded(proc: _Proc, facts: RunFacts) -> Optional[str]:
     """Records the probe made, or would have made, that are lost: no guess about the process is fair."""
-    if proc.unrecorded:
-        return "its probe ran but could not write a record" + (f" ({facts.records_lost})" if facts.records_lost
-                                                               else "")
+    if proc.unrecorded and facts.records_lost:
+        return f"its probe ran but could not write a record ({facts.records_lost})"
     if facts.records_lost and proc.pid and not any(i.pid == proc.pid for i in facts.images):
         argv = proc.seen.argv if proc.seen else proc.spawn_argv or []
         if argv and "python" in argv[0].rsplit("/", 1)[-1] and not _isolated(argv):

@@ -83,3 +83,30 @@ def test_a_python_that_ran_for_long_without_a_record_may_have_lost_the_environme
     [child] = [p for p in report.processes if p.pid == CHILD]
     assert child.uninstrumented_reason == ("no probe record in its 2.5 s of running: its environment may not have "
                                            "carried gsup's (scrubbed env?)")
+
+
+def empty_image(of: Seen) -> Image:
+    """A record file the probe of ``of`` opened, with no line in it."""
+    return Image(of.pid, of.starttime, 2, Path("y"))
+
+
+def test_an_empty_record_of_a_process_killed_at_once_is_no_loss() -> None:
+    argv = ["/usr/bin/python3", "app.py"]
+    sighted = seen(CHILD, argv, "python3", 50.2, ppid=ROOT)
+    report = build(facts(images=[spawner(argv, 50.2), empty_image(sighted)], seen=[sighted],
+                         statuses=[ExitStatus(CHILD, None, 9, 50.205), ExitStatus(ROOT, 0, None, 50.4)]))
+    [child] = [p for p in report.processes if p.pid == CHILD]
+    assert not child.instrumented and child.handlers == []
+    assert child.uninstrumented_reason == "it ended 5 ms after it started, before the probe's first record"
+    assert report.incomplete == []
+
+
+def test_an_empty_record_on_a_full_disk_is_a_loss() -> None:
+    argv = ["/usr/bin/python3", "app.py"]
+    sighted = seen(CHILD, argv, "python3", 50.2, ppid=ROOT)
+    report = build(facts(images=[spawner(argv, 50.2), empty_image(sighted)], seen=[sighted],
+                         records_lost="the disk is full",
+                         statuses=[ExitStatus(CHILD, 0, None, 50.9), ExitStatus(ROOT, 0, None, 51.0)]))
+    [child] = [p for p in report.processes if p.pid == CHILD]
+    assert child.uninstrumented_reason == "its probe ran but could not write a record (the disk is full)"
+    assert report.incomplete == [f"the probe could not record pid {CHILD} (the disk is full): handlers unknown"]
