@@ -87,6 +87,7 @@ def records_lost(events_dir: Path) -> Optional[str]:
         room = os.statvfs(events_dir)
     except OSError:
         return None
-    if room.f_bavail == 0 or room.f_favail == 0:
+    # A file system that counts no blocks or no inodes (btrfs has no inode count) is not full for that.
+    if (room.f_blocks and not room.f_bavail) or (room.f_files and not room.f_favail):
         return "the session directory's file system is full"
     return None
