@@ -260,7 +260,7 @@ def _uninstrumented(proc: _Proc, role: str, argv: list[str], end: End, facts: Ru
     """An entry for a program image the probe never ran in: only the outside view."""
     entry = Process(pid=proc.pid, ppid=proc.ppid(facts), role=role, argv=argv, instrumented=False, end=end,
                     uninstrumented_reason=_why_unrecorded(proc, facts)
-                    or _why_uninstrumented(argv, _lifetime(proc, facts), end))
+                    or _why_uninstrumented(argv, _lifetime(proc, facts), end, _forked_from(proc)))
     _set_times(entry, None, proc, facts)
     return entry
 
@@ -503,13 +503,20 @@ def _isolated(argv: list[str]) -> bool:
 STARTUP = 1.0  # seconds: a Python that ran longer without a probe record had no probe, not too little time
 
 
-def _why_uninstrumented(argv: list[str], lifetime: Optional[float], end: End) -> str:
+def _forked_from(proc: _Proc) -> Optional[int]:
+    """The instrumented parent that recorded forking it (a spawn record with no argv is a fork)."""
+    return proc.spawned_by if proc.spawned_by is not None and proc.spawn_argv is None else None
+
+
+def _why_uninstrumented(argv: list[str], lifetime: Optional[float], end: End, forked_from: Optional[int]) -> str:
     """Why no probe record exists, from what is known; a guess says it is one.
 
     A Python killed before its start-up reached the probe leaves no record,
     exactly as one whose environment lost gsup's variables: a signal soon
     after its start tells them apart, so a short life is stated as the fact it
     is.  One that exited by itself went through its start-up, probe or not.
+    A fork of a probed parent carries the probe in memory: no environment is
+    to blame there.
     """
     if not argv:
         return "never seen running: only its exit status is known"
@@ -522,6 +529,8 @@ def _why_uninstrumented(argv: list[str], lifetime: Optional[float], end: End) ->
                 return f"started with -{flag}: Python ignored the probe's PYTHONPATH"
     if lifetime is not None and lifetime < STARTUP and end.how == SIGNALED:
         return f"it ended {_duration(lifetime)} after it started, before the probe's first record"
+    if forked_from is not None:
+        return f"a fork of pid {forked_from}, whose probe it inherited, yet no record of its own reached the session"
     if lifetime is not None:
         return (f"no probe record in its {_duration(lifetime)} of running: its environment "
                 "may not have carried gsup's (scrubbed env?)")

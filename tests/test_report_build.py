@@ -110,3 +110,15 @@ def test_an_empty_record_on_a_full_disk_is_a_loss() -> None:
     [child] = [p for p in report.processes if p.pid == CHILD]
     assert child.uninstrumented_reason == "its probe ran but could not write a record (the disk is full)"
     assert report.incomplete == [f"the probe could not record pid {CHILD} (the disk is full): handlers unknown"]
+
+
+def test_a_fork_without_a_record_of_its_own_is_not_blamed_on_its_environment() -> None:
+    """A fork carries its parent's probe in memory: a missing record is the probe's, not the environment's."""
+    image = spawner(["unused"], 50.2)
+    image.events[-1] = {"k": "spawn", "t": 50.2, "n": 2, "pid": CHILD}  # os.fork(): no argv
+    argv = ["python", "app.py"]
+    report = build(facts(images=[image], seen=[seen(CHILD, argv, "python", 50.2, ppid=ROOT)],
+                         statuses=[ExitStatus(CHILD, 3, None, 52.2), ExitStatus(ROOT, 0, None, 52.4)]))
+    [child] = [p for p in report.processes if p.pid == CHILD]
+    assert child.uninstrumented_reason == (f"a fork of pid {ROOT}, whose probe it inherited, yet no record of its "
+                                           "own reached the session")
