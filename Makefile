@@ -4,19 +4,29 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install demo test lint stress storm transparency versions bench clean
+.PHONY: help install only-supervisor demo test lint stress storm transparency versions bench clean
 
 help:  ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile  # the recipe is part of the install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(MAKE) --no-print-directory only-supervisor
 	$(BIN)/python -m compileall -q supervisor  # an editable install is not compiled, and PYTHONDONTWRITEBYTECODE may be set
 	touch $(STAMP)
 
 install: $(STAMP)  ## Create .venv/ and install gsup with its test extra
+
+# compat mode's .pth (no import hook in every start-up of the venv) names the whole checkout, so
+# `import tests` or `import benchmark` anywhere would find gsup's own.  It names instead a directory
+# holding one symlink, `supervisor`: the package alone, still editable (new modules show at once).
+only-supervisor:
+	mkdir -p $(VENV)/gsup-path
+	ln -sfn $(CURDIR)/supervisor $(VENV)/gsup-path/supervisor
+	for pth in $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/__editable__.gsup-*.pth; do \
+		echo $(CURDIR)/$(VENV)/gsup-path > $$pth; done
 
 demo: $(STAMP)  ## Run the seed experiment: SIGKILL the Flask reloader's child, show the report
 	PORT=5077 $(BIN)/gsup run --python $(BIN)/python --signal KILL --target child --grace 3s examples/flask_app.py
@@ -24,8 +34,9 @@ demo: $(STAMP)  ## Run the seed experiment: SIGKILL the Flask reloader's child, 
 test: $(STAMP)  ## Run the whole test suite
 	$(BIN)/python -m pytest -q
 
+STRESS ?= --scenarios 200
 stress: $(STAMP)  ## Random programs, signals and timing (200 runs, ~5 min): gsup must lose nothing
-	$(BIN)/python tests/stress/stress.py --scenarios 200 --jobs 2
+	$(BIN)/python tests/stress/stress.py $(STRESS) --jobs 2
 
 storm: $(STAMP)  ## Fork storms under signal storms on 3.9-3.13 (20 runs, ~1 min): nothing lost or invented
 	$(BIN)/python tests/stress/stress.py --storm --pythons --scenarios 20 --jobs 2

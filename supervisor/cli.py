@@ -351,7 +351,7 @@ def _kill(sig: str, target: str, session_id: Optional[str], wait: bool, timeout:
     result = control.kill(session_id, signum, parsed)
     if result.note:
         click.echo(f"gsup: {result.note}", err=True)
-    names = ", ".join(f"{p.pid} ({' '.join(p.argv)[:40]})" for p in result.targets)
+    names = ", ".join(f"{p.pid} ({' '.join(p.command)[:40]})" for p in result.targets)
     click.echo(f"sent {result.action.signal} to {result.action.target} in session {result.session.id}: {names}")
     if not wait:
         return

@@ -32,7 +32,11 @@ def describe_status(status: ExitStatus) -> str:
 
 
 class PlainDisplay:
-    """One line per thing that happened, prefixed ``gsup:``."""
+    """One line per thing that happened, prefixed ``gsup:``.
+
+    A display that cannot write (its terminal hung up, its reader gone) falls
+    silent: progress lines are not worth the run, whose report is still saved.
+    """
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
@@ -48,7 +52,7 @@ class PlainDisplay:
         self._say(f"session {session_id}: started pid {pid} (parent): {' '.join(argv)}")
 
     def seen(self, proc: Seen, role: str) -> None:
-        self._say(f"pid {proc.pid} ({role}) running: {' '.join(proc.argv)}")
+        self._say(f"pid {proc.pid} ({role}) running: {' '.join(proc.command)}")
 
     def ended(self, status: ExitStatus, role: str) -> None:
         self._say(f"pid {status.pid} ({role}) {describe_status(status)}")
@@ -89,13 +93,17 @@ class LiveDisplay(PlainDisplay):
 
     def tick(self, session: Session, tree: Tree) -> None:
         now = time.monotonic()
-        if now < self.next_draw:
+        if self.quiet or now < self.next_draw:
             return
         self.next_draw = now + LIVE_REFRESH
-        if not self.started_live:
-            self.live.start()
-            self.started_live = True
-        self.live.update(self._table(session, tree), refresh=True)
+        try:
+            if not self.started_live:
+                self.started_live = True
+                self.live.start()
+            self.live.update(self._table(session, tree), refresh=True)
+        except OSError:  # the terminal hung up: stop drawing, and give gsup back its own stdout and stderr
+            self.quiet = True
+            self.close()
 
     def _table(self, session: Session, tree: Tree) -> Table:
         registered: dict[int, int] = {}
@@ -107,13 +115,17 @@ class LiveDisplay(PlainDisplay):
         for seen in sorted(tree.history.values(), key=lambda s: s.first_seen):
             state = self.ended_status.get(seen.pid) or ("running" if seen.alive else "ended")
             table.add_row(str(seen.pid), tree.role(seen.pid, seen.ppid), state,
-                          str(registered.get(seen.pid, "-")), " ".join(seen.argv)[:60])
+                          str(registered.get(seen.pid, "-")), " ".join(seen.command)[:60])
         table.caption = "\n".join(self.lines)
         return table
 
     def close(self) -> None:
         if self.started_live:
-            self.live.stop()
+            self.started_live = False
+            try:
+                self.live.stop()  # restores sys.stdout and sys.stderr before its last write
+            except OSError:
+                pass
 
 
 def make_display(quiet: bool, console: Optional[Console] = None) -> PlainDisplay:

@@ -61,6 +61,7 @@ class RunFacts:
     stop: Optional[str] = None
     watching: list[str] = field(default_factory=list)
     deep: Optional[str] = None  # --deep's interpreter: its -I/-E children load the probe too
+    records_lost: Optional[str] = None  # why probe records may be missing (session dir deleted, disk full)
 
     def adopted(self, ppid: Optional[int]) -> bool:
         """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
@@ -80,6 +81,8 @@ class _Proc:
     ppid_hint: Optional[int] = None
     spawned_by: Optional[int] = None  # from the parent's own "spawn" event: survives adoption
     spawn_argv: Optional[list[str]] = None  # what the parent asked to run, if it said
+    spawned_at: Optional[float] = None  # when the parent recorded starting it (monotonic)
+    unrecorded: bool = False  # its probe opened a record file and no line reached it
 
     def ppid(self, facts: RunFacts) -> Optional[int]:
         """The parent that started it: a spawn record first, then what the probe and
@@ -115,9 +118,21 @@ def build(facts: RunFacts) -> Report:
     return Report(
         command=facts.command, session=facts.session, started=facts.started_wall,
         duration=facts.finished - facts.launched, processes=processes, actions=facts.actions,
-        leftovers=sorted(leftovers), incomplete=list(facts.incomplete), version=facts.version,
+        leftovers=sorted(leftovers), incomplete=facts.incomplete + _unrecorded(procs, facts), version=facts.version,
         ready=facts.ready, stop=facts.stop, watching=facts.watching,
     )
+
+
+def _unrecorded(procs: list[_Proc], facts: RunFacts) -> list[str]:
+    """The incomplete note for processes whose probe ran but could not write: their handlers are unknown.
+
+    An empty record file alone is no loss: a process killed between its probe's
+    opening the file and its first line leaves one too.
+    """
+    pids = sorted(p.pid for p in procs if p.unrecorded)
+    if not pids or not facts.records_lost:
+        return []
+    return [f"the probe could not record pid {', '.join(map(str, pids))} ({facts.records_lost}): handlers unknown"]
 
 
 def _collect(facts: RunFacts) -> list[_Proc]:
@@ -132,7 +147,8 @@ def _collect(facts: RunFacts) -> list[_Proc]:
             key = next((k for k in by_key if k[0] == seen.pid and abs(k[1] - seen.starttime) <= 1), key)
         by_key.setdefault(key, _Proc(*key)).seen = seen
     for proc in by_key.values():
-        proc.images.sort(key=lambda i: i.opened)
+        proc.unrecorded = any(not i.events and i.start is None for i in proc.images)
+        proc.images = sorted((i for i in proc.images if i.events or i.start is not None), key=lambda i: i.opened)
 
     def placeholder(pid: int) -> _Proc:
         """A process known only from a status or a spawn record: no start time to key it by."""
@@ -152,16 +168,17 @@ def _collect(facts: RunFacts) -> list[_Proc]:
             proc.ppid_hint = ppid
         proc.status, proc.reaped_by = status, reaped_by
 
-    spawns: dict[int, tuple[int, Optional[list[str]]]] = {}
+    spawns: dict[int, tuple[int, Optional[list[str]], Optional[float]]] = {}
     for image in facts.images:
         for event in image.of_kind("spawn"):
             if isinstance(event.get("pid"), int):
                 argv = event.get("argv")
-                spawns[int(event["pid"])] = (image.pid, [str(a) for a in argv] if isinstance(argv, list) else None)
+                spawns[int(event["pid"])] = (image.pid, [str(a) for a in argv] if isinstance(argv, list) else None,
+                                             float(event["t"]) if isinstance(event.get("t"), (int, float)) else None)
                 if not any(k[0] == event["pid"] for k in by_key):
                     placeholder(int(event["pid"]))  # never seen, never instrumented: still part of the tree
     for proc in by_key.values():
-        proc.spawned_by, proc.spawn_argv = spawns.get(proc.pid, (None, None))
+        proc.spawned_by, proc.spawn_argv, proc.spawned_at = spawns.get(proc.pid, (None, None, None))
 
     for status in facts.statuses:
         claim(status.pid, status, "gsup", None)
@@ -177,10 +194,7 @@ def _entries(proc: _Proc, facts: RunFacts, leftovers: set[int]) -> list[Process]
     role = role_of(proc.pid, proc.ppid(facts), facts.root_pid)
     final = _final_end(proc, proc.pid in leftovers, facts)
     if not proc.images:
-        argv = proc.seen.argv if proc.seen else (proc.spawn_argv or [])
-        if not argv and proc.pid == facts.root_pid:
-            argv = list(facts.command)
-        return [_uninstrumented(proc, role, argv, final, facts)]
+        return [_uninstrumented(proc, role, _outside_argv(proc, facts), final, facts)]
     entries = []
     before = _image_before_the_probe(proc)
     if before is not None:
@@ -222,6 +236,23 @@ def _image_before_the_probe(proc: _Proc) -> Optional[list[str]]:
     return None
 
 
+def _outside_argv(proc: _Proc, facts: RunFacts) -> list[str]:
+    """The argv of a process the probe never ran in, from the best witness there is.
+
+    A command line read from /proc, else what its parent recorded starting,
+    else (for the process gsup launched) gsup's own command.  The kernel's short
+    name comes last: a shell read while it ended has no command line left and
+    reads as ``sh``, which is no argv.
+    """
+    if proc.seen is not None and proc.seen.argv:
+        return list(proc.seen.argv)
+    if proc.spawn_argv:
+        return list(proc.spawn_argv)
+    if proc.pid == facts.root_pid:
+        return list(facts.command)
+    return [proc.seen.name] if proc.seen is not None and proc.seen.name else []
+
+
 def _argv_of(image: Image) -> list[str]:
     return [str(a) for a in (image.start or {}).get("argv") or []]
 
@@ -229,7 +260,8 @@ def _argv_of(image: Image) -> list[str]:
 def _uninstrumented(proc: _Proc, role: str, argv: list[str], end: End, facts: RunFacts) -> Process:
     """An entry for a program image the probe never ran in: only the outside view."""
     entry = Process(pid=proc.pid, ppid=proc.ppid(facts), role=role, argv=argv, instrumented=False, end=end,
-                    uninstrumented_reason=_why_uninstrumented(argv, facts.deep))
+                    uninstrumented_reason=_why_unrecorded(proc, facts)
+                    or _why_uninstrumented(argv, _lifetime(proc, facts), end, _forked_from(proc), facts.deep))
     _set_times(entry, None, proc, facts)
     return entry
 
@@ -453,13 +485,52 @@ def _is_last(image: Image, event: Event) -> bool:
     return all(e.get("n", 0) <= event.get("n", 0) for e in image.events)
 
 
-def _why_uninstrumented(argv: list[str], deep: Optional[str] = None) -> str:
+def _why_unrecorded(proc: _Proc, facts: RunFacts) -> Optional[str]:
+    """Records the probe made, or would have made, that are lost: no guess about the process is fair."""
+    if proc.unrecorded and facts.records_lost:
+        return f"its probe ran but could not write a record ({facts.records_lost})"
+    if facts.records_lost and proc.pid and not any(i.pid == proc.pid for i in facts.images):
+        argv = proc.seen.argv if proc.seen else proc.spawn_argv or []
+        if argv and "python" in argv[0].rsplit("/", 1)[-1] and not _isolated(argv):
+            return f"no probe record: {facts.records_lost}"
+    return None
+
+
+def _flags(argv: list[str]) -> str:
+    """The interpreter's one-letter flags in ``argv`` (``-Wignore::ImportWarning`` is no ``-I``)."""
+    return "".join(option[1:] for option in _interpreter_options(argv[1:]) if option[1:2] not in ("W", "X"))
+
+
+def _isolated(argv: list[str]) -> bool:
+    """Started with -I, -E or -S: Python ignores the probe's PYTHONPATH."""
+    return any(flag in _flags(argv) for flag in "IES")
+
+
+STARTUP = 1.0  # seconds: a Python that ran longer without a probe record had no probe, not too little time
+
+
+def _forked_from(proc: _Proc) -> Optional[int]:
+    """The instrumented parent that recorded forking it (a spawn record with no argv is a fork)."""
+    return proc.spawned_by if proc.spawned_by is not None and proc.spawn_argv is None else None
+
+
+def _why_uninstrumented(argv: list[str], lifetime: Optional[float], end: End, forked_from: Optional[int],
+                        deep: Optional[str] = None) -> str:
+    """Why no probe record exists, from what is known; a guess says it is one.
+
+    A Python killed before its start-up reached the probe leaves no record,
+    exactly as one whose environment lost gsup's variables: a signal soon
+    after its start tells them apart, so a short life is stated as the fact it
+    is.  One that exited by itself went through its start-up, probe or not.
+    A fork of a probed parent carries the probe in memory: no environment is
+    to blame there.
+    """
     if not argv:
         return "never seen running: only its exit status is known"
     name = argv[0].rsplit("/", 1)[-1]
     if "python" not in name:
         return "not a Python program"
-    flags = "".join(option[1:] for option in _interpreter_options(argv[1:]) if option[1:2] not in ("W", "X"))
+    flags = _flags(argv)
     if "S" in flags:
         return "started with -S: Python skipped site, so gsup's probe was not loaded"
     for flag in "IE":
@@ -467,7 +538,32 @@ def _why_uninstrumented(argv: list[str], deep: Optional[str] = None) -> str:
             return f"started with -{flag}: --deep reached only the site-packages of {deep}"
         if flag in flags:
             return f"started with -{flag}: Python ignores PYTHONPATH, so gsup's probe was not loaded; use --deep"
-    return "no probe events: its environment did not carry gsup's (scrubbed env?)"
+    if lifetime is not None and lifetime < STARTUP and end.how == SIGNALED:
+        return f"it ended {_duration(lifetime)} after it started, before the probe's first record"
+    if forked_from is not None:
+        return f"a fork of pid {forked_from}, whose probe it inherited, yet no record of its own reached the session"
+    if lifetime is not None:
+        return (f"no probe record in its {_duration(lifetime)} of running: its environment "
+                "may not have carried gsup's (scrubbed env?)")
+    return "no probe record: its environment may not have carried gsup's (scrubbed env?)"
+
+
+def _lifetime(proc: _Proc, facts: RunFacts) -> Optional[float]:
+    """Seconds from its start to its end (or to the end of the run), where both are known.
+
+    The start is the kernel's (a tree snapshot's create time, to a clock tick),
+    else its parent's record of starting it; the end is its wait status.
+    """
+    started = proc.seen.started if proc.seen is not None and proc.seen.started else proc.spawned_at
+    if started is None:
+        return None
+    ended = proc.status.at if proc.status is not None else facts.finished
+    return max(0.0, ended - started)
+
+
+def _duration(seconds: float) -> str:
+    """``12 ms``, ``1.5 s``: a lifetime as a reader takes it in."""
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
 def _interpreter_options(args: list[str]) -> list[str]:

@@ -27,9 +27,16 @@ class Seen:
     pid: int
     create_time: float
     ppid: int  # the parent when first seen: orphans later show gsup instead
-    argv: list[str]
+    argv: list[str]  # empty while unreadable: a process ending, or amid an exec, has no command line yet
     first_seen: float
     alive: bool = True
+    name: str = ""  # the kernel's short name (comm), all that is known while argv is empty
+    started: float = 0.0  # its start, to a clock tick, on time.monotonic()'s clock ("at" fields count on it)
+
+    @property
+    def command(self) -> list[str]:
+        """What to show for it: argv, else its name (``sh``) rather than nothing."""
+        return self.argv or [self.name]
 
     @property
     def identity(self) -> Identity:
@@ -63,6 +70,7 @@ class Tree:
         process on the machine; identities use psutil's own arithmetic.
         """
         now = time.monotonic()
+        to_monotonic = now - time.clock_gettime(time.CLOCK_BOOTTIME)  # start times count on the boot clock
         new: list[Seen] = []
         self._states = {}
         for pid, info in procfs.descendants(self.gsup_pid):
@@ -73,16 +81,28 @@ class Tree:
                 continue  # dead, waiting to be reaped: not running
             self._states[key] = info.state
             if key in self.history:
+                self._read_argv_again(self.history[key])
                 continue
             argv = procfs.cmdline(pid)
             if argv is None:
                 continue  # gone meanwhile: the next look will not see it either
-            seen = Seen(pid, key.create_time, info.ppid, argv or [info.name], now)
+            seen = Seen(pid, key.create_time, info.ppid, argv, now, name=info.name,
+                        started=float(info.starttime) / procfs.CLOCK_TICKS + to_monotonic)
             self.history[key] = seen
             new.append(seen)
         for key, seen in self.history.items():
             seen.alive = key in self._states
         return new
+
+    @staticmethod
+    def _read_argv_again(seen: Seen) -> None:
+        """A command line read empty (amid an exec, or while ending) may be readable now.
+
+        Its name is no stand-in: an ending shell reads as ``sh``, an exec as the
+        new program's name alone, and a report would show that as its argv.
+        """
+        if not seen.argv:
+            seen.argv = procfs.cmdline(seen.pid) or []
 
     def busy(self) -> bool:
         """Was any live process on a CPU, waiting for one, or in disk I/O at the last look?

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import ast
 import functools
+import os
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Optional
@@ -243,3 +246,22 @@ def test_upward_names_each_import_that_climbs() -> None:
 def test_reachable_follows_modules_and_their_packages() -> None:
     edges = {"p.fast": {"p.lib"}, "p.lib": {"json"}, "p": {"rich"}, "p.slow": {"click"}}
     assert reachable(edges, "p.fast") == {"p.lib", "p", "json", "rich"}
+
+
+# -- the installed package ------------------------------------------------------------------------
+
+
+def test_the_install_puts_supervisor_alone_on_the_path(tmp_path: Path) -> None:
+    """``make install`` maps the package, not the checkout: ``import tests`` elsewhere is not gsup's."""
+    probe = ("import importlib.util as u, supervisor\n"
+             "for name in ('tests', 'benchmark', 'examples'):\n"
+             "    spec = u.find_spec(name)\n"
+             "    print(spec.origin if spec and spec.origin else spec and list(spec.submodule_search_locations))\n"
+             "print(supervisor.__file__)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          check=True)
+    *others, package = done.stdout.splitlines()
+    assert Path(package).resolve() == PACKAGE / "__init__.py"
+    root = str(PACKAGE.parent)
+    assert [line for line in others if root in line] == [], others

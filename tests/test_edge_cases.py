@@ -6,6 +6,7 @@ comes back.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,28 @@ def test_closed_standard_streams(gsup: Gsup, program: Program, tmp_path: Path, c
         assert json.loads(done.stdout) == report
     if "1>&-" in closers and "2>&-" not in closers:  # where the report went, in gsup's one line
         assert done.stderr == f"gsup: stdout was closed: the report is saved, see `gsup report {report['session']}`\n"
+
+
+def test_a_python_killed_before_its_probe_says_so_not_scrubbed_env(gsup: Gsup, program: Program,
+                                                                   tmp_path: Path) -> None:
+    """A child killed before its start-up reached the probe left no record: say when it ended, not guess why.
+
+    The child's interpreter is a venv whose site-packages holds a ``.pth`` that sleeps: ``site`` runs it
+    before it imports the probe's ``sitecustomize``, so the parent's SIGKILL always lands in between.
+    """
+    venv = tmp_path / "venv"
+    subprocess.run([PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True)
+    [site_packages] = venv.glob("lib/python*/site-packages")
+    (site_packages / "slow.pth").write_text("import time; time.sleep(60)\n")
+    script = program(f"""
+        import subprocess
+        child = subprocess.Popen([{str(venv / "bin" / "python")!r}, "-c", "pass"])
+        child.kill()
+        child.wait()
+    """)
+    child = role(gsup.report(str(script)), "child")
+    assert child["instrumented"] is False
+    assert child["end"]["signal"] == "SIGKILL"
+    reason = child["uninstrumented_reason"]
+    assert reason.startswith("it ended ") and reason.endswith(" ms after it started, before the probe's first record")
+    assert int(reason.split()[2]) < 1000

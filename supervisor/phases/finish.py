@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from supervisor import __version__, events, options, report, strictjson
@@ -50,6 +51,11 @@ def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], 
                  leftovers: list[int], ready: Optional[Ready], drained: Drained) -> Report:
     """Build the report from the records, save it as report.json and return it."""
     session = journal.session
+    if launched is not None and launched.statuses.ended_early:
+        journal.note(launched.statuses.ended_early)
+    lost = records_lost(session.events_dir)
+    if lost:
+        journal.note(f"the probe's records may be incomplete: {lost}")
     facts = report.RunFacts(
         command=list(plan.argv), session=session.id, started_wall=session.started,
         launched=launched.at if launched is not None else 0.0,
@@ -59,6 +65,7 @@ def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], 
         actions=drained.actions, leftovers=leftovers,
         finished=drained.finished, incomplete=journal.incomplete, version=__version__, ready=ready,
         stop=plan.stop_name, watching=options.watching(plan.watch, plan.watch_presets), deep=plan.deep,
+        records_lost=lost,
     )
     built = report.build(facts)
     try:
@@ -66,3 +73,21 @@ def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], 
     except OSError as err:
         built.incomplete.append(f"report.json not saved: {err.strerror}")
     return built
+
+
+def records_lost(events_dir: Path) -> Optional[str]:
+    """Why the probe's records may be missing, when the session's file system says so.
+
+    A probe that cannot write stays silent (it must never disturb the program),
+    so what it lost shows only here: the directory gone, or no room left in it.
+    """
+    if not events_dir.is_dir():
+        return "the session directory was deleted while the program ran"
+    try:
+        room = os.statvfs(events_dir)
+    except OSError:
+        return None
+    # A file system that counts no blocks or no inodes (btrfs has no inode count) is not full for that.
+    if (room.f_blocks and not room.f_bavail) or (room.f_files and not room.f_favail):
+        return "the session directory's file system is full"
+    return None

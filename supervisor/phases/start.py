@@ -29,6 +29,7 @@ class Statuses(Protocol):
     """Where the loop takes the tree's wait statuses from."""
 
     fd: int  # readable when a status arrives: the loop selects on it
+    ended_early: Optional[str]  # why statuses may be missing (the guardian died first), for the report
 
     def collect(self) -> tuple[list[ExitStatus], bool]: ...
     def close(self) -> None: ...
@@ -85,6 +86,7 @@ class GuardianStatuses:
         self.fd = fd
         self.guardian_pid = guardian_pid
         self.guardian_reaped = False
+        self.ended_early: Optional[str] = None  # how the guardian died before its tree, for the report
         self.outputs = outputs
         self.display = display
 
@@ -120,6 +122,9 @@ class GuardianStatuses:
         if status.code != 0:
             how = f"exit {status.code}" if status.signal is None else signals.signal_name(status.signal)
             self.display.note(f"gsup's guardian (pid {status.pid}) ended early ({how}): gsup reaps the rest itself")
+            self.ended_early = (f"gsup's guardian (pid {status.pid}) died ({how}) while the program ran: gsup "
+                                "collected the tree's statuses itself from then on, and a status the guardian had "
+                                "collected but not yet passed on is lost")
 
     def close(self) -> None:
         os.close(self.pipe.fd)

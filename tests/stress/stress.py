@@ -14,8 +14,9 @@ run under ``gsup run --json`` with its own ``GSUP_HOME``.  Afterwards:
 ``--storm`` runs fork storms under signal storms instead (``storm.py``).
 
 It ends with one summary line and exits non-zero if any count is not zero.
-Each discrepancy names its scenario, program and command;
-``--seed S --only N`` runs that scenario again.
+The seed is printed first; each discrepancy names its scenario, program and
+command, and the last line the one command that runs every failed scenario
+again (``--seed S [--pythons] --only N ...``).
 """
 
 from __future__ import annotations
@@ -166,6 +167,13 @@ def _check_leftovers(result: Result, scenario_id: str) -> None:
     end_processes(left)
 
 
+def again(seed: int, flags: str, numbers: list[int]) -> str:
+    """The one command that runs these scenarios again, as they ran: ``flags`` are the options that
+    choose the scenarios (``--storm``, ``--pythons``: the interpreters are part of the plan)."""
+    only = "".join(f" --only {n}" for n in numbers)
+    return f"{BIN / 'python'} {SCRIPT}{flags} --seed {seed}{only}"
+
+
 def print_result(result: Result, seed: int, verbose: bool, flags: str = "") -> None:
     """``flags``: the options that choose the scenarios (``--storm``, ``--pythons``), for the replay line."""
     scenario = result.scenario
@@ -178,7 +186,7 @@ def print_result(result: Result, seed: int, verbose: bool, flags: str = "") -> N
         print(f"  {finding.category} [{finding.kind}] {finding.detail}")
     print(f"  program: {result.directory / 'program.py'}")
     print(f"  command: cd {result.directory} && GSUP_HOME=home {shlex.join(result.command)}")
-    print(f"  again:   {BIN / 'python'} {SCRIPT}{flags} --seed {seed} --only {scenario.number}")
+    print(f"  again:   {again(seed, flags, [scenario.number])}")
     sys.stdout.flush()
 
 
@@ -205,6 +213,8 @@ def main(argv: list[str]) -> int:
     numbers = args.only or list(range(1, args.scenarios + 1))
     targets = pythons(args.pythons)
     run_id = uuid.uuid4().hex
+    flags = " --storm" * args.storm + " --pythons" * args.pythons  # they choose the scenarios: replays keep them
+    print(f"stress: seed {seed}, {len(numbers)} scenarios on {len(targets)} interpreter(s), in {base}", flush=True)
     started = time.monotonic()
     results: list[Result] = []
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
@@ -213,7 +223,7 @@ def main(argv: list[str]) -> int:
         for future in futures:
             result = future.result()
             results.append(result)
-            print_result(result, seed, args.verbose, " --storm" * args.storm + " --pythons" * args.pythons)
+            print_result(result, seed, args.verbose, flags)
             if not result.findings and not args.keep:
                 shutil.rmtree(result.directory, ignore_errors=True)
     stray = carrying("STRESS_RUN", run_id)
@@ -231,6 +241,9 @@ def main(argv: list[str]) -> int:
     print(f"stress: {len(results)} scenarios, {counts['leftover']} leftovers, {counts['missing']} missing, "
           f"{counts['invented']} invented, {counts['crash']} crashes, {counts['probe']} probe outputs "
           f"(seed {seed}, {elapsed:.0f} s)")
+    failed = [r.scenario.number for r in results if r.findings]
+    if failed:
+        print(f"stress: again: {again(seed, flags, failed)}")
     return 1 if any(counts.values()) else 0
 
 
