@@ -47,6 +47,25 @@ def _main_interpreter():
     return True
 
 
+def _start_unbroken(os, events_dir):
+    """Start the probe with every signal held back, so that it starts whole.
+
+    A SIGINT landing at start-up (a Ctrl-C, a stress run's signal storm) used to
+    raise KeyboardInterrupt half-way through, in the probe's own frames: the
+    process died unrecorded, with the probe in its traceback.  Held back, it is
+    delivered once the probe stands, and the process is recorded as it ends.
+    """
+    import _signal
+
+    held = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+    try:
+        import _gsup_probe  # enters sys.modules: the guard
+
+        _gsup_probe.start(os, events_dir, __spec__)
+    finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, held)
+
+
 def _main():
     if _PACKAGE in sys.modules:
         return  # a second run of site in this process (subinterpreter, path listed twice)
@@ -55,9 +74,7 @@ def _main():
 
         events_dir = os.environ.get("GSUP_EVENTS")
         if events_dir and _main_interpreter():
-            import _gsup_probe  # enters sys.modules: the guard
-
-            _gsup_probe.start(os, events_dir, __spec__)
+            _start_unbroken(os, events_dir)
     except Exception:
         pass
     sys.modules.setdefault(_PACKAGE, sys.modules.get(__name__))  # off (or failed): still once
