@@ -300,7 +300,8 @@ def apply_patches(os, events_dir):
     already have something to report)."""
     rec = Recorder(os, events_dir)
     handlers = _patch_atexit(rec)
-    getsignal, wrapped_signals = _patch_signals(rec)
+    getsignal, wrapped_signals, own_signals = _patch_signals(rec)
+    _arm_stacks(rec, handlers, own_signals)
     wrap = _patch_os(rec)
     note_signal_handlers = _handlers_noter(rec, getsignal, wrapped_signals)
     _patch_fork(rec, handlers, note_signal_handlers)
@@ -583,6 +584,7 @@ def _patch_signals(rec):
     import _signal
 
     originals = {}  # signal number -> (wrapper installed, original handler)
+    own = {}  # signal number -> the probe's own handler there, which the program sees as SIG_DFL
     real_signal, real_getsignal = _signal.signal, _signal.getsignal
     default_int = _signal.default_int_handler
 
@@ -619,20 +621,52 @@ def _patch_signals(rec):
             cut(exc)
             raise
         rec.emit("sig", ',"sig":%d,"handler":%s' % (signalnum, js(_handler_name(handler))))
+        if own.get(signalnum) is old:
+            del own[signalnum]  # the program's own handler from now on: the probe's is gone
+            return 0
         return previous[1] if previous is not None and previous[0] is old else old
 
     def getsignal(signalnum):
         try:
-            return unwrap(signalnum, real_getsignal(signalnum))
+            handler = real_getsignal(signalnum)
         except BaseException as exc:
             cut(exc)
             raise
+        return 0 if own.get(signalnum) is handler else unwrap(signalnum, handler)  # 0: SIG_DFL
 
     _signal.signal = posing(signal, real_signal)
     _signal.getsignal = posing(getsignal, real_getsignal)
     if PY311 and real_getsignal(2) is default_int:
         real_signal(2, wrap_handler(2, default_int))  # so a Ctrl-C is seen arriving
-    return getsignal, originals
+    return getsignal, originals, own
+
+
+def _arm_stacks(rec, exits, own):
+    """Write every thread's stack when gsup sends ``STACKS_SIGNAL`` (the ``stacks`` part,
+    loaded on the first request): where a process was stuck, before gsup kills it.
+
+    A Python-level handler, so that nothing is open between requests: it runs
+    in the main thread between bytecodes, and a main thread blocked in a lock,
+    ``recv()``, ``time.sleep`` or ``threading._shutdown`` is woken for it (EINTR)
+    and goes back to waiting afterwards (PEP 475).  The program sees SIG_DFL
+    there; if it installs a handler of its own on that signal, it wins."""
+    import _signal
+
+    signum = getattr(_signal, "SIGRTMAX", 0) - 2
+    if signum <= 0 or _signal.getsignal(signum) != 0:
+        return
+    part = []
+
+    def on_stacks_signal(signum, frame):
+        try:
+            if not part:
+                part.append(_load_part("stacks"))
+            part[0].write(rec, exits.current)
+        except Exception:
+            pass  # nothing of the program is at stake: only this answer is lost
+
+    _signal.signal.__wrapped__(signum, on_stacks_signal)
+    own[signum] = on_stacks_signal
 
 
 def _handlers_noter(rec, getsignal, wrapped):
@@ -1103,11 +1137,17 @@ def _watch_patches(rec, environ):
 
 def _load_watch():
     """The ``watch`` part, loaded after start-up: out of ``sys.modules`` again at once."""
-    from . import watch
+    return _load_part("watch")
 
-    sys.modules.pop(watch.__name__, None)
-    _cache_bytecode(watch.__spec__)
-    return watch
+
+def _load_part(name):
+    """A part of the probe loaded on first use (``watch``, ``stacks``), out of ``sys.modules`` again at once."""
+    import importlib
+
+    part = importlib.import_module("%s.%s" % (PACKAGE, name))
+    sys.modules.pop(part.__name__, None)
+    _cache_bytecode(part.__spec__)
+    return part
 
 
 def _merged(patches, more):

@@ -1,0 +1,85 @@
+"""Every thread's stack, written when gsup asks (``STACKS_SIGNAL``): where the process is right now.
+
+Loaded by the package's handler (``_on_stacks_signal``) on the first request,
+never at start-up, and dropped from ``sys.modules`` at once.  One request
+appends one block to ``<events dir>/<pid>.stacks``, opened and closed within
+the request (the probe holds no descriptor between events)::
+
+    # gsup-stacks pid=<pid> t=<monotonic>
+    # threads [[ident, "name", daemon], ...]
+    # running <handler id>                    (an exit handler was running)
+    # logs [["Handler", "target", held], ...] (records still held by logging handlers)
+    <faulthandler's dump of every thread>
+    # end
+
+faulthandler writes the frames from C, straight to the file, with no lock and
+no allocation: it names each thread by the ident ``threading`` uses too, which
+the ``threads`` line maps to a name and a daemon flag.  The reader lives in
+``supervisor/stacks.py``.
+"""
+
+import sys
+
+from . import js
+
+
+def write(rec, running):
+    """Append one block for this process; ``running`` is the exit handler running, if any."""
+    os = rec.os
+    import faulthandler
+
+    path = "%s/%d.stacks" % (rec.events_dir, os.getpid())
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        head = ["# gsup-stacks pid=%d t=%.6f" % (os.getpid(), rec.monotonic()), "# threads [%s]" % _threads()]
+        if running is not None:
+            head.append("# running %d" % running)
+        logs = _held_logs()
+        if logs:
+            head.append("# logs [%s]" % logs)
+        os.write(fd, ("\n".join(head) + "\n").encode("utf-8", "backslashreplace"))
+        faulthandler.dump_traceback(fd, all_threads=True)
+        os.write(fd, b"# end\n")
+    finally:
+        os.close(fd)
+
+
+def _threads():
+    """``[ident, name, daemon]`` of every thread ``threading`` knows, as JSON items."""
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return ""
+    items = []
+    for ident, thread in list(getattr(threading, "_active", {}).items()):
+        items.append("[%d,%s,%s]" % (ident, js(thread.name), "true" if thread.daemon else "false"))
+    return ",".join(items)
+
+
+def _held_logs():
+    """``["Class", "target", n]`` for each logging handler still holding ``n`` records:
+    a MemoryHandler's buffer, a QueueHandler's queue no listener drained."""
+    logging = sys.modules.get("logging")
+    if logging is None:
+        return ""
+    items = []
+    for ref in list(getattr(logging, "_handlerList", ())):
+        handler = ref() if callable(ref) else None
+        held, target = _held(handler)
+        if held:
+            items.append("[%s,%s,%d]" % (js(type(handler).__name__), js(target), held))
+    return ",".join(items)
+
+
+def _held(handler):
+    """How many records ``handler`` holds, and where they were meant to go."""
+    try:
+        buffer = getattr(handler, "buffer", None)
+        if isinstance(buffer, list):
+            target = getattr(handler, "target", None)
+            return len(buffer), getattr(target, "baseFilename", None) or type(target).__name__
+        queue = getattr(handler, "queue", None)
+        if queue is not None and hasattr(queue, "qsize"):
+            return queue.qsize(), "queue"
+    except Exception:
+        pass
+    return 0, ""
