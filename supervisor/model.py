@@ -158,6 +158,81 @@ class SignalHandler:
         return out
 
 
+@dataclass(frozen=True)
+class Frame:
+    """One Python frame of a thread's stack, as faulthandler names it."""
+
+    file: str
+    line: int
+    function: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Frame:
+        return cls(file=str(record["file"]), line=int(record["line"]), function=str(record["function"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "function": self.function}
+
+
+@dataclass
+class ThreadStack:
+    """One thread of a process at the moment gsup asked for stacks; frames innermost first."""
+
+    ident: int
+    name: str
+    daemon: bool
+    main: bool
+    frames: list[Frame] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> ThreadStack:
+        return cls(ident=int(record["ident"]), name=str(record["name"]), daemon=bool(record["daemon"]),
+                   main=bool(record["main"]), frames=[Frame.from_json(f) for f in record.get("frames", [])])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ident": self.ident, "name": self.name, "daemon": self.daemon, "main": self.main,
+                "frames": [f.to_json() for f in self.frames]}
+
+
+# stuck.kind values
+JOINING, HANDLER_BLOCKED, LOCK, BUSY, NO_STACK = "joining-thread", "handler-blocked", "lock", "busy", "no-stack"
+
+
+@dataclass
+class Stuck:
+    """Where a process was stuck when gsup escalated, read from its stacks and the probe's records."""
+
+    kind: str  # JOINING, HANDLER_BLOCKED, LOCK, BUSY, NO_STACK
+    summary: str  # one line a user can act on
+    thread: Optional[str] = None  # the thread the diagnosis points at
+    frame: Optional[Frame] = None  # where that thread is
+    source: Optional[str] = None  # that line of source, stripped
+    handler: Optional[str] = None  # the exit or signal handler blocked
+    seconds: Optional[float] = None  # how long it had been blocked
+    waiting_for: list[str] = field(default_factory=list)  # the non-daemon threads atexit waits for
+    holder: Optional[str] = None  # the thread that holds the lock waited on, when the stacks show it
+    not_run: list[str] = field(default_factory=list)  # exit handlers that never ran because of it
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Stuck:
+        frame = record.get("frame")
+        return cls(kind=str(record["kind"]), summary=str(record["summary"]), thread=_opt_str(record.get("thread")),
+                   frame=Frame.from_json(frame) if frame else None, source=_opt_str(record.get("source")),
+                   handler=_opt_str(record.get("handler")), seconds=_opt_float(record.get("seconds")),
+                   waiting_for=[str(n) for n in record.get("waiting_for", [])],
+                   holder=_opt_str(record.get("holder")), not_run=[str(n) for n in record.get("not_run", [])])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "summary": self.summary, "thread": self.thread,
+                "frame": self.frame.to_json() if self.frame else None, "source": self.source,
+                "handler": self.handler, "seconds": _round(self.seconds), "waiting_for": self.waiting_for,
+                "holder": self.holder, "not_run": self.not_run}
+
+
 @dataclass
 class Process:
     """One process image of the tree and everything known about it."""
@@ -184,6 +259,9 @@ class Process:
     kills: list[tuple[int, int]] = field(default_factory=list)  # (pid, signum) it sent
     watched: list[Handler] = field(default_factory=list)  # calls of watched functions, in the order they began
     watch_missing: list[str] = field(default_factory=list)  # MODULE:QUALNAME watched but not found
+    stacks: list[ThreadStack] = field(default_factory=list)  # taken before gsup escalated, main thread first
+    stacks_at: Optional[float] = None  # seconds since launch, when they were taken
+    stuck: Optional[Stuck] = None  # where it was stuck then
 
     @property
     def fired(self) -> list[str]:
@@ -207,6 +285,9 @@ class Process:
             unreadable_events=int(record.get("unreadable_events", 0)), explanation=str(record.get("explanation", "")),
             watched=[Handler.from_json(h) for h in record.get("watched", [])],
             watch_missing=[str(m) for m in record.get("watch_missing", [])],
+            stacks=[ThreadStack.from_json(t) for t in record.get("stacks", [])],
+            stacks_at=_opt_float(record.get("stacks_at")),
+            stuck=Stuck.from_json(record["stuck"]) if record.get("stuck") else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -228,6 +309,11 @@ class Process:
             out["unreadable_events"] = self.unreadable_events
         if self.watch_missing:
             out["watch_missing"] = self.watch_missing
+        if self.stacks:
+            out["stacks"] = [t.to_json() for t in self.stacks]
+            out["stacks_at"] = _round(self.stacks_at)
+        if self.stuck is not None:
+            out["stuck"] = self.stuck.to_json()
         return out
 
 

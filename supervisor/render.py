@@ -23,6 +23,7 @@ from supervisor.model import (
     Handler,
     Process,
     Report,
+    Stuck,
 )
 
 
@@ -93,6 +94,17 @@ def process_text(proc: Process) -> Text:
         invoked = {True: "invoked", False: "not invoked", None: "invocation not observable"}[sig.invoked]
         text.append(f"\n{sig.signal} → {sig.handler} ({invoked})", style="dim")
     text.append(f"\n→ {proc.explanation}", style="italic")
+    if proc.stuck is not None:
+        text.append("\n")
+        text.append_text(stuck_text(proc.stuck))
+    return text
+
+
+def stuck_text(stuck: Stuck) -> Text:
+    """Where it was stuck when gsup escalated, and the line of source it was on."""
+    text = Text.assemble(("stuck: ", "bold yellow"), (stuck.summary, "yellow"))
+    if stuck.frame is not None and stuck.source:
+        text.append(f"\n    {stuck.frame.where}\n      {stuck.source}", style="dim")
     return text
 
 

@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Optional
 
+from supervisor import stacks
 from supervisor.events import Event, Image
 from supervisor.explain import explain
 from supervisor.model import (
@@ -19,6 +20,7 @@ from supervisor.model import (
     EXITED,
     INTERRUPTED,
     LEFT_RUNNING,
+    NO_STACK,
     OS_EXIT,
     RAISED,
     RAN,
@@ -32,6 +34,7 @@ from supervisor.model import (
     Ready,
     Report,
     SignalHandler,
+    Stuck,
 )
 from supervisor.reaper import ExitStatus
 from supervisor.signals import signal_name
@@ -62,6 +65,7 @@ class RunFacts:
     watching: list[str] = field(default_factory=list)
     deep: Optional[str] = None  # --deep's interpreter: its -I/-E children load the probe too
     records_lost: Optional[str] = None  # why probe records may be missing (session dir deleted, disk full)
+    stacks: dict[int, stacks.Answer] = field(default_factory=dict)  # taken before gsup escalated, by pid
 
     def adopted(self, ppid: Optional[int]) -> bool:
         """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
@@ -113,6 +117,7 @@ def build(facts: RunFacts) -> Report:
     for proc in sorted(procs, key=lambda p: (p.pid != facts.root_pid, p.began, p.pid)):
         processes.extend(_entries(proc, facts, leftovers))
     _mark_orphans(processes, procs, facts)
+    _add_stacks(processes, facts)
     for process in processes:
         process.explanation = explain(process, processes, facts.actions)
     return Report(
@@ -121,6 +126,20 @@ def build(facts: RunFacts) -> Report:
         leftovers=sorted(leftovers), incomplete=facts.incomplete + _unrecorded(procs, facts), version=facts.version,
         ready=facts.ready, stop=facts.stop, watching=facts.watching,
     )
+
+
+def _add_stacks(processes: list[Process], facts: RunFacts) -> None:
+    """Each process's stacks from before the escalation (on its last image) and where it was stuck."""
+    last = {p.pid: p for p in processes}
+    for pid, answer in facts.stacks.items():
+        entry = last.get(pid)
+        if entry is None or answer == "gone":
+            continue
+        if isinstance(answer, str):
+            entry.stuck = Stuck(NO_STACK, answer)
+            continue
+        entry.stacks, entry.stacks_at = answer.threads, answer.at - facts.launched
+        entry.stuck = stacks.diagnose(entry, answer, entry.stacks_at)
 
 
 def _unrecorded(procs: list[_Proc], facts: RunFacts) -> list[str]:

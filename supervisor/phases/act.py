@@ -3,6 +3,9 @@ gsup's own signals, and escalate when the grace runs out.
 
 What happens when the grace runs out is :meth:`Actor.on_grace_over`, one
 decision table; everything gsup does to the tree goes through a :class:`Sender`.
+Every SIGKILL gsup sends because a wait ran out (the grace, a preset's timeout,
+--ready-timeout, the third Ctrl-C) comes after :meth:`Actor.take_stacks`: every
+live process's stacks, so that the report can say where each one was stuck.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
+from supervisor import stacks
 from supervisor.errors import GsupError
 from supervisor.model import Action
 from supervisor.options import Target
@@ -23,6 +27,8 @@ from supervisor.phases.send import Sender
 from supervisor.reaper import ExitStatus
 from supervisor.tree import describe_live, resolve_target
 
+CTRL_C_KILLS = 3  # the Ctrl-C that SIGKILLs: the first two are forwarded, as a terminal would
+ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
 TARGET_PATIENCE = 5.0  # a quiet tree may still start the target later: wait this long for it
 
 
@@ -33,6 +39,7 @@ class Acted:
     actions: list[Action]
     leftovers: list[int]
     shot_error: Optional[GsupError]
+    stacks: dict[int, stacks.Answer] = field(default_factory=dict)  # taken before the escalation, by pid
 
 
 class Actor:
@@ -51,9 +58,11 @@ class Actor:
         self.root_ended: Optional[float] = None
         self.leftovers: list[int] = []
         self.shot_error: Optional[GsupError] = None
+        self.stacks: dict[int, stacks.Answer] = {}
+        self.ctrl_c = 0  # Ctrl-Cs (SIGINTs to gsup) so far: the third escalates
 
     def record(self) -> Acted:
-        return Acted(self.sender.actions, self.leftovers, self.shot_error)
+        return Acted(self.sender.actions, self.leftovers, self.shot_error, self.stacks)
 
     def alarm(self) -> Optional[float]:
         return self.deadline
@@ -69,18 +78,32 @@ class Actor:
             self.deadline = now + self.plan.grace
 
     def on_own_signals(self, now: float) -> None:
-        """Ctrl-C (or TERM/HUP sent to gsup): forward it to the program's group,
-        as a terminal would; a second one ends what is left with SIGKILL."""
+        """Ctrl-C: forward SIGINT to the program's group, as a terminal would, and
+        again on the second (which is what breaks ``threading._shutdown`` and aborts
+        atexit callbacks, as in a terminal); the third ends what is left with SIGKILL,
+        stacks first.  TERM/HUP sent to gsup: forwarded once, the second escalates."""
         while self.own.pending:
             signum = signal.Signals(self.own.pending.pop(0))
-            by = "ctrl-c" if signum == signal.SIGINT else "gsup received"
-            if any(a.by == by for a in self.sender.actions):
-                self.kill_everything(f"second {signum.name}", by=by)
-                continue
             if signum == signal.SIGINT:
-                self.display.note("Ctrl-C: SIGINT to the program's process group (again to SIGKILL)")
+                self._on_ctrl_c(now)
+                continue
+            by = "gsup received"
+            if any(a.by == by for a in self.sender.actions):
+                self.kill_everything(f"second {signum.name}", by=by, stacks_first=True)
+                continue
             self.sender.forward(signum, by)
             self.deadline = self.deadline or now + self.plan.grace
+
+    def _on_ctrl_c(self, now: float) -> None:
+        self.ctrl_c += 1
+        nth = ORDINALS.get(self.ctrl_c, f"{self.ctrl_c}th")
+        if self.ctrl_c >= CTRL_C_KILLS:
+            self.kill_everything(f"{nth} Ctrl-C", by=f"{nth} ctrl-c", stacks_first=True)
+            return
+        again = "again to SIGKILL" if self.ctrl_c + 1 == CTRL_C_KILLS else "again to forward it again"
+        self.display.note(f"{nth} Ctrl-C: SIGINT to the program's process group ({again})")
+        self.sender.forward(signal.SIGINT, "ctrl-c" if self.ctrl_c == 1 else f"{nth} ctrl-c")
+        self.deadline = self.deadline or now + self.plan.grace
 
     def maybe_shoot(self, now: float, quiet_since: float, ready_at: Optional[float]) -> None:
         """Send the plan's signal once it is due: ``--after`` readiness (or launch), or once the tree
@@ -122,6 +145,7 @@ class Actor:
         if not self.tree.live():
             return
         stop, grace = self.plan.stop, self.plan.grace
+        self.take_stacks()
         if self.root_ended is not None and stop is not None and stop.waits_for_tree:
             self.display.note(f"{stop.name}: {grace:g}s over, SIGKILL to what is left")
             self.sender.kill("tree", by=self.plan.shooter)
@@ -139,13 +163,27 @@ class Actor:
             self.display.note(f"grace period of {grace:g}s over: SIGKILL to what is left")
             self.sender.kill("tree", by="grace")
 
-    def kill_everything(self, why: str, by: str = "gsup") -> None:
-        """SIGKILL every live descendant, however the run is going."""
+    def kill_everything(self, why: str, by: str = "gsup", stacks_first: bool = False) -> None:
+        """SIGKILL every live descendant, however the run is going; ``stacks_first``
+        when a wait ran out (a user wants to know where it was stuck)."""
         self.pending = False
         self.tree.snapshot()
         if self.tree.live():
+            if stacks_first:
+                self.take_stacks()
             self.display.note(f"{why}: SIGKILL to what is left")
             self.sender.kill("tree", by)
+
+    def take_stacks(self) -> None:
+        """Every live process's stacks (those the probe can answer for), waited for, bounded."""
+        pids = [p.pid for p in self.tree.live()]
+        if not pids:
+            return
+        began = time.monotonic()
+        answers = stacks.request(pids, self.sender.journal.session.events_dir)
+        self.stacks.update(answers)
+        got = sum(isinstance(a, stacks.Capture) for a in answers.values())
+        self.display.note(f"stacks of {got} of {len(pids)} process(es) taken in {time.monotonic() - began:.2f}s")
 
     def never_sent(self) -> None:
         """The tree ended with the plan's signal still waiting for its target: say so."""

@@ -13,6 +13,7 @@ from supervisor import __version__, events, options, report, strictjson
 from supervisor import session as sessions
 from supervisor.discovery import FINISHED
 from supervisor.model import Action, Ready, Report
+from supervisor.phases.act import Acted
 from supervisor.phases.journal import Journal
 from supervisor.phases.plan import RunPlan
 from supervisor.phases.start import Launched
@@ -48,7 +49,7 @@ def drain(journal: Journal, tree: Optional[Tree], own_actions: list[Action]) -> 
 
 
 def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], statuses: list[ExitStatus],
-                 leftovers: list[int], ready: Optional[Ready], drained: Drained) -> Report:
+                 acted: Acted, ready: Optional[Ready], drained: Drained) -> Report:
     """Build the report from the records, save it as report.json and return it."""
     session = journal.session
     if launched is not None and launched.statuses.ended_early:
@@ -62,7 +63,7 @@ def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], 
         root_pid=launched.root_pid if launched is not None else 0, gsup_pid=os.getpid(),
         guardian_pid=launched.guardian_pid if launched is not None else None,
         images=events.read_all(session.events_dir), seen=drained.seen, statuses=statuses,
-        actions=drained.actions, leftovers=leftovers,
+        actions=drained.actions, leftovers=acted.leftovers, stacks=acted.stacks,
         finished=drained.finished, incomplete=journal.incomplete, version=__version__, ready=ready,
         stop=plan.stop_name, watching=options.watching(plan.watch, plan.watch_presets), deep=plan.deep,
         records_lost=lost,

@@ -38,7 +38,7 @@ def wait_until_ready(plan: RunPlan, readiness: Readiness, loop: EventLoop, actor
             everyone = describe_live(loop.tree.live(), loop.tree)
             error = GsupError(f"not ready after {plan.ready_timeout:g}s (--ready-timeout): no "
                               f"{readiness.describe()}; the tree was: {everyone}", ExitCode.NOT_READY)
-            actor.kill_everything("never ready")
+            actor.kill_everything("never ready", stacks_first=True)
             return ReadyResult(error=error)
     return ReadyResult()
 
