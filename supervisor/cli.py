@@ -31,8 +31,12 @@ handlers ran in which process and how each process ended.
 gsup's options come first; everything from the program on belongs to it.
 With --signal, gsup sends one signal to --target once it exists and the tree
 has settled (or --after a delay), waits --grace for the tree to end, then
-SIGKILLs what is left.  Ctrl-C is forwarded to the program's process group;
-a second Ctrl-C SIGKILLs what is left.  The report follows either way.
+SIGKILLs what is left.  Ctrl-C is forwarded to the program's process group,
+and so is a second one, as a terminal does (it breaks threading's wait for
+non-daemon threads and aborts atexit callbacks); a third SIGKILLs what is
+left.  Before any SIGKILL because a wait ran out, gsup takes every thread's
+stack and the report says where each process was stuck.  The report follows
+either way.
 """
 
 
@@ -365,20 +369,57 @@ def _kill(sig: str, target: str, session_id: Optional[str], wait: bool, timeout:
 @main.command()
 @click.option("-a", "--all", "every", is_flag=True,
               help="Also list ended sessions: finished, could not start (why), or gsup died.")
-def ps(every: bool) -> None:
+@click.option("--stacks", "with_stacks", is_flag=True, help="Every thread's stack of every live session (gsup stacks).")
+def ps(every: bool, with_stacks: bool) -> None:
     """List live gsup sessions and their process trees."""
-    _guard(lambda: _ps(every))
+    _guard(lambda: _ps(every, with_stacks))
 
 
-def _ps(every: bool) -> None:
+def _ps(every: bool, with_stacks: bool = False) -> None:
     from supervisor import discovery
     from supervisor.ps import ended_lines, lines, refusal
 
     found, refused = discovery.live_sessions()
+    if with_stacks:
+        for why in refused:
+            click.echo(refusal(why), err=True)
+        for state, _ in found:
+            _stacks(state.id, False)
+        if not found:
+            click.echo("no live gsup session")
+        return
     for why in refused:
         click.echo(refusal(why), err=True)
     for line in ended_lines(discovery.all_sessions(), found) if every else lines(found):
         click.echo(line)
+
+
+@main.command()
+@click.argument("session_id", required=False, metavar="[SESSION]")
+@click.option("--json", "as_json", is_flag=True, help="JSON: every process with its threads and frames.")
+def stacks(session_id: Optional[str], as_json: bool) -> None:
+    """Every thread's Python stack in every process of a running `gsup run` (default: the newest).
+
+    The probe writes them when asked (no ptrace, no root); a process it does
+    not run in is listed with the reason it has no stack."""
+    _guard(lambda: _stacks(session_id, as_json))
+
+
+def _stacks(session_id: Optional[str], as_json: bool) -> None:
+    from supervisor import control
+
+    state, note, listing = control.stacks_of(session_id)
+    if note:
+        click.echo(f"gsup: {note}", err=True)
+    if as_json:
+        from supervisor import strictjson
+
+        document = {"session": state.id, "processes": [p.to_json() for p in listing]}
+        click.echo(strictjson.dumps(document, indent=2))
+        return
+    from supervisor.render import StdoutConsole, stacks_view
+
+    StdoutConsole(highlight=False).print(stacks_view(state.id, listing))
 
 
 @main.command("report")

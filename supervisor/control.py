@@ -1,4 +1,4 @@
-"""``gsup kill`` and ``gsup report``: act on a session from another terminal.
+"""``gsup kill``, ``gsup stacks`` and ``gsup report``: act on a session from another terminal.
 
 Only processes that belong to the session's tree are ever signalled: the
 session is found and checked by :mod:`supervisor.discovery` (its state must
@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING
 from supervisor import discovery, signals, strictjson
 from supervisor import session as sessions
 from supervisor.errors import ExitCode, GsupError
-from supervisor.tree import Seen, Tree
+from supervisor.tree import Seen, Tree, role_of
 
 if TYPE_CHECKING:  # the report machinery loads only where it is used
     from supervisor.model import Action, Process, Report
     from supervisor.options import Target
     from supervisor.reaper import ExitStatus
     from supervisor.signals import Identity
+    from supervisor.stacks import Answer
 
 STATUS_WAIT = 2.0  # seconds for the run's gsup to record a status after a death
 
@@ -183,3 +184,40 @@ def _newest() -> sessions.Session:
     if not every:
         raise GsupError(f"no gsup session in {sessions.sessions_root()}")
     return every[0]
+
+
+@dataclass
+class Stacked:
+    """One live process of a session and its stacks (or why there are none), for ``gsup stacks``."""
+
+    pid: int
+    ppid: int
+    role: str
+    argv: list[str]
+    answer: Answer
+
+    def to_json(self) -> dict[str, object]:
+        from supervisor.stacks import Capture
+
+        answer = self.answer
+        out: dict[str, object] = {"pid": self.pid, "ppid": self.ppid, "role": self.role, "argv": self.argv}
+        if isinstance(answer, Capture):
+            out["stacks"] = [t.to_json() for t in answer.threads]
+        else:
+            out["no_stack"] = answer
+        return out
+
+
+def stacks_of(session_id: str | None) -> tuple[discovery.State, str | None, list[Stacked]]:
+    """Every live process of a session, with every thread's stack: asked of the probe
+    (no ptrace, no root), which answers in the session's events directory."""
+    from pathlib import Path
+
+    from supervisor import stacks
+
+    state, note = discovery.choose(session_id)
+    tree = discovery.live_tree(state)
+    answers = stacks.request([pid for pid, _, _ in tree], Path(state.dir) / "events")
+    assert state.root is not None  # live_tree refuses a session that has not launched
+    return state, note, [Stacked(pid, ppid, role_of(pid, ppid, state.root.pid), argv, answers[pid])
+                         for pid, ppid, argv in tree]

@@ -148,6 +148,8 @@ def _sender(proc: Process, sig: str, everyone: list[Process], actions: list[Acti
 _BY = {
     "gsup kill": " by `gsup kill`",
     "ctrl-c": " from Ctrl-C (gsup forwarded it to the group)",
+    "2nd ctrl-c": " from the 2nd Ctrl-C (gsup forwarded it to the group again)",
+    "3rd ctrl-c": " by gsup at the 3rd Ctrl-C",
     "gsup received": " forwarded by gsup, which received it",
     "grace": " by gsup when the grace period ran out",
     "leftovers": " by gsup, which ended what was left running",

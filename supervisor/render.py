@@ -12,19 +12,23 @@ from rich.text import Text
 from rich.tree import Tree
 
 from supervisor import wording
+from supervisor.control import Stacked
 from supervisor.model import (
     INTERRUPTED,
     NOT_RUN,
     RAISED,
     RAN,
     UNREGISTERED,
+    Action,
     End,
     ExpectationResult,
     Handler,
     Process,
     Report,
     Stuck,
+    ThreadStack,
 )
+from supervisor.stacks import Capture, source
 
 
 class StdoutConsole(Console):
@@ -44,9 +48,7 @@ def render(report: Report) -> RenderableType:
     head.append(f"\nsession {report.session}, {report.duration:.2f}s", style="dim")
     parts: list[RenderableType] = [head]
     for action in report.actions:
-        pids = ", ".join(map(str, action.pids)) or "nobody"
-        parts.append(Text(f"  {action.at:6.2f}s  {action.signal} to {action.target} ({pids}) by {action.by}",
-                          style="cyan"))
+        parts.append(Text(f"  {action.at:6.2f}s  {action_text(action)}", style="cyan"))
     parts.append(process_tree(report))
     if report.leftovers:
         parts.append(Text(f"left running: {', '.join(map(str, report.leftovers))} (ended by gsup)", style="yellow"))
@@ -61,6 +63,17 @@ def render(report: Report) -> RenderableType:
     if report.expectations:
         parts.append(expectations_text(report.expectations))
     return Group(*parts)
+
+
+def action_text(action: Action) -> str:
+    """One send, said as it happened: a Ctrl-C by its rank ("2nd Ctrl-C forwarded as SIGINT ...")."""
+    pids = ", ".join(map(str, action.pids)) or "nobody"
+    if action.by.endswith("ctrl-c"):
+        nth = action.by[:-len("ctrl-c")] or "1st "
+        if action.signal == "SIGKILL":
+            return f"{nth}Ctrl-C: gsup SIGKILLed the {action.target} ({pids})"
+        return f"{nth}Ctrl-C forwarded as {action.signal} to the {action.target} ({pids})"
+    return f"{action.signal} to {action.target} ({pids}) by {action.by}"
 
 
 def process_tree(report: Report) -> Tree:
@@ -165,3 +178,30 @@ class _Indented:
 def _short_argv(argv: list[str], width: int = 50) -> str:
     line = " ".join(a.rsplit("/", 1)[-1] if i == 0 else a for i, a in enumerate(argv)) or "?"
     return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def stacks_view(session: str, listing: list[Stacked]) -> Tree:
+    """``gsup stacks``: process → thread → frames (innermost first, with their source lines)."""
+    tree = Tree(Text(f"session {session}", style="bold"), guide_style="dim")
+    for proc in listing:
+        head = Text.assemble((f"{proc.pid} ", "bold"), (proc.role, "magenta"), "  ", (_short_argv(proc.argv), "dim"))
+        node = tree.add(head)
+        if not isinstance(proc.answer, Capture):
+            node.add(Text(proc.answer, style="yellow"))
+            continue
+        for thread in proc.answer.threads:
+            node.add(thread_text(thread))
+    return tree
+
+
+def thread_text(thread: ThreadStack) -> Text:
+    flags = ", ".join(f for f, on in (("main", thread.main), ("daemon", thread.daemon)) if on)
+    text = Text.assemble(("thread ", "bold"), (f"'{thread.name}'", "cyan"), f" ({flags})" if flags else "")
+    for frame in thread.frames or []:
+        text.append(f"\n  {frame.where} in {frame.function}")
+        line = source(frame)
+        if line:
+            text.append(f"\n      {line}", style="dim")
+    if not thread.frames:
+        text.append("\n  (no Python frame)", style="dim")
+    return text

@@ -49,25 +49,6 @@ def test_ctrl_c_reaches_the_program_and_the_report_follows(gsup: Gsup, program: 
     assert action["pids"] == [parent["pid"]]
 
 
-def test_second_ctrl_c_kills_what_is_left(gsup: Gsup, program: Program, tmp_path: Path) -> None:
-    ready = tmp_path / "ready"
-    stubborn = waiting_program(program, ready, "signal.signal(signal.SIGINT, signal.SIG_IGN)")
-    run = gsup.start("run", "--json", "--python", PYTHON, str(stubborn))
-    wait_until(ready.exists, what="the program to start")
-    run.send_signal(signal.SIGINT)
-    events = gsup.home
-    wait_until(lambda: any(p.name == "actions.jsonl" for p in events.rglob("actions.jsonl")),
-               what="the first Ctrl-C to be forwarded")
-    run.send_signal(signal.SIGINT)
-    result = gsup.finish(run)
-    assert result.returncode == 0, result.stderr
-    report = result.report
-    parent = role(report, "parent")
-    assert parent["end"]["signal"] == "SIGKILL"
-    assert statuses(parent) == {"cleanup": "not-run"}
-    assert [(a["signal"], a["by"]) for a in report["actions"]] == [("SIGINT", "ctrl-c"), ("SIGKILL", "ctrl-c")]
-
-
 def test_live_view_on_a_terminal(gsup: Gsup, program: Program, tmp_path: Path) -> None:
     """With stderr on a terminal, gsup draws the tree; the report still comes out."""
     ready = tmp_path / "ready"
