@@ -82,7 +82,7 @@ def _exited(proc: Process, everyone: list[Process]) -> str:
     elif received:
         start = (f"got {received[0].signal}: its Python handler {received[0].handler} ran and the "
                  f"process exited with code {code}")
-    if proc.exception:
+    if proc.exception and proc.exception != "SystemExit":  # sys.exit() is how a program asks to end
         start += f" after an unhandled {proc.exception}"
     if not proc.instrumented:
         return start

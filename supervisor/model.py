@@ -249,6 +249,7 @@ class Process:
     started: Optional[float] = None  # seconds since launch
     ended: Optional[float] = None
     exception: Optional[str] = None  # unhandled exception that began shutdown
+    exception_origin: Optional[str] = None  # "SystemExit(0) raised by SIGTERM handler on_term at app.py:12"
     atexit_began: bool = False
     opaque_handlers: int = 0  # registered before the probe loaded: cannot be watched
     uninstrumented_reason: Optional[str] = None
@@ -279,6 +280,7 @@ class Process:
             signal_handlers=[SignalHandler.from_json(s) for s in record.get("signal_handlers", [])],
             python=_opt_str(record.get("python")), started=_opt_float(record.get("started")),
             ended=_opt_float(record.get("ended")), exception=_opt_str(record.get("exception")),
+            exception_origin=_opt_str(record.get("exception_origin")),
             atexit_began=bool(record.get("atexit_ran", False)), opaque_handlers=int(record.get("opaque_handlers", 0)),
             uninstrumented_reason=_opt_str(record.get("uninstrumented_reason")),
             orphaned=bool(record.get("orphaned", False)), forked=bool(record.get("forked", False)),
@@ -309,6 +311,8 @@ class Process:
             out["unreadable_events"] = self.unreadable_events
         if self.watch_missing:
             out["watch_missing"] = self.watch_missing
+        if self.exception_origin is not None:
+            out["exception_origin"] = self.exception_origin
         if self.stacks:
             out["stacks"] = [t.to_json() for t in self.stacks]
             out["stacks_at"] = _round(self.stacks_at)

@@ -106,6 +106,8 @@ def process_text(proc: Process) -> Text:
             continue  # Python's own default: worth a line only when it fired
         invoked = {True: "invoked", False: "not invoked", None: "invocation not observable"}[sig.invoked]
         text.append(f"\n{sig.signal} → {sig.handler} ({invoked})", style="dim")
+    if proc.exception_origin:
+        text.append(f"\nexception: {proc.exception_origin}", style="dim")
     text.append(f"\n→ {proc.explanation}", style="italic")
     if proc.stuck is not None:
         text.append("\n")

@@ -139,6 +139,10 @@ def _add_stacks(processes: list[Process], facts: RunFacts) -> None:
             entry.stuck = Stuck(NO_STACK, answer)
             continue
         entry.stacks, entry.stacks_at = answer.threads, answer.at - facts.launched
+        if entry.exception is None and answer.uncaught is not None:  # atexit never began to note it
+            kind, text, where = answer.uncaught
+            entry.exception = kind
+            entry.exception_origin = f"{text} raised at {where.rpartition('/')[2]}" if where else None
         entry.stuck = stacks.diagnose(entry, answer, entry.stacks_at)
 
 
@@ -322,6 +326,7 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     exit_event = image.first("exit")
     entry.atexit_began = exit_event is not None
     entry.exception = exit_event.get("exc") if exit_event else None
+    _exception_origin(entry, image)
     entry.handlers = _handlers(image.events, facts.launched)
     entry.watched, entry.watch_missing = _watched(image.events, facts.launched)
     entry.signal_handlers = _signal_handlers(image.events, entry, facts.launched)  # reads entry.exception
@@ -371,6 +376,23 @@ def _since(event: Event, launched: float) -> Optional[float]:
     CLOCK_MONOTONIC, which is system-wide, so gsup's launch time subtracts."""
     moment = event.get("t")
     return float(moment) - launched if isinstance(moment, (int, float)) else None
+
+
+def _exception_origin(entry: Process, image: Image) -> None:
+    """The exception a signal handler raised, when it is the one that ended the main thread:
+    the same type as the one atexit began with, or a SystemExit (which Python never notes,
+    so ``exception`` is null without this), atexit reached or not."""
+    raised = _last_of(image.events, "sigexc")
+    if raised is None:
+        return
+    kind = str(raised.get("exc"))
+    if entry.exception not in (None, kind) or (entry.exception is None and kind != "SystemExit"):
+        return  # caught by the program: something else ended it
+    entry.exception = kind
+    where = str(raised.get("where") or "")
+    signame = signal_name(int(raised.get("sig", 0)))
+    entry.exception_origin = (f"{raised.get('repr')} raised by {signame} handler {raised.get('handler')}"
+                              + (f" at {where.rpartition('/')[2]}" if where else ""))
 
 
 def _watched(events: list[Event], launched: float) -> tuple[list[Handler], list[str]]:

@@ -65,6 +65,7 @@ class Capture:
     running: Optional[int] = None  # the probe's id of the exit handler running, if any
     signal_frame: Optional[Frame] = None  # the outermost signal handler running in the main thread
     logs: list[HeldLogs] = field(default_factory=list)
+    uncaught: Optional[tuple[str, str, str]] = None  # the error that ended the main thread: type, repr, file:line
 
     @property
     def main(self) -> Optional[ThreadStack]:
@@ -179,6 +180,9 @@ def parse(text: str) -> Optional[Capture]:
                       running=int(notes["running"]) if "running" in notes else None,
                       logs=[HeldLogs(str(h), str(t), int(n)) for h, t, n in _json_list(notes.get("logs"))])
     names = {int(i): (str(n), bool(d)) for i, n, d in _json_list(notes.get("threads"))}
+    uncaught = _json_list(f"[{notes['exc']}]") if "exc" in notes else []
+    if uncaught:
+        capture.uncaught = (str(uncaught[0][0]), str(uncaught[0][1]), str(uncaught[0][2]))
     _read_threads(body, names, capture)
     return capture
 

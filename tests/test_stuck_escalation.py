@@ -202,3 +202,35 @@ def test_a_process_that_is_not_python_gets_no_stack_and_is_not_signalled_for_one
 def test_a_run_that_ends_by_itself_takes_no_stacks(gsup: Gsup, program: Program) -> None:
     proc = role(gsup.report(str(program("print('hi')\n"))), "parent")
     assert "stacks" not in proc and "stuck" not in proc
+
+
+def test_the_exception_a_signal_handler_raised_is_recorded_with_its_origin_though_atexit_never_began(
+        gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    prog = program(textwrap.dedent(NON_DAEMON).format(ready=str(ready)).replace("sys.exit(0)", "sys.exit(0)  # exit"))
+    proc = stuck_run(gsup, prog, ready)
+    assert not proc["atexit_ran"] and proc["exception"] == "SystemExit"
+    origin = f"SystemExit(0) raised by SIGTERM handler on_term at prog.py:{line_of(prog, 'exit')}"
+    assert proc["exception_origin"] == origin
+
+
+def test_an_uncaught_error_then_a_non_daemon_thread(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    prog = program(f"""
+        import signal, threading, time
+
+        def poll_forever():
+            while True:
+                time.sleep(0.05)
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        threading.Thread(target=poll_forever, name="poller").start()
+        open({str(ready)!r}, "w").close()
+        raise ValueError("boom")  # boom
+        """)
+    report = gsup.report("--signal", "TERM", "--ready-file", str(ready), "--after", "0.3s", "--grace", GRACE,
+                         str(prog))
+    proc = role(report, "parent")
+    assert proc["exception"] == "ValueError"
+    assert proc["exception_origin"] == f"ValueError('boom') raised at prog.py:{line_of(prog, 'boom')}"
+    assert proc["stuck"]["kind"] == "joining-thread"

@@ -604,6 +604,7 @@ def _patch_signals(rec):
             try:
                 return handler(signum, frame)
             except BaseException as exc:
+                _note_raise(rec, signum, handler, exc)
                 cut(exc)
                 raise
 
@@ -667,6 +668,21 @@ def _arm_stacks(rec, exits, own):
 
     _signal.signal.__wrapped__(signum, on_stacks_signal)
     own[signum] = on_stacks_signal
+
+
+def _note_raise(rec, signum, handler, exc):
+    """A signal handler raised (``sys.exit()`` in a SIGTERM handler, Ctrl-C's KeyboardInterrupt):
+    what and where, for the report to say what began the shutdown even if atexit never
+    starts (Python notes no ``sys.last_exc`` for a SystemExit)."""
+    try:
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = "%s:%d" % (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else ""
+        rec.emit("sigexc", ',"sig":%d,"handler":%s,"exc":%s,"repr":%s,"where":%s' % (
+            signum, js(_handler_name(handler)), js(type(exc).__qualname__), js(repr(exc)[:200]), js(where)))
+    except Exception:
+        pass
 
 
 def _handlers_noter(rec, getsignal, wrapped):

@@ -8,6 +8,7 @@ the request (the probe holds no descriptor between events)::
     # gsup-stacks pid=<pid> t=<monotonic>
     # threads [[ident, "name", daemon], ...]
     # running <handler id>                    (an exit handler was running)
+    # exc ["Type", "repr", "file:line"]       (the error that ended the main thread)
     # logs [["Handler", "target", held], ...] (records still held by logging handlers)
     <faulthandler's dump of every thread>
     # end
@@ -34,6 +35,9 @@ def write(rec, running):
         head = ["# gsup-stacks pid=%d t=%.6f" % (os.getpid(), rec.monotonic()), "# threads [%s]" % _threads()]
         if running is not None:
             head.append("# running %d" % running)
+        exc = _uncaught()
+        if exc:
+            head.append("# exc %s" % exc)
         logs = _held_logs()
         if logs:
             head.append("# logs [%s]" % logs)
@@ -42,6 +46,19 @@ def write(rec, running):
         os.write(fd, b"# end\n")
     finally:
         os.close(fd)
+
+
+def _uncaught():
+    """``["Type", "repr", "file:line"]`` of the error that ended the main thread (Python notes
+    it before waiting for non-daemon threads, so a process stuck there still knows it)."""
+    exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    if exc is None:
+        return ""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = "%s:%d" % (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else ""
+    return "[%s,%s,%s]" % (js(type(exc).__qualname__), js(repr(exc)[:200]), js(where))
 
 
 def _threads():
