@@ -198,22 +198,41 @@ class ThreadStack:
                 "frames": [f.to_json() for f in self.frames]}
 
 
+@dataclass
+class CancelledTask:
+    """A task ``asyncio.run`` (or ``Runner.close``) cancelled at its end, and how its cleanup went."""
+
+    name: str
+    coroutine: str  # the coroutine's qualname
+    awaiting: str  # file:line where it was suspended when cancelled
+    state: str  # cancelled, done (finished its cleanup), pending, or interrupted (the process died in it)
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> CancelledTask:
+        return cls(name=str(record["name"]), coroutine=str(record["coroutine"]), awaiting=str(record["awaiting"]),
+                   state=str(record["state"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "coroutine": self.coroutine, "awaiting": self.awaiting, "state": self.state}
+
+
 # stuck.kind values
-JOINING, HANDLER_BLOCKED, LOCK, BUSY, NO_STACK = "joining-thread", "handler-blocked", "lock", "busy", "no-stack"
+JOINING, HANDLER_BLOCKED, LOCK, AWAITING, BUSY, NO_STACK = (
+    "joining-thread", "handler-blocked", "lock", "awaiting-task", "busy", "no-stack")
 
 
 @dataclass
 class Stuck:
     """Where a process was stuck when gsup escalated, read from its stacks and the probe's records."""
 
-    kind: str  # JOINING, HANDLER_BLOCKED, LOCK, BUSY, NO_STACK
+    kind: str  # JOINING, HANDLER_BLOCKED, LOCK, AWAITING, BUSY, NO_STACK
     summary: str  # one line a user can act on
     thread: Optional[str] = None  # the thread the diagnosis points at
     frame: Optional[Frame] = None  # where that thread is
     source: Optional[str] = None  # that line of source, stripped
     handler: Optional[str] = None  # the exit or signal handler blocked
     seconds: Optional[float] = None  # how long it had been blocked
-    waiting_for: list[str] = field(default_factory=list)  # the non-daemon threads atexit waits for
+    waiting_for: list[str] = field(default_factory=list)  # the non-daemon threads (or asyncio tasks) waited for
     holder: Optional[str] = None  # the thread that holds the lock waited on, when the stacks show it
     not_run: list[str] = field(default_factory=list)  # exit handlers that never ran because of it
 
@@ -260,6 +279,7 @@ class Process:
     kills: list[tuple[int, int]] = field(default_factory=list)  # (pid, signum) it sent
     watched: list[Handler] = field(default_factory=list)  # calls of watched functions, in the order they began
     watch_missing: list[str] = field(default_factory=list)  # MODULE:QUALNAME watched but not found
+    cancelled_tasks: list[CancelledTask] = field(default_factory=list)  # by asyncio.run at its end
     stacks: list[ThreadStack] = field(default_factory=list)  # taken before gsup escalated, main thread first
     stacks_at: Optional[float] = None  # seconds since launch, when they were taken
     stuck: Optional[Stuck] = None  # where it was stuck then
@@ -287,6 +307,7 @@ class Process:
             unreadable_events=int(record.get("unreadable_events", 0)), explanation=str(record.get("explanation", "")),
             watched=[Handler.from_json(h) for h in record.get("watched", [])],
             watch_missing=[str(m) for m in record.get("watch_missing", [])],
+            cancelled_tasks=[CancelledTask.from_json(t) for t in record.get("cancelled_tasks", [])],
             stacks=[ThreadStack.from_json(t) for t in record.get("stacks", [])],
             stacks_at=_opt_float(record.get("stacks_at")),
             stuck=Stuck.from_json(record["stuck"]) if record.get("stuck") else None,
@@ -313,6 +334,8 @@ class Process:
             out["watch_missing"] = self.watch_missing
         if self.exception_origin is not None:
             out["exception_origin"] = self.exception_origin
+        if self.cancelled_tasks:
+            out["cancelled_tasks"] = [t.to_json() for t in self.cancelled_tasks]
         if self.stacks:
             out["stacks"] = [t.to_json() for t in self.stacks]
             out["stacks_at"] = _round(self.stacks_at)

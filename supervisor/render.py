@@ -43,6 +43,10 @@ _MARK = {RAN: ("✓", "green"), RAISED: ("!", "red"), INTERRUPTED: ("✗", "yell
          NOT_RUN: ("·", "dim"), UNREGISTERED: ("-", "dim")}
 
 
+_TASK_STATES = {"cancelled": "cleanup finished", "done": "cleanup finished (it returned)",
+                "interrupted": "cleanup never finished (the process died in it)", "pending": "still pending"}
+
+
 def render(report: Report) -> RenderableType:
     head = Text.assemble(("gsup report", "bold"), ": ", " ".join(report.command))
     head.append(f"\nsession {report.session}, {report.duration:.2f}s", style="dim")
@@ -106,6 +110,10 @@ def process_text(proc: Process) -> Text:
             continue  # Python's own default: worth a line only when it fired
         invoked = {True: "invoked", False: "not invoked", None: "invocation not observable"}[sig.invoked]
         text.append(f"\n{sig.signal} → {sig.handler} ({invoked})", style="dim")
+    for task in proc.cancelled_tasks:
+        text.append(f"\nasyncio.run cancelled {task.coroutine} ({task.name}) at "
+                    f"{task.awaiting.rpartition('/')[2]}: {_TASK_STATES.get(task.state, task.state)}",
+                    style="yellow" if task.state == "interrupted" else "dim")
     if proc.exception_origin:
         text.append(f"\nexception: {proc.exception_origin}", style="dim")
     text.append(f"\n→ {proc.explanation}", style="italic")

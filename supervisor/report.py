@@ -28,6 +28,7 @@ from supervisor.model import (
     UNKNOWN,
     UNREGISTERED,
     Action,
+    CancelledTask,
     End,
     Handler,
     Process,
@@ -327,6 +328,7 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     entry.atexit_began = exit_event is not None
     entry.exception = exit_event.get("exc") if exit_event else None
     _exception_origin(entry, image)
+    entry.cancelled_tasks = _cancelled_tasks(image.events)
     entry.handlers = _handlers(image.events, facts.launched)
     entry.watched, entry.watch_missing = _watched(image.events, facts.launched)
     entry.signal_handlers = _signal_handlers(image.events, entry, facts.launched)  # reads entry.exception
@@ -376,6 +378,24 @@ def _since(event: Event, launched: float) -> Optional[float]:
     CLOCK_MONOTONIC, which is system-wide, so gsup's launch time subtracts."""
     moment = event.get("t")
     return float(moment) - launched if isinstance(moment, (int, float)) else None
+
+
+def _cancelled_tasks(events: list[Event]) -> list[CancelledTask]:
+    """The tasks asyncio.run cancelled at its end: the last such round, each with how its cleanup went
+    (no record after the cancel: the process died while it ran)."""
+    tasks: dict[int, CancelledTask] = {}
+    for event in events:
+        number = event.get("i")
+        if not isinstance(number, int):
+            continue
+        if event.get("k") == "aio.cancel":
+            if number == 0:
+                tasks = {}  # a new round (asyncio.run called again)
+            tasks[number] = CancelledTask(str(event.get("name", "?")), str(event.get("coro", "?")),
+                                          str(event.get("at", "")), "interrupted")
+        elif event.get("k") == "aio.cancelled" and number in tasks:
+            tasks[number].state = str(event.get("state", "?"))
+    return list(tasks.values())
 
 
 def _exception_origin(entry: Process, image: Image) -> None:

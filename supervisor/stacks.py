@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from supervisor.model import (
+    AWAITING,
     BUSY,
     HANDLER_BLOCKED,
     INTERRUPTED,
@@ -56,6 +57,15 @@ class HeldLogs:
 
 
 @dataclass
+class Task:
+    """An asyncio task of the loop running in the main thread, where it is suspended."""
+
+    name: str
+    coroutine: str
+    frame: Optional[Frame]
+
+
+@dataclass
 class Capture:
     """One process's answer: every thread (main first), when, and what the probe noted with it."""
 
@@ -66,6 +76,7 @@ class Capture:
     signal_frame: Optional[Frame] = None  # the outermost signal handler running in the main thread
     logs: list[HeldLogs] = field(default_factory=list)
     uncaught: Optional[tuple[str, str, str]] = None  # the error that ended the main thread: type, repr, file:line
+    tasks: list[Task] = field(default_factory=list)  # the main thread's running event loop's tasks
 
     @property
     def main(self) -> Optional[ThreadStack]:
@@ -180,11 +191,17 @@ def parse(text: str) -> Optional[Capture]:
                       running=int(notes["running"]) if "running" in notes else None,
                       logs=[HeldLogs(str(h), str(t), int(n)) for h, t, n in _json_list(notes.get("logs"))])
     names = {int(i): (str(n), bool(d)) for i, n, d in _json_list(notes.get("threads"))}
+    capture.tasks = [Task(str(n), str(c), _frame_at(str(w), str(c))) for n, c, w in _json_list(notes.get("tasks"))]
     uncaught = _json_list(f"[{notes['exc']}]") if "exc" in notes else []
     if uncaught:
         capture.uncaught = (str(uncaught[0][0]), str(uncaught[0][1]), str(uncaught[0][2]))
     _read_threads(body, names, capture)
     return capture
+
+
+def _frame_at(where: str, function: str) -> Optional[Frame]:
+    file, _, line = where.rpartition(":")
+    return Frame(file, int(line), function.rpartition(".")[2]) if line.isdigit() else None
 
 
 def _json_list(text: Optional[str]) -> list[list[Any]]:
@@ -254,7 +271,7 @@ def diagnose(proc: Process, capture: Capture, at: float) -> Optional[Stuck]:
     if main is None or not main.frames:
         return None
     return (_handler_blocked(proc, capture, main, at) or _joining(proc, capture, main)
-            or _on_lock(capture, main) or _busy(main))
+            or _on_lock(capture, main) or _awaiting(proc, capture, main) or _busy(main))
 
 
 def _handler_blocked(proc: Process, capture: Capture, main: ThreadStack, at: float) -> Optional[Stuck]:
@@ -321,6 +338,23 @@ def _joining(proc: Process, capture: Capture, main: ThreadStack) -> Optional[Stu
         text += f" ({', '.join(not_run)} never ran)"
     return Stuck(JOINING, text, thread=first.name, frame=frame, source=source(frame),
                  waiting_for=[t.name for t in waited], not_run=not_run)
+
+
+def _awaiting(proc: Process, capture: Capture, main: ThreadStack) -> Optional[Stuck]:
+    """The main thread waits in asyncio's event loop: say which tasks it still runs, and where."""
+    if not capture.tasks or not any(f.function == "run_forever" and "/asyncio/" in f.file for f in main.frames):
+        return None
+    cleaning = {t.name for t in proc.cancelled_tasks if t.state == INTERRUPTED}
+    tasks = sorted(capture.tasks, key=lambda t: t.name not in cleaning)
+    first = tasks[0]
+    line = source(first.frame)
+    what = "finishing its cleanup after asyncio.run cancelled it" if first.name in cleaning else "running"
+    text = f"event loop waiting on task {first.name} ({first.coroutine}), {what}, at {_short(first.frame)}"
+    text += f" on `{line}`" if line else ""
+    if len(tasks) > 1:
+        text += f" (and {len(tasks) - 1} more task{'s' if len(tasks) > 2 else ''})"
+    return Stuck(AWAITING, text, thread=main.name, frame=first.frame, source=line,
+                 waiting_for=[t.name for t in tasks])
 
 
 def _on_lock(capture: Capture, main: ThreadStack) -> Optional[Stuck]:

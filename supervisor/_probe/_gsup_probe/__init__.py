@@ -315,7 +315,7 @@ def apply_patches(os, events_dir):
         on_import["traceback"] = _patch_traceback
     rec.start(forked=False)
     try:
-        _patch_imports(_merged(on_import, _watch_patches(rec, os.environ)))
+        _patch_imports(_merged(_merged(on_import, _watch_patches(rec, os.environ)), _aio_patches(rec)))
         handlers.register_done()
         note_signal_handlers()
     finally:
@@ -1149,6 +1149,25 @@ def _watch_patches(rec, environ):
         return patch
 
     return {module: patcher(entries) for module, entries in table.items()}
+
+
+def _aio_patches(rec):
+    """module name -> patch, for asyncio's signal handlers and ``asyncio.run``'s last
+    cancellations; the ``aio`` part loads with the first of them (programs without asyncio never pay)."""
+    part = []
+
+    def patcher(name):
+        def patch(module):
+            try:
+                if not part:
+                    part.append(_load_part("aio"))
+                getattr(part[0], name)(rec, module)
+            except Exception:
+                pass
+
+        return patch
+
+    return {"asyncio.unix_events": patcher("patch_unix_events"), "asyncio.runners": patcher("patch_runners")}
 
 
 def _load_watch():

@@ -9,6 +9,7 @@ the request (the probe holds no descriptor between events)::
     # threads [[ident, "name", daemon], ...]
     # running <handler id>                    (an exit handler was running)
     # exc ["Type", "repr", "file:line"]       (the error that ended the main thread)
+    # tasks [["name", "coroutine", "file:line"], ...]  (the running event loop's tasks)
     # logs [["Handler", "target", held], ...] (records still held by logging handlers)
     <faulthandler's dump of every thread>
     # end
@@ -38,6 +39,9 @@ def write(rec, running):
         exc = _uncaught()
         if exc:
             head.append("# exc %s" % exc)
+        tasks = _tasks()
+        if tasks:
+            head.append("# tasks [%s]" % tasks)
         logs = _held_logs()
         if logs:
             head.append("# logs [%s]" % logs)
@@ -59,6 +63,30 @@ def _uncaught():
         tb = tb.tb_next
     where = "%s:%d" % (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else ""
     return "[%s,%s,%s]" % (js(type(exc).__qualname__), js(repr(exc)[:200]), js(where))
+
+
+def _tasks():
+    """``["name", "coroutine", "file:line"]`` of every task of the event loop running in this
+    (the main) thread, each where its chain of awaits is suspended now."""
+    events = sys.modules.get("asyncio.events")
+    tasks = sys.modules.get("asyncio.tasks")
+    loop = events._get_running_loop() if events is not None else None
+    if loop is None or tasks is None:
+        return ""
+    items = []
+    for task in list(tasks.all_tasks(loop)):
+        coro, frame = task.get_coro(), None
+        for _ in range(100):
+            inner = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if inner is None:
+                break
+            if frame is None or "/asyncio/" not in inner.f_code.co_filename:
+                frame = inner
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        where = "%s:%d" % (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ""
+        name = getattr(task.get_coro(), "__qualname__", "?")
+        items.append("[%s,%s,%s]" % (js(task.get_name()), js(name), js(where)))
+    return ",".join(items)
 
 
 def _threads():
