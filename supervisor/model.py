@@ -216,6 +216,29 @@ class CancelledTask:
         return {"name": self.name, "coroutine": self.coroutine, "awaiting": self.awaiting, "state": self.state}
 
 
+@dataclass
+class LostLogs:
+    """Log records a logging handler still held when its process ended: they were never written."""
+
+    handler: str  # its class: MemoryHandler, QueueHandler
+    target: str  # where they were meant to go (a file name, "queue")
+    records: int
+    why: str  # "logging.shutdown never ran (killed by SIGKILL)"
+
+    @property
+    def summary(self) -> str:
+        plural = "s" if self.records != 1 else ""
+        return f"{self.records} record{plural} lost in {self.handler} → {self.target}: {self.why}"
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> LostLogs:
+        return cls(handler=str(record["handler"]), target=str(record["target"]), records=int(record["records"]),
+                   why=str(record["why"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"handler": self.handler, "target": self.target, "records": self.records, "why": self.why}
+
+
 # stuck.kind values
 JOINING, HANDLER_BLOCKED, LOCK, AWAITING, BUSY, NO_STACK = (
     "joining-thread", "handler-blocked", "lock", "awaiting-task", "busy", "no-stack")
@@ -280,6 +303,7 @@ class Process:
     watched: list[Handler] = field(default_factory=list)  # calls of watched functions, in the order they began
     watch_missing: list[str] = field(default_factory=list)  # MODULE:QUALNAME watched but not found
     cancelled_tasks: list[CancelledTask] = field(default_factory=list)  # by asyncio.run at its end
+    lost_logs: list[LostLogs] = field(default_factory=list)  # records logging handlers still held at the end
     stacks: list[ThreadStack] = field(default_factory=list)  # taken before gsup escalated, main thread first
     stacks_at: Optional[float] = None  # seconds since launch, when they were taken
     stuck: Optional[Stuck] = None  # where it was stuck then
@@ -308,6 +332,7 @@ class Process:
             watched=[Handler.from_json(h) for h in record.get("watched", [])],
             watch_missing=[str(m) for m in record.get("watch_missing", [])],
             cancelled_tasks=[CancelledTask.from_json(t) for t in record.get("cancelled_tasks", [])],
+            lost_logs=[LostLogs.from_json(lost) for lost in record.get("lost_logs", [])],
             stacks=[ThreadStack.from_json(t) for t in record.get("stacks", [])],
             stacks_at=_opt_float(record.get("stacks_at")),
             stuck=Stuck.from_json(record["stuck"]) if record.get("stuck") else None,
@@ -334,6 +359,8 @@ class Process:
             out["watch_missing"] = self.watch_missing
         if self.exception_origin is not None:
             out["exception_origin"] = self.exception_origin
+        if self.lost_logs:
+            out["lost_logs"] = [lost.to_json() for lost in self.lost_logs]
         if self.cancelled_tasks:
             out["cancelled_tasks"] = [t.to_json() for t in self.cancelled_tasks]
         if self.stacks:

@@ -110,6 +110,8 @@ def process_text(proc: Process) -> Text:
             continue  # Python's own default: worth a line only when it fired
         invoked = {True: "invoked", False: "not invoked", None: "invocation not observable"}[sig.invoked]
         text.append(f"\n{sig.signal} → {sig.handler} ({invoked})", style="dim")
+    for lost in proc.lost_logs:
+        text.append(f"\n{lost.summary}", style="yellow")
     for task in proc.cancelled_tasks:
         text.append(f"\nasyncio.run cancelled {task.coroutine} ({task.name}) at "
                     f"{task.awaiting.rpartition('/')[2]}: {_TASK_STATES.get(task.state, task.state)}",

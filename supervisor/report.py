@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
-from supervisor import stacks
+from supervisor import stacks, wording
 from supervisor.events import Event, Image
 from supervisor.explain import explain
 from supervisor.model import (
@@ -31,6 +31,7 @@ from supervisor.model import (
     CancelledTask,
     End,
     Handler,
+    LostLogs,
     Process,
     Ready,
     Report,
@@ -140,6 +141,9 @@ def _add_stacks(processes: list[Process], facts: RunFacts) -> None:
             entry.stuck = Stuck(NO_STACK, answer)
             continue
         entry.stacks, entry.stacks_at = answer.threads, answer.at - facts.launched
+        if answer.logs and not entry.lost_logs:  # then killed: the capture is the last moment known
+            why = f"logging.shutdown never ran ({wording.phrase(entry.end)})"
+            entry.lost_logs = [LostLogs(h.handler, h.target, h.records, why) for h in answer.logs]
         if entry.exception is None and answer.uncaught is not None:  # atexit never began to note it
             kind, text, where = answer.uncaught
             entry.exception = kind
@@ -329,6 +333,7 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     entry.exception = exit_event.get("exc") if exit_event else None
     _exception_origin(entry, image)
     entry.cancelled_tasks = _cancelled_tasks(image.events)
+    entry.lost_logs = _lost_logs(image.events)
     entry.handlers = _handlers(image.events, facts.launched)
     entry.watched, entry.watch_missing = _watched(image.events, facts.launched)
     entry.signal_handlers = _signal_handlers(image.events, entry, facts.launched)  # reads entry.exception
@@ -378,6 +383,31 @@ def _since(event: Event, launched: float) -> Optional[float]:
     CLOCK_MONOTONIC, which is system-wide, so gsup's launch time subtracts."""
     moment = event.get("t")
     return float(moment) - launched if isinstance(moment, (int, float)) else None
+
+
+def _lost_logs(events: list[Event]) -> list[LostLogs]:
+    """Records held by logging handlers as the process left (after atexit, or at os._exit)."""
+    noted = _last_of(events, "logs")
+    if noted is None:
+        return []
+    if noted.get("at") == "os_exit":
+        exited = _last_of(events, "os_exit")
+        code = exited.get("code") if exited is not None else "?"
+        why = f"logging.shutdown never ran (os._exit({code}))"
+        return [LostLogs(str(h), str(t), int(n), why) for h, t, n in _held(noted)]
+    return [LostLogs(str(h), str(t), int(n), _after_shutdown(str(h))) for h, t, n in _held(noted)]
+
+
+def _held(event: Event) -> list[list[Any]]:
+    held = event.get("held")
+    return [item for item in held if isinstance(item, list) and len(item) == 3] if isinstance(held, list) else []
+
+
+def _after_shutdown(handler: str) -> str:
+    if handler == "QueueHandler":
+        return ("still queued at exit: no QueueListener drained it "
+                "(logging.shutdown does not stop one; call listener.stop())")
+    return "still held after logging.shutdown (a MemoryHandler without a target, or flushOnClose=False)"
 
 
 def _cancelled_tasks(events: list[Event]) -> list[CancelledTask]:

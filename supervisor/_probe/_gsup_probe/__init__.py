@@ -325,6 +325,25 @@ def apply_patches(os, events_dir):
 # -- exit handlers: atexit's and threading's, a begin and an end around each run -------
 
 
+def note_held_logs(rec, moment):
+    """Records logging handlers still hold as the process leaves (``moment``: after atexit,
+    ``done``; at ``os._exit``): a MemoryHandler never flushed, a queue no listener drained.
+    The ``stacks`` part counts them, loaded only if ``logging`` has handlers at all."""
+    logging = sys.modules.get("logging")
+    try:
+        for ref in list(getattr(logging, "_handlerList", ())):
+            handler = ref()
+            if getattr(handler, "buffer", None) or getattr(handler, "queue", None) is not None:
+                break
+        else:
+            return  # nothing that holds records: the common case costs one look per handler
+        held = _load_part("stacks").held_logs()
+        if held:
+            rec.emit("logs", ',"at":"%s","held":[%s]' % (moment, held), True)
+    except Exception:
+        pass
+
+
 class _HookProxy:
     """``sys.unraisablehook`` while a handler runs: notes its exception, then
     hands it to the hook that was in place, so the printed text is unchanged."""
@@ -448,6 +467,7 @@ class _Exits:
 
     def done(self):
         self.note_exit()
+        note_held_logs(self.rec, "done")
         self.rec.emit("done")
 
     def register_done(self):
@@ -743,6 +763,7 @@ class _Ways:
         self.rec = rec
 
     def exit(self, status, *_, **__):
+        note_held_logs(self.rec, "os_exit")
         self.rec.emit("os_exit", ',"code":%s' % (int(status) if isinstance(status, int) else js(status)))
 
     def exec(self, path, args, *_, **__):

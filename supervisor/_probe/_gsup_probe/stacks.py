@@ -42,7 +42,7 @@ def write(rec, running):
         tasks = _tasks()
         if tasks:
             head.append("# tasks [%s]" % tasks)
-        logs = _held_logs()
+        logs = held_logs()
         if logs:
             head.append("# logs [%s]" % logs)
         os.write(fd, ("\n".join(head) + "\n").encode("utf-8", "backslashreplace"))
@@ -100,7 +100,7 @@ def _threads():
     return ",".join(items)
 
 
-def _held_logs():
+def held_logs():
     """``["Class", "target", n]`` for each logging handler still holding ``n`` records:
     a MemoryHandler's buffer, a QueueHandler's queue no listener drained."""
     logging = sys.modules.get("logging")
