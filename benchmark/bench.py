@@ -64,6 +64,7 @@ BENCHES: dict[str, list[tuple[str, Bench]]] = {
         ("idle CPU", runs.idle),
         ("exit-to-report latency", runs.latency),
         ("scale", runs.scale),
+        ("stacks", runs.stacks),
         ("seed scenario", runs.seed),
     ],
 }

@@ -73,6 +73,20 @@ for pid in kids:
 """
 
 # gsup itself, run in-process so that its own peak memory can be read at the very end.
+# N Python processes (this one and N-1 children), each with T threads in all; each writes
+# READY.<pid> once its threads run, then sleeps until killed.  argv: N T READY_DIR
+THREADED = """
+import os, subprocess, sys, threading, time
+count, threads, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+if count > 1:
+    for _ in range(count - 1):
+        subprocess.Popen([sys.executable, __file__, "1", str(threads), ready])
+for _ in range(threads - 1):
+    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+open(os.path.join(ready, "ready.%d" % os.getpid()), "w").close()
+time.sleep(600)
+"""
+
 PEAK_RSS = """
 import resource, sys
 

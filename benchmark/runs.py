@@ -1,5 +1,6 @@
 """What ``gsup run`` costs while it watches: idle CPU, exit-to-report latency,
-a 200-process tree, and the seed scenario against the same steps done by hand."""
+a 200-process tree, every thread's stack on request, and the seed scenario against
+the same steps done by hand."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ TREE_SIZE = 200
 SNAPSHOT_RUNS = 15
 REBUILD_RUNS = 7
 SEED_RUNS = 6  # each way, interleaved
+STACKS_TREE = (10, 20)  # Python processes, threads in each
+STACKS_RUNS = 20
 SEED_TIMEOUT = 120
 
 
@@ -108,6 +111,48 @@ def scale(env: dict[str, str], scratch: Path) -> list[Row]:
         _snapshot(env, forest, scratch),
     ]
     return rows
+
+
+def stacks(env: dict[str, str], scratch: Path) -> list[Row]:
+    """Signal → last dump complete: ``stacks.request`` over 10 Python processes x 20 threads of a live run."""
+    count, threads = STACKS_TREE
+    program = programs.write(scratch, "threaded.py", programs.THREADED)
+    ready = scratch / "stacks-ready"
+    ready.mkdir()
+    argv = [GSUP, "run", "-q", "--python", PYTHON, str(program), str(count), str(threads), str(ready)]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(ready.iterdir())) < count:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(list(ready.iterdir()))} of {count} processes got ready")
+            time.sleep(0.01)
+        taken = _request_stacks(env, count, threads)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    return [Row("stacks: signal → last dump complete", median(taken) * 1e3, 100.0, "ms",
+                f"{count} Python processes × {threads} threads, median of {len(taken)} requests "
+                f"(slowest {max(taken) * 1e3:.1f} ms)",
+                f"supervisor.stacks.request over a live `gsup run threaded.py {count} {threads}` in-process")]
+
+
+def _request_stacks(env: dict[str, str], count: int, threads: int) -> list[float]:
+    os.environ["GSUP_HOME"] = env["GSUP_HOME"]
+    from supervisor import discovery
+    from supervisor import stacks as capture
+
+    [(state, tree)] = discovery.live_sessions()[0]
+    pids, events = [pid for pid, _, _ in tree], Path(state.dir) / "events"
+    taken = []
+    for _ in range(STACKS_RUNS):
+        start = time.perf_counter()
+        answers = capture.request(pids, events)
+        taken.append(time.perf_counter() - start)
+        got = [a for a in answers.values() if isinstance(a, capture.Capture)]
+        if len(got) != count or any(len(a.threads) != threads for a in got):
+            raise RuntimeError(f"{len(got)} of {count} processes answered: {answers}")
+    return taken
 
 
 def _rebuild(env: dict[str, str], session_id: str) -> Row:
