@@ -258,7 +258,10 @@ def own_frame(thread: ThreadStack) -> Optional[Frame]:
 
 
 def source(frame: Optional[Frame]) -> Optional[str]:
-    return linecache.getline(frame.file, frame.line).strip() or None if frame is not None else None
+    """The line of source ``frame`` is on, stripped (None when the file cannot be read here)."""
+    if frame is None:
+        return None
+    return linecache.getline(frame.file, frame.line).strip() or None
 
 
 # -- where it was stuck --------------------------------------------------------------

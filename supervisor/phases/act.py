@@ -100,7 +100,8 @@ class Actor:
         if self.ctrl_c >= CTRL_C_KILLS:
             self.kill_everything(f"{nth} Ctrl-C", by=f"{nth} ctrl-c", stacks_first=True)
             return
-        again = "again to SIGKILL" if self.ctrl_c + 1 == CTRL_C_KILLS else "again to forward it again"
+        left = CTRL_C_KILLS - self.ctrl_c
+        again = "again to SIGKILL" if left == 1 else f"{left} more to SIGKILL"
         self.display.note(f"{nth} Ctrl-C: SIGINT to the program's process group ({again})")
         self.sender.forward(signal.SIGINT, "ctrl-c" if self.ctrl_c == 1 else f"{nth} ctrl-c")
         self.deadline = self.deadline or now + self.plan.grace
