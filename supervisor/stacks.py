@@ -123,9 +123,12 @@ def unarmed(pid: int, events_dir: Path) -> Optional[str]:
     current image (an events file of this pid and start time) and a handler is in place
     for the signal (the kernel's SigCgt), which the program did not take over."""
     try:
-        start = (Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[19]).decode()
+        stat = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()
+        start, zombie = stat[19].decode(), stat[0] == b"Z"
         caught = int(_status_field(pid, "SigCgt"), 16)
     except (OSError, IndexError, ValueError):
+        return "gone"
+    if zombie:
         return "gone"
     files = sorted(events_dir.glob(f"{pid}-{start}-*.jsonl"))
     if not files:

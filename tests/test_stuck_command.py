@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from tests.helpers import PYTHON, Gsup, Program, wait_until
+from tests.test_stuck_escalation import line_of
 
 PROGRAM = """
     import os, subprocess, sys, threading, time
@@ -21,6 +22,9 @@ PROGRAM = """
 
     threading.Thread(target=serve_forever, name="server", daemon=True).start()
     child = subprocess.Popen(["sleep", "60"])
+    if os.fork() == 0:  # a forked child answers with its parent's handler (a Python handler survives fork)
+        time.sleep(3)  # forked
+        os._exit(0)
     open({ready!r}, "w").close()
     started = time.monotonic()
     time.sleep(2)  # main
@@ -42,13 +46,15 @@ def test_gsup_stacks_lists_every_thread_of_every_process_and_the_program_does_no
     assert result.returncode == 0, result.stderr
     listing = json.loads(result.stdout)
     assert listing["session"] == session
-    python, shell = listing["processes"][0], listing["processes"][-1]
+    python = listing["processes"][0]
+    [shell] = [p for p in listing["processes"] if p["argv"][0] == "sleep"]
+    [forked] = [p for p in listing["processes"][1:] if p["argv"][0] != "sleep"]
+    assert forked["stacks"][0]["frames"][0]["line"] == line_of(prog, "forked")
     main, server = python["stacks"]
     assert main["main"] and main["frames"][0]["function"] == "<module>"
-    lines = prog.read_text().splitlines()
-    assert main["frames"][0]["line"] == next(n for n, t in enumerate(lines, 1) if t.endswith("# main"))
+    assert main["frames"][0]["line"] == line_of(prog, "main")
     assert (server["name"], server["daemon"], server["frames"][0]["function"]) == ("server", True, "serve_forever")
-    assert shell["argv"][0] == "sleep" and shell["no_stack"] == "no stack (not a Python process, or not instrumented)"
+    assert shell["no_stack"] == "no stack (not a Python process, or not instrumented)"
     text = gsup.run("ps", "--stacks")
     assert text.returncode == 0 and f"session {session}" in text.stdout and "thread 'server' (daemon)" in text.stdout
     report = gsup.finished_report(run)
