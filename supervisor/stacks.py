@@ -114,8 +114,24 @@ def request(pids: list[int], events_dir: Path, wait: float = ANSWER_WAIT) -> dic
             break
         time.sleep(POLL)  # no file-change notification in the stdlib; each look is a stat and a read
     for pid in asked:
-        answers[pid] = f"no answer within {wait:g} s (busy in C code, or signals blocked)"
+        answers[pid] = f"no stack: no answer within {wait:g} s ({_main_thread_state(pid)})"
     return answers
+
+
+def _main_thread_state(pid: int) -> str:
+    """What the kernel says the main thread does: a Python thread that does not answer is in
+    C code that never returns to the interpreter (a long computation, a call holding the GIL)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[0].decode()
+        wchan = Path(f"/proc/{pid}/wchan").read_text().strip()
+    except (OSError, IndexError):
+        return "it ended meanwhile"
+    if state == "R":
+        return "its main thread is running C code that does not return to Python"
+    if state in ("T", "t"):
+        return "it is stopped"
+    waiting = f" in {wchan}" if wchan and wchan != "0" else ""
+    return f"its main thread waits in the kernel{waiting} without returning to Python"
 
 
 def unarmed(pid: int, events_dir: Path) -> Optional[str]:

@@ -234,3 +234,19 @@ def test_an_uncaught_error_then_a_non_daemon_thread(gsup: Gsup, program: Program
     assert proc["exception"] == "ValueError"
     assert proc["exception_origin"] == f"ValueError('boom') raised at prog.py:{line_of(prog, 'boom')}"
     assert proc["stuck"]["kind"] == "joining-thread"
+
+
+def test_a_main_thread_busy_in_c_code_cannot_answer_and_the_report_says_so(
+        gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    """Python runs signal handlers between bytecodes: ``sum`` over a huge range never gets there."""
+    ready = tmp_path / "ready"
+    prog = program(f"""
+        import signal
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        open({str(ready)!r}, "w").close()
+        sum(range(10 ** 13))
+        """)
+    stuck = stuck_run(gsup, prog, ready)["stuck"]
+    assert stuck["kind"] == "no-stack"
+    assert stuck["summary"] == ("no stack: no answer within 1 s "
+                                "(its main thread is running C code that does not return to Python)")
