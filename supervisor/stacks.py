@@ -36,7 +36,12 @@ from supervisor.model import (
     ThreadStack,
 )
 
-STACKS_SIGNAL = signal.SIGRTMAX - 2  # the probe's choice too (``_arm_stacks``): a real-time signal nobody uses
+# The probe's choice too (``_arm_stacks``): real-time signals nobody uses.  On the first the
+# probe writes its stacks and goes on; on the second it then stops itself (SIGSTOP), as gsup
+# asks just before a SIGKILL: the program runs nothing between its stacks and its end (a
+# program watching a wakeup fd, as gunicorn's workers do, would otherwise wake up for it).
+STACKS_SIGNAL = signal.SIGRTMAX - 2
+STACKS_THEN_STOP = signal.SIGRTMAX - 3
 ANSWER_WAIT = 1.0  # seconds every process gets to write its stacks
 POLL = 0.002  # seconds between looks at the files while they are written
 END = "# end\n"
@@ -89,16 +94,18 @@ Answer = Union[Capture, str]  # a capture, or why there is none
 # -- asking --------------------------------------------------------------------------
 
 
-def request(pids: list[int], events_dir: Path, wait: float = ANSWER_WAIT) -> dict[int, Answer]:
+def request(pids: list[int], events_dir: Path, then_stop: bool = False, wait: float = ANSWER_WAIT) -> dict[int, Answer]:
     """Ask every armed process of ``pids`` for its stacks at once; wait, bounded, for each
     answer.  A process that cannot answer gets the reason instead (it is never signalled:
-    the default action of a real-time signal would kill it)."""
+    the default action of a real-time signal would kill it).  ``then_stop``: each stops
+    itself once it has answered (only for processes gsup is about to SIGKILL)."""
+    signum = STACKS_THEN_STOP if then_stop else STACKS_SIGNAL
     answers: dict[int, Answer] = {}
     asked: list[int] = []
     for pid in pids:
-        reason = unarmed(pid, events_dir)
+        reason = unarmed(pid, events_dir, signum)
         if reason is None:
-            reason = _ask(pid, events_dir)
+            reason = _ask(pid, events_dir, signum)
         if reason is None:
             asked.append(pid)
         else:
@@ -134,7 +141,7 @@ def _main_thread_state(pid: int) -> str:
     return f"its main thread waits in the kernel{waiting} without returning to Python"
 
 
-def unarmed(pid: int, events_dir: Path) -> Optional[str]:
+def unarmed(pid: int, events_dir: Path, signum: int = STACKS_SIGNAL) -> Optional[str]:
     """Why ``pid`` cannot answer (None: it can).  Armed means: the probe runs in its
     current image (an events file of this pid and start time) and a handler is in place
     for the signal (the kernel's SigCgt), which the program did not take over."""
@@ -149,11 +156,11 @@ def unarmed(pid: int, events_dir: Path) -> Optional[str]:
     files = sorted(events_dir.glob(f"{pid}-{start}-*.jsonl"))
     if not files:
         return "no stack (not a Python process, or not instrumented)"
-    if not caught >> (STACKS_SIGNAL - 1) & 1:
+    if not caught >> (signum - 1) & 1:
         return "no stack (the image gsup's probe saw was replaced, or has no handler for the request)"
-    took_over = f'"sig":{int(STACKS_SIGNAL)},"handler"'
+    took_over = f'"sig":{int(signum)},"handler"'
     if any(took_over in f.read_text(errors="replace") for f in files):
-        return f"no stack (the program handles {signal_label(STACKS_SIGNAL)} itself)"
+        return f"no stack (the program handles {signal_label(signum)} itself)"
     return None
 
 
@@ -169,7 +176,7 @@ def _status_field(pid: int, name: str) -> str:
     raise ValueError(name)
 
 
-def _ask(pid: int, events_dir: Path) -> Optional[str]:
+def _ask(pid: int, events_dir: Path, signum: int) -> Optional[str]:
     try:
         (events_dir / f"{pid}.stacks").unlink()
     except FileNotFoundError:
@@ -177,7 +184,7 @@ def _ask(pid: int, events_dir: Path) -> Optional[str]:
     except OSError as err:
         return f"no stack ({err.strerror})"
     try:
-        os.kill(pid, STACKS_SIGNAL)
+        os.kill(pid, signum)
     except OSError:
         return "gone"
     return None

@@ -4,8 +4,9 @@ gsup's own signals, and escalate when the grace runs out.
 What happens when the grace runs out is :meth:`Actor.on_grace_over`, one
 decision table; everything gsup does to the tree goes through a :class:`Sender`.
 Every SIGKILL gsup sends because a wait ran out (the grace, a preset's timeout,
---ready-timeout, the third Ctrl-C) comes after :meth:`Actor.take_stacks`: every
-live process's stacks, so that the report can say where each one was stuck.
+--ready-timeout, the third Ctrl-C) comes after :meth:`Actor.take_stacks`: the
+stacks of every process about to be killed, so that the report can say where each
+one was stuck.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from supervisor.phases.loop import Alarm, EventLoop, OwnSignals
 from supervisor.phases.plan import RunPlan
 from supervisor.phases.send import Sender
 from supervisor.reaper import ExitStatus
-from supervisor.tree import describe_live, resolve_target
+from supervisor.tree import Seen, describe_live, resolve_target
 
 CTRL_C_KILLS = 3  # the Ctrl-C that SIGKILLs: the first two are forwarded, as a terminal would
 ORDINALS = {1: "1st", 2: "2nd", 3: "3rd"}
@@ -146,23 +147,28 @@ class Actor:
         if not self.tree.live():
             return
         stop, grace = self.plan.stop, self.plan.grace
-        self.take_stacks()
         if self.root_ended is not None and stop is not None and stop.waits_for_tree:
             self.display.note(f"{stop.name}: {grace:g}s over, SIGKILL to what is left")
-            self.sender.kill("tree", by=self.plan.shooter)
+            self.kill_tree(by=self.plan.shooter)
         elif self.root_ended is not None:
-            killed = self.sender.kill("tree", by="leftovers")
+            killed = self.kill_tree(by="leftovers")
             self.leftovers = sorted({p.pid for p in killed} | set(self.leftovers))
             self.display.note(f"left running after the grace period: {', '.join(map(str, self.leftovers))}")
         elif stop is not None and stop.kill is not None:
             self.display.note(f"{stop.name}: {grace:g}s over, SIGKILL to the {stop.kill}")
             if stop.kill.kind == "tree":
-                self.sender.kill("tree", by=self.plan.shooter)
+                self.kill_tree(by=self.plan.shooter)
             else:
+                self.take_stacks([p.pid for p in self._members(stop.kill)])
                 self.sender.send_quietly(signal.SIGKILL, stop.kill, by=self.plan.shooter)
         else:
             self.display.note(f"grace period of {grace:g}s over: SIGKILL to what is left")
-            self.sender.kill("tree", by="grace")
+            self.kill_tree(by="grace")
+
+    def kill_tree(self, by: str) -> list[Seen]:
+        """Every live process's stacks, then SIGKILL to all of them."""
+        self.take_stacks([p.pid for p in self.tree.live()])
+        return self.sender.kill("tree", by)
 
     def kill_everything(self, why: str, by: str = "gsup", stacks_first: bool = False) -> None:
         """SIGKILL every live descendant, however the run is going; ``stacks_first``
@@ -171,17 +177,17 @@ class Actor:
         self.tree.snapshot()
         if self.tree.live():
             if stacks_first:
-                self.take_stacks()
+                self.take_stacks([p.pid for p in self.tree.live()])
             self.display.note(f"{why}: SIGKILL to what is left")
             self.sender.kill("tree", by)
 
-    def take_stacks(self) -> None:
-        """Every live process's stacks (those the probe can answer for), waited for, bounded."""
-        pids = [p.pid for p in self.tree.live()]
+    def take_stacks(self, pids: list[int]) -> None:
+        """The stacks of ``pids``, all about to be SIGKILLed, waited for (bounded).  Each process
+        stops itself once it has answered: it runs nothing of the program's after its stacks."""
         if not pids:
             return
         began = time.monotonic()
-        answers = stacks.request(pids, self.sender.journal.session.events_dir)
+        answers = stacks.request(pids, self.sender.journal.session.events_dir, then_stop=True)
         self.stacks.update(answers)
         got = sum(isinstance(a, stacks.Capture) for a in answers.values())
         self.display.note(f"stacks of {got} of {len(pids)} process(es) taken in {time.monotonic() - began:.2f}s")
@@ -201,6 +207,12 @@ class Actor:
         if self.tree.live():
             self.display.note(f"{self.plan.stop.name}: the main process ended, SIGKILL to the rest of the container")
             self.sender.kill("tree", by=self.plan.shooter)
+
+    def _members(self, target: Target) -> list[Seen]:
+        try:
+            return resolve_target(target, self.tree.live(), self.root_pid, self.tree)
+        except GsupError:
+            return []
 
     def _target_exists(self, target: Target) -> bool:
         try:

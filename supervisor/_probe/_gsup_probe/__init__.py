@@ -663,20 +663,22 @@ def _patch_signals(rec):
 
 
 def _arm_stacks(rec, exits, own):
-    """Write every thread's stack when gsup sends ``STACKS_SIGNAL`` (the ``stacks`` part,
-    loaded on the first request): where a process was stuck, before gsup kills it.
+    """Write every thread's stack when gsup asks (the ``stacks`` part, loaded on the first
+    request): on SIGRTMAX-2, then go on; on SIGRTMAX-3, then stop (SIGSTOP), as gsup asks
+    just before it SIGKILLs, so that the program runs nothing between its stacks and its end.
 
     A Python-level handler, so that nothing is open between requests: it runs
     in the main thread between bytecodes, and a main thread blocked in a lock,
     ``recv()``, ``time.sleep`` or ``threading._shutdown`` is woken for it (EINTR)
     and goes back to waiting afterwards (PEP 475).  The program sees SIG_DFL
-    there; if it installs a handler of its own on that signal, it wins."""
+    there; if it installs a handler of its own on one of them, it wins."""
     import _signal
 
-    signum = getattr(_signal, "SIGRTMAX", 0) - 2
-    if signum <= 0 or _signal.getsignal(signum) != 0:
+    first = getattr(_signal, "SIGRTMAX", 0) - 3
+    if first <= 0:
         return
     part = []
+    kill, pid, stop = rec.os.kill, rec.os.getpid, getattr(_signal, "SIGSTOP", 19)
 
     def on_stacks_signal(signum, frame):
         try:
@@ -685,9 +687,16 @@ def _arm_stacks(rec, exits, own):
             part[0].write(rec, exits.current)
         except Exception:
             pass  # nothing of the program is at stake: only this answer is lost
+        if signum == first:
+            try:
+                kill(pid(), stop)  # the real os.kill (taken before the probe wraps it): no event
+            except Exception:
+                pass
 
-    _signal.signal.__wrapped__(signum, on_stacks_signal)
-    own[signum] = on_stacks_signal
+    for signum in (first, first + 1):
+        if _signal.getsignal(signum) == 0:
+            _signal.signal.__wrapped__(signum, on_stacks_signal)
+            own[signum] = on_stacks_signal
 
 
 def _note_raise(rec, signum, handler, exc):
