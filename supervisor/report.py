@@ -27,10 +27,12 @@ from supervisor.model import (
     UNREGISTERED,
     Action,
     End,
+    Grace,
     Handler,
     Process,
     Ready,
     Report,
+    Sent,
     SignalHandler,
 )
 from supervisor.reaper import ExitStatus
@@ -62,6 +64,7 @@ class RunFacts:
     watching: list[str] = field(default_factory=list)
     deep: Optional[str] = None  # --deep's interpreter: its -I/-E children load the probe too
     records_lost: Optional[str] = None  # why probe records may be missing (session dir deleted, disk full)
+    grace: Optional[tuple[float, float]] = None  # (seconds, time.monotonic() when the grace window began)
 
     def adopted(self, ppid: Optional[int]) -> bool:
         """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
@@ -120,6 +123,7 @@ def build(facts: RunFacts) -> Report:
         duration=facts.finished - facts.launched, processes=processes, actions=facts.actions,
         leftovers=sorted(leftovers), incomplete=facts.incomplete + _unrecorded(procs, facts), version=facts.version,
         ready=facts.ready, stop=facts.stop, watching=facts.watching,
+        grace=Grace(facts.grace[0], facts.grace[1] - facts.launched) if facts.grace is not None else None,
     )
 
 
@@ -305,8 +309,10 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     entry.exception = exit_event.get("exc") if exit_event else None
     entry.handlers = _handlers(image.events)
     entry.watched, entry.watch_missing = _watched(image.events)
-    entry.signal_handlers = _signal_handlers(image.events, entry)  # reads entry.exception
+    entry.signal_handlers = _signal_handlers(image.events, entry, facts.launched)  # reads entry.exception
     entry.kills = [(int(e.get("pid", -e.get("pgid", 0))), int(e["sig"])) for e in image.of_kind("kill")]
+    entry.sent = [Sent(pid, signal_name(signum), float(e["t"]) - facts.launched)
+                  for (pid, signum), e in zip(entry.kills, image.of_kind("kill"))]
     _set_times(entry, image, proc, facts)
     return entry
 
@@ -364,7 +370,7 @@ def _watched(events: list[Event]) -> tuple[list[Handler], list[str]]:
     return list(calls.values()), missing
 
 
-def _signal_handlers(events: list[Event], entry: Process) -> list[SignalHandler]:
+def _signal_handlers(events: list[Event], entry: Process, launched: float) -> list[SignalHandler]:
     """Per signal, the last Python handler installed and every earlier one that
     ran, each with its runs.
 
@@ -376,7 +382,7 @@ def _signal_handlers(events: list[Event], entry: Process) -> list[SignalHandler]
     KeyboardInterrupt ended the program, which proves one.
     """
     installed: dict[int, str] = {}
-    runs: dict[tuple[int, str], int] = defaultdict(int)
+    runs: dict[tuple[int, str], list[float]] = defaultdict(list)
     order: list[tuple[int, str]] = []
     for event in events:
         signum = event.get("sig")
@@ -385,20 +391,21 @@ def _signal_handlers(events: list[Event], entry: Process) -> list[SignalHandler]
         if event.get("k") in ("sig0", "sig"):
             installed[signum] = str(event.get("handler"))
         elif event.get("k") == "sigrun" and signum in installed:
-            runs[(signum, installed[signum])] += 1
+            runs[(signum, installed[signum])].append(float(event["t"]) - launched)
             if (signum, installed[signum]) not in order:
                 order.append((signum, installed[signum]))
     shown = sorted(set(order) | set(installed.items()), key=lambda pair: (pair[0], pair not in order,
                                                                            order.index(pair) if pair in order else 0))
     out = []
     for signum, handler in shown:
-        count = runs[(signum, handler)]
+        times = runs[(signum, handler)]
+        count = len(times)
         if handler in ("SIG_DFL", "None") or (not count and installed.get(signum) != handler):
             continue
         invoked: Optional[bool] = count > 0
         if handler == "default_int_handler" and _before_311(entry.python) and not count:
             invoked = True if entry.exception == "KeyboardInterrupt" else None
-        out.append(SignalHandler(signal_name(signum), handler, invoked, count))
+        out.append(SignalHandler(signal_name(signum), handler, invoked, count, times))
     return out
 
 
