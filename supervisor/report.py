@@ -312,7 +312,7 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     entry.signal_handlers = _signal_handlers(image.events, entry, facts.launched)  # reads entry.exception
     entry.kills = [(int(e.get("pid", -e.get("pgid", 0))), int(e["sig"])) for e in image.of_kind("kill")]
     entry.sent = [Sent(pid, signal_name(signum), float(e["t"]) - facts.launched)
-                  for (pid, signum), e in zip(entry.kills, image.of_kind("kill"))]
+                  for (pid, signum), e in zip(entry.kills, image.of_kind("kill")) if signum]  # 0: a liveness check
     _set_times(entry, image, proc, facts)
     return entry
 
