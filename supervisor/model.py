@@ -5,8 +5,9 @@ are documented in README.md ("The JSON report").  Format history:
 
 * ``gsup.report/1`` — first version.
 * 1.1 — ``<field>_b64`` siblings of text that held bytes not UTF-8.
-* 1.2 — timestamps for a timeline (all seconds since launch): ``signal_handlers[].times``,
-  ``processes[].sent`` (signals a process sent, with when), ``actions[].escalation``, ``grace``.
+* 1.2 — times on the report's clock (seconds since launch): ``handlers[]``/``watched[]``
+  ``started``/``ended``, ``signal_handlers[].times``, ``processes[].sent`` (signals a process
+  sent, with when), ``actions[].escalation``, ``grace``: what a timeline draws.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ class Handler:
     exception: Optional[str] = None
     inherited: bool = False  # registered in the parent before a fork
     runs: int = 1  # how many times it began (threading's callbacks can run twice)
+    started: Optional[float] = None  # seconds since launch, when its (last) run began
+    ended: Optional[float] = None  # seconds since launch, when that run ended or raised
 
     @property
     def label(self) -> str:
@@ -116,7 +119,8 @@ class Handler:
         return cls(kind=str(record["kind"]), name=str(record["name"]), module=str(record["module"]),
                    where=str(record["where"]), status=str(record["status"]), order=_opt_int(record.get("order")),
                    duration=_opt_float(record.get("duration")), exception=_opt_str(record.get("exception")),
-                   inherited=bool(record.get("inherited", False)), runs=int(record.get("runs", 1)))
+                   inherited=bool(record.get("inherited", False)), runs=int(record.get("runs", 1)),
+                   started=_opt_float(record.get("started")), ended=_opt_float(record.get("ended")))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "name": self.name, "module": self.module,
@@ -127,6 +131,10 @@ class Handler:
             out["inherited"] = True
         if self.runs > 1:
             out["runs"] = self.runs
+        if self.started is not None:
+            out["started"] = round(self.started, 6)
+        if self.ended is not None:
+            out["ended"] = round(self.ended, 6)
         return out
 
 
@@ -138,7 +146,7 @@ class SignalHandler:
     handler: str
     invoked: Optional[bool]
     invocations: int = 0
-    times: list[float] = field(default_factory=list)  # when each invocation began, seconds since launch
+    times: list[float] = field(default_factory=list)  # seconds since launch, one per invocation seen
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> SignalHandler:
@@ -149,8 +157,11 @@ class SignalHandler:
                    times=[float(t) for t in record.get("times", [])])
 
     def to_json(self) -> dict[str, Any]:
-        return {"signal": self.signal, "handler": self.handler, "invoked": self.invoked,
-                "invocations": self.invocations, "times": [round(t, 6) for t in self.times]}
+        out: dict[str, Any] = {"signal": self.signal, "handler": self.handler, "invoked": self.invoked,
+                               "invocations": self.invocations}
+        if self.times:
+            out["times"] = [round(t, 6) for t in self.times]
+        return out
 
 
 @dataclass
