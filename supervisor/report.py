@@ -416,8 +416,7 @@ def _signal_handlers(events: list[Event], entry: Process, launched: float) -> li
                                                                            order.index(pair) if pair in order else 0))
     out = []
     for signum, handler in shown:
-        times = runs[(signum, handler)]
-        count = len(times)
+        count = runs[(signum, handler)]
         if handler in ("SIG_DFL", "None") or (not count and installed.get(signum) != handler):
             continue
         invoked: Optional[bool] = count > 0
