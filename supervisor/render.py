@@ -6,11 +6,14 @@ unset (rich checks both).
 
 from __future__ import annotations
 
+from typing import Optional
+
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.segment import Segment
 from rich.text import Text
 from rich.tree import Tree
 
+from supervisor import timeline as timelines
 from supervisor import wording
 from supervisor.model import (
     INTERRUPTED,
@@ -38,7 +41,12 @@ _MARK = {RAN: ("✓", "green"), RAISED: ("!", "red"), INTERRUPTED: ("✗", "yell
          NOT_RUN: ("·", "dim"), UNREGISTERED: ("-", "dim")}
 
 
-def render(report: Report) -> RenderableType:
+CHRONOLOGY_LIMIT = 40  # moments: more and the section would drown the tree; --timeline shows it anyway
+
+
+def render(report: Report, timeline: Optional[bool] = None) -> RenderableType:
+    """The whole report; ``timeline`` True/False forces the chronological section on/off,
+    None shows it when the run has at most CHRONOLOGY_LIMIT moments."""
     head = Text.assemble(("gsup report", "bold"), ": ", " ".join(report.command))
     head.append(f"\nsession {report.session}, {report.duration:.2f}s", style="dim")
     parts: list[RenderableType] = [head]
@@ -59,7 +67,26 @@ def render(report: Report) -> RenderableType:
         parts.append(Text(f"incomplete: {missing}", style="red"))
     if report.expectations:
         parts.append(expectations_text(report.expectations))
+    story = timelines.build(report)
+    if timeline or (timeline is None and len(story.moments) <= CHRONOLOGY_LIMIT):
+        parts.append(chronology_text(story))
     return Group(*parts)
+
+
+_MOMENT_STYLE = {"signal": "cyan", "ready": "dim", "grace": "dim", "start": "dim"}
+
+
+def chronology_text(story: timelines.Timeline) -> Text:
+    """``+0.392  SIGTERM → 27564 parent (gsup)``: every moment in time order, one per line,
+    the times right-aligned so the column reads the same in a pipe as on a terminal."""
+    width = max((len(f"{m.at:+.3f}") for m in story.moments), default=6)
+    lines = [Text("timeline (seconds since launch)", style="bold")]
+    for moment in story.moments:
+        style = _MOMENT_STYLE.get(moment.kind, "")
+        if moment.kind == "end" and moment.lane is not None:
+            style = "green" if story.lanes[moment.lane].ending == "exited 0" else "yellow"
+        lines.append(Text.assemble(f"  {moment.at:+.3f}".rjust(width + 2), "  ", (moment.text, style)))
+    return Text("\n").join(lines)
 
 
 def process_tree(report: Report) -> Tree:
