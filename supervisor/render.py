@@ -76,17 +76,18 @@ def render(report: Report, timeline: Optional[bool] = None) -> RenderableType:
 _MOMENT_STYLE = {"signal": "cyan", "ready": "dim", "grace": "dim", "start": "dim"}
 
 
-def chronology_text(story: timelines.Timeline) -> Text:
-    """``+0.392  SIGTERM → 27564 parent (gsup)``: every moment in time order, one per line,
-    the times right-aligned so the column reads the same in a pipe as on a terminal."""
+def chronology_text(story: timelines.Timeline) -> Group:
+    """``+0.392  SIGTERM → 27564 parent (gsup)``: every moment in time order, the times
+    right-aligned in one column and long lines wrapped under their own text, so the
+    column reads the same in a pipe as on a terminal."""
     width = max((len(f"{m.at:+.3f}") for m in story.moments), default=6)
-    lines = [Text("timeline (seconds since launch)", style="bold")]
+    parts: list[RenderableType] = [Text("timeline (seconds since launch)", style="bold")]
     for moment in story.moments:
         style = _MOMENT_STYLE.get(moment.kind, "")
         if moment.kind == "end" and moment.lane is not None:
             style = "green" if story.lanes[moment.lane].ending == "exited 0" else "yellow"
-        lines.append(Text.assemble(f"  {moment.at:+.3f}".rjust(width + 2), "  ", (moment.text, style)))
-    return Text("\n").join(lines)
+        parts.append(_Hanging(f"  {moment.at:+.3f}".rjust(width + 2) + "  ", Text(moment.text, style=style)))
+    return Group(*parts)
 
 
 def process_tree(report: Report) -> Tree:
@@ -160,6 +161,23 @@ def expectations_text(results: list[ExpectationResult]) -> Group:
         parts.append(Text(f"  ✗ {result.text}", style="red"))
         parts.append(_Indented(Text(f"expected: {result.expected}\nobserved: {result.observed}"), 6))
     return Group(*parts)
+
+
+class _Hanging:
+    """``head`` then ``text``, wrapped under the text's first column (no trailing padding)."""
+
+    def __init__(self, head: str, text: Text) -> None:
+        self.head, self.text = head, text
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = max(1, options.max_width - len(self.head))
+        lines = console.render_lines(self.text, options.update_width(width), pad=False)
+        for number, line in enumerate(lines):
+            yield Segment(self.head if number == 0 else " " * len(self.head))
+            if line:  # a wrapped line ends with the space it broke at
+                line = [*line[:-1], Segment(line[-1].text.rstrip(), line[-1].style)]
+            yield from line
+            yield Segment.line()
 
 
 class _Indented:
