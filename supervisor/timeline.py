@@ -239,7 +239,8 @@ def _moments(report: Report, lanes: list[Lane], signals: list[Signal]) -> list[M
     out: list[Moment] = []
     for lane in lanes:
         if lane.start is not None:
-            out.append(Moment(lane.start, lane.index, f"{lane.name} started: {lane.title}", "start"))
+            title = short_argv(lane.title.split(" "), 40)
+            out.append(Moment(lane.start, lane.index, f"{lane.name} started: {title}", "start"))
         for run in lane.runs:
             text = (f"{lane.name} {run.label} ran ({run.detail})" if run.kind == "signal"
                     else f"{lane.name} {run.kind} {run.label} {run.detail}")
