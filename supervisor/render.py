@@ -68,7 +68,7 @@ def render(report: Report, timeline: Optional[bool] = None) -> RenderableType:
     if report.expectations:
         parts.append(expectations_text(report.expectations))
     story = timelines.build(report)
-    if timeline or (timeline is None and len(story.moments) <= CHRONOLOGY_LIMIT):
+    if story.moments and (timeline or (timeline is None and len(story.moments) <= CHRONOLOGY_LIMIT)):
         parts.append(chronology_text(story))
     return Group(*parts)
 
