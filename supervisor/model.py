@@ -48,7 +48,7 @@ class Action:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"signal": self.signal, "signum": self.signum, "target": self.target,
-                               "pids": self.pids, "at": round(self.at, 3), "by": self.by}
+                               "pids": self.pids, "at": round(self.at, 6), "by": self.by}
         if self.group is not None:
             out["group"] = self.group
         if self.escalation:
@@ -407,7 +407,9 @@ class Report:
 
 
 def _round(value: Optional[float]) -> Optional[float]:
-    return round(value, 3) if value is not None else None
+    """Microseconds, as the handlers' times: a timeline orders a send and the handler it ran
+    (often within the same millisecond) by these numbers."""
+    return round(value, 6) if value is not None else None
 
 
 def _opt_int(value: Any) -> Optional[int]:

@@ -48,7 +48,8 @@ svg .expl{font-size:11px;font-style:italic;fill:#555} .axis line{stroke:#ccc} .a
 .ready{stroke:#1565c0;stroke-width:1.5;stroke-dasharray:5 3} .readylabel{fill:#1565c0}
 .arrow{stroke:#37474f;stroke-width:1.2;fill:none} .arrow.escalation{stroke:#c62828;stroke-width:2}
 .signal{fill:#37474f} .signal.escalation{fill:#c62828} .signal.ignored{fill:#fff;stroke:#37474f;stroke-width:1.5}
-.ending{font-weight:600} .ending.bad{fill:#8a4b00} .gsuplane{fill:#f5f5f5}
+.escalationlabel{fill:#c62828;font-weight:600} .ending{font-weight:600} .ending.bad{fill:#8a4b00}
+.gsuplane{fill:#f5f5f5}
 #tip{position:fixed;pointer-events:none;background:#263238;color:#fff;padding:4px 8px;border-radius:4px;
 font-size:12px;display:none;max-width:480px;white-space:pre-wrap}
 .chronology{font:12px/1.5 ui-monospace,SFMono-Regular,Menlo,monospace;white-space:pre;margin:0}
@@ -56,7 +57,8 @@ table.grid{border-collapse:collapse} .grid th,.grid td{border:1px solid #ccc;pad
 .grid a{color:inherit} td.clean{background:#e8f5e9} td.not-run{background:#fff8e1} td.grace-kill{background:#ffe0b2}
 td.left-running{background:#ffccbc} td.failed{background:#ffcdd2}
 .controls{margin:6px 0} @media print{.controls,#tip{display:none} .scroll{overflow:visible;border:0}
-svg{width:100%!important;height:auto} body{margin:0}} @page{size:landscape;margin:10mm}
+svg{width:100%!important;height:auto} body{margin:0;font-size:11px} .chronology{font-size:8px;line-height:1.25}
+h2{margin:8px 0 4px}} @page{size:landscape;margin:10mm}
 """
 
 SCRIPT = """
@@ -110,7 +112,7 @@ def _section(report: Report, key: str, heading: bool, name: str = "") -> str:
             f"href=\"#{key}-json\">download the JSON report</a></p>")
     controls = (f"<div class=\"controls\"><label>zoom <input class=\"zoom\" data-for=\"{key}-svg\" type=\"range\" "
                 f"min=\"1\" max=\"8\" step=\"0.5\" value=\"1\"></label></div>")
-    data = strictjson.dumps(report.to_json()).replace("</", "<\\/")
+    data = strictjson.dumps(report.to_json()).replace("<", "\\u003c")  # no "</script>" or "<!--" in a script
     return (f"<section>{head}{meta}{controls}<div class=\"scroll\">{svg(story, key + '-svg')}</div>"
             f"<h2>Chronology (seconds since launch)</h2><pre class=\"chronology\">{_chronology(story)}</pre>"
             f"<script type=\"application/json\" id=\"{key}-json\">{data}</script></section>")
@@ -137,6 +139,8 @@ def svg(story: Timeline, ident: str) -> str:
     parts += _backdrop(story, scale, height)
     parts += [_lane(lane, story, scale) for lane in story.lanes]
     parts += [_signal(sig, story, scale, ident) for sig in story.signals]
+    parts += [_dropped(moment.at, moment.text, scale) for moment in story.moments
+              if moment.lane is None and moment.kind == "signal"]
     parts.append("</svg>")
     return "".join(parts)
 
@@ -266,10 +270,20 @@ def _signal(sig: Signal, story: Timeline, scale: float, ident: str) -> str:
         arrow = (f"<line class=\"arrow {classes}\" x1=\"{x}\" y1=\"{sender_y}\" x2=\"{x}\" "
                  f"y2=\"{y - 9 * direction}\" marker-end=\"url(#{ident}-head)\"/>")
     label = sig.signal.removeprefix("SIG") + (" ignored" if sig.fate == "ignored" else "")
+    escalation = (f"<text class=\"small escalationlabel\" x=\"{x + 5}\" y=\"{GSUP_Y + 4}\">"
+                  f"escalation: {sig.signal}</text>" if sig.escalation and sig.sender is None else "")
     return (f"<g class=\"signalmark\" data-signal=\"{sig.signal}\" data-lane=\"{sig.receiver}\" "
             f"data-pid=\"{receiver.pid}\" data-at=\"{sig.at:.6f}\" data-tip=\"{_e(what)}\"><title>{_e(what)}</title>"
             f"{arrow}<path class=\"signal {classes}\" d=\"M{x - 6},{y - 8} L{x + 6},{y - 8} L{x},{y} z\"/>"
-            f"<text class=\"small\" x=\"{x + 5}\" y=\"{y - 10}\">{_e(label)}</text></g>")
+            f"<text class=\"small\" x=\"{x + 5}\" y=\"{y - 10}\">{_e(label)}</text>{escalation}</g>")
+
+
+def _dropped(at: float, text: str, scale: float) -> str:
+    """A send that reached nobody: a hollow triangle on gsup's row, said in words too."""
+    x, what = _x(at, scale), f"+{at:.3f} {text}"
+    return (f"<g class=\"dropped\" data-at=\"{at:.6f}\" data-tip=\"{_e(what)}\"><title>{_e(what)}</title>"
+            f"<path class=\"signal ignored\" d=\"M{x - 6},{GSUP_Y - 8} L{x + 6},{GSUP_Y - 8} L{x},{GSUP_Y} z\"/>"
+            f"<text class=\"small\" x=\"{x + 5}\" y=\"{GSUP_Y + 4}\">dropped</text></g>")
 
 
 # -- the matrix ----------------------------------------------------------------------------------

@@ -238,3 +238,27 @@ def test_an_unwritable_html_path_is_one_line_and_exit_2_after_the_report(story: 
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "--html" in result.stderr and "cannot write" in result.stderr
     assert "timeline (seconds since launch)" in result.stdout
+
+
+def test_a_send_that_reached_nobody_is_drawn_as_dropped(story: Story) -> None:
+    from supervisor import timeline_html
+    from supervisor.model import Action
+
+    report = Report.from_json(json.loads(json.dumps(story.document)))
+    report.actions.append(Action("SIGINT", 2, "group", [], at=report.duration, by="ctrl-c"))
+    page = timeline_html.page(report)
+    [dropped] = re.findall(r"<g class=\"dropped\".*?</g>", page)
+    assert "SIGINT to group: nobody left to get it" in dropped and ">dropped</text>" in dropped
+
+
+def test_a_matrix_trace_keeps_its_runs_apart(gsup: Gsup, tmp_path: Path) -> None:
+    prog, trace_file = tmp_path / "prog.py", tmp_path / "matrix.trace.json"
+    prog.write_text("import time\ntime.sleep(30)\n")
+    result = gsup.run("matrix", "--json", "--python", PYTHON, "--signals", "TERM,KILL", "--targets", "parent",
+                      "--settle", "200ms", "--trace", str(trace_file), str(prog))
+    assert result.returncode == 0, result.stderr
+    events = check_trace(json.loads(trace_file.read_text()))
+    names = sorted(e["args"]["name"] for e in events if e["name"] == "process_name")
+    assert names == ["SIGKILL→parent: gsup", "SIGKILL→parent: parent", "SIGTERM→parent: gsup",
+                     "SIGTERM→parent: parent"]
+    assert len({e["pid"] for e in events}) == 4
