@@ -15,6 +15,7 @@ Skipped, with the reason, where Chromium or playwright is missing; under CI
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -198,3 +199,35 @@ def test_the_matrix_page(gsup: Gsup, load: Callable[[Path, str], Seen], tmp_path
         assert_timeline_shows(seen.page, run, f"#s{index}-svg")
     seen.page.locator("table.grid td a").nth(1).click()  # one click away: the KILL scenario's timeline
     assert seen.page.evaluate("location.hash") == "#s1"
+
+
+FAMILY = """
+import os, signal, subprocess, sys, time
+if sys.argv[1:] == ["child"]:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print("up", flush=True)
+    time.sleep(60)
+    sys.exit(0)
+children = [subprocess.Popen([sys.executable, __file__, "child"], stdout=subprocess.PIPE) for _ in range(4)]
+for child in children:
+    child.stdout.readline()
+signal.signal(signal.SIGTERM, lambda *_: [c.terminate() for c in children] and [c.wait() for c in children])
+print("family ready", flush=True)
+signal.pause()
+"""
+
+
+def test_a_five_process_report_prints_on_one_page(gsup: Gsup, browser: Browser, tmp_path: Path) -> None:
+    prog, page_file = tmp_path / "family.py", tmp_path / "family.html"
+    prog.write_text(FAMILY)
+    report = gsup.report("--signal", "TERM", "--ready-output", "family ready", "--html", str(page_file), str(prog))
+    assert len(report["processes"]) == 5
+    page = browser.new_page()
+    try:
+        page.goto(page_file.as_uri(), wait_until="load")
+        pdf = page.pdf(format="A4", landscape=True, prefer_css_page_size=True)
+    finally:
+        page.close()
+    (SHOTS / "family.pdf").write_bytes(pdf)
+    pages = re.search(rb"/Type\s*/Pages\b[^>]*?/Count (\d+)|/Count (\d+)[^>]*?/Type\s*/Pages\b", pdf)
+    assert pages is not None and int(pages.group(1) or pages.group(2)) == 1
