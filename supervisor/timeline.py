@@ -113,14 +113,22 @@ def build(report: Report) -> Timeline:
 
 
 def short_argv(argv: list[str], width: int = 60) -> str:
-    """``python app.py --workers 2``: the program's base name, then whole words up to ``width``."""
-    words = [a.rsplit("/", 1)[-1] if i == 0 else a for i, a in enumerate(argv)] or ["?"]
+    """``python app.py --workers 2``: the program's base name, a long path as ``…/name``,
+    then whole words up to ``width``."""
+    words = [_short_word(a, first=i == 0) for i, a in enumerate(argv)] or ["?"]
     line = words[0]
     for word in words[1:]:
         if len(line) + 1 + len(word) > width:
             return line + " …"
         line += " " + word
     return line
+
+
+def _short_word(word: str, first: bool) -> str:
+    if "/" not in word or (not first and len(word) <= 24):
+        return word
+    base = word.rstrip("/").rsplit("/", 1)[-1]
+    return base if first else f"…/{base}"
 
 
 def seconds(value: float) -> str:
@@ -132,33 +140,29 @@ def seconds(value: float) -> str:
 
 
 def _tree_order(report: Report) -> list[tuple[Process, int]]:
-    """Processes in tree order with their depth (each under its parent, as the rich view nests them)."""
-    children: dict[Optional[int], list[Process]] = {}
+    """Processes in tree order with their depth (each under its parent, as the rich view nests them).
+
+    An exec's images share a pid: the children hang under the first one, once."""
     pids = {p.pid for p in report.processes}
+    children: dict[Optional[int], list[Process]] = {}
     for proc in report.processes:
-        parent = proc.ppid if proc.role != "parent" and proc.ppid in pids else None
+        parent = proc.ppid if proc.role != "parent" and proc.ppid in pids and proc.ppid != proc.pid else None
         children.setdefault(parent, []).append(proc)
     ordered: list[tuple[Process, int]] = []
     placed: set[int] = set()
-
-    def visit(proc: Process, depth: int) -> None:
+    expanded: set[int] = set()
+    todo: list[tuple[Process, int]] = [(p, 0) for p in reversed(children.get(None, []))]
+    while todo:
+        proc, depth = todo.pop()
+        if id(proc) in placed:
+            continue
         ordered.append((proc, depth))
         placed.add(id(proc))
-        if proc.pid in seen_pids:
-            return  # an exec's second image: its children are listed once, under the first
-        seen_pids.add(proc.pid)
-        for child in children.get(proc.pid, []):
-            if id(child) not in placed and child.pid != proc.pid:
-                visit(child, depth + 1)
-
-    seen_pids: set[int] = set()
-    for proc in report.processes:
-        if id(proc) not in placed and (proc.role == "parent" or proc.ppid not in pids or proc.ppid == proc.pid):
-            visit(proc, 0)
-    for proc in report.processes:  # whatever the tree could not place (a parent listed later, a loop)
-        if id(proc) not in placed:
-            visit(proc, 0)
-    return ordered
+        if proc.pid not in expanded:
+            expanded.add(proc.pid)
+            todo += [(child, depth + 1) for child in reversed(children.get(proc.pid, []))]
+    # whatever no root reaches (a circle of ppids): at the top, in report order
+    return ordered + [(p, 0) for p in report.processes if id(p) not in placed]
 
 
 def _lane(index: int, proc: Process, depth: int) -> Lane:

@@ -131,7 +131,7 @@ def svg(story: Timeline, ident: str) -> str:
     scale = PLOT / story.duration
     width, height = X0 + PLOT + RIGHT, TOP + LANE * len(story.lanes) + 8
     parts = [f"<svg id=\"{ident}\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" "
-             f"role=\"img\" aria-labelledby=\"{ident}-title\" data-x0=\"{X0}\" data-scale=\"{scale:.6f}\" "
+             f"role=\"group\" aria-labelledby=\"{ident}-title\" data-x0=\"{X0}\" data-scale=\"{scale:.6f}\" "
              f"data-duration=\"{story.duration:.6f}\">",
              f"<title id=\"{ident}-title\">Timeline of {len(story.lanes)} process(es) over "
              f"{seconds(story.duration)}: one lane per process, handler runs inside, signals as triangles</title>",
@@ -223,7 +223,8 @@ def _lane(lane: Lane, story: Timeline, scale: float) -> str:
     good = lane.ending == "exited 0"
     ending = (f"<text class=\"ending{'' if good else ' bad'}\" x=\"{_x(end, scale) + 6}\" y=\"{y + 18}\">"
               f"{'■' if lane.end is not None else '▷'} {_e(lane.ending)}</text>")
-    note = lane.explanation + (f"; not run: {', '.join(lane.not_run)}" if lane.not_run else "")
+    unsaid = [label for label in lane.not_run if label not in lane.explanation]
+    note = lane.explanation + (f"; not run: {', '.join(unsaid)}" if unsaid else "")
     explanation = f"<text class=\"expl\" x=\"{indent}\" y=\"{y + 40}\">{_e(_clip(note, 150))}</text>"
     runs = "".join(_run(run, y, scale) for run in lane.runs)
     return (f"<g class=\"lane\" data-pid=\"{lane.pid}\" data-role=\"{_e(lane.role)}\" data-index=\"{lane.index}\" "
@@ -302,8 +303,8 @@ def _grid(result: MatrixReport) -> str:
         cells = "".join(_grid_cell(run, role, scenario.ok, index) for role in roles)
         rows.append(f"<tr><th scope=\"row\"><a href=\"#s{index}\">{_e(scenario.name)}</a></th>{cells}</tr>")
     legend = ", ".join(f"{word}" for word in OUTCOMES.values())
-    return (f"<table class=\"grid\"><caption>Outcome per scenario and role ({legend}); "
-            f"each scenario links to its timeline</caption><tr><th scope=\"col\">scenario</th>{head}</tr>"
+    return (f"<p>Outcome per scenario and role ({legend}); each scenario links to its timeline below.</p>"
+            f"<table class=\"grid\"><tr><th scope=\"col\">scenario</th>{head}</tr>"
             f"{''.join(rows)}</table>")
 
 
