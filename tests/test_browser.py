@@ -155,6 +155,11 @@ def test_the_story_page(story: Story, load: Callable[[Path, str], Seen]) -> None
     assert seen.page.locator("text.ending", has_text="left running").count() == 1
     chronology = seen.page.locator("pre.chronology").inner_text()
     assert "close_db" in chronology and "grace over" in chronology
+    seen.page.locator("input.zoom").first.fill("3")  # zoomed in, bars stay where their times put them
+    zoomed = seen.page.locator("svg").first.bounding_box()
+    assert zoomed is not None and zoomed["width"] > 3000
+    assert_timeline_shows(seen.page, story.document)
+    assert seen.errors == []
 
 
 @pytest.mark.slow
