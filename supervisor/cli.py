@@ -150,6 +150,12 @@ def program_options(func: Any) -> Any:
                           "the rest.  [default: 10s, or the --stop preset's]"),
         click.option("--kill-after", "kill_after", default=None, metavar="DURATION",
                      help="With --stop timeout: coreutils' -k (same as --grace)."),
+        click.option("--time", "stop_time", default=None, metavar="DURATION",
+                     help="With --stop docker/docker-init: docker stop's --time (same as --grace)."),
+        click.option("--container", "container", is_flag=False, flag_value="namespace", default=None,
+                     metavar="[=emulate]",
+                     help="Run the program as PID 1 of a new PID namespace, as in a container (implied by "
+                          "--stop docker/k8s); =emulate models the kernel's rules instead; =off for neither."),
         click.option("--settle", default="500ms", show_default=True, metavar="DURATION",
                      help="Without --after or --ready-*: how long the tree must be quiet before the signal."),
         click.option("--ready-port", "ready_port", type=int, metavar="PORT",
@@ -204,6 +210,8 @@ def _run(ctx: click.Context, sig: Optional[str], target: Optional[str], stop: Op
         raise GsupError("--target and --after need --signal or --stop")
     if params["kill_after"] is not None and run_options.stop != "timeout":
         raise GsupError("--kill-after goes with --stop timeout (elsewhere, use --grace)")
+    if params["stop_time"] is not None and run_options.stop not in ("docker", "docker-init"):
+        raise GsupError("--time goes with --stop docker or docker-init (elsewhere, use --grace)")
     _execute(run_options, params["quiet"], params["junit"])
 
 
@@ -213,7 +221,7 @@ def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
     from supervisor.phases.plan import RunOptions
 
     expect.parse_all(params["expect"])  # first: a mistyped --expect costs nothing, nothing is launched
-    grace = params["kill_after"] if params["kill_after"] is not None else params["grace"]
+    grace = next((params[k] for k in ("kill_after", "stop_time", "grace") if params[k] is not None), None)
     run_options = RunOptions(
         argv=[], json_stdout=params["as_json"], settle=options.parse_duration(params["settle"]),
         grace=options.parse_duration(grace) if grace is not None else None,
@@ -225,6 +233,7 @@ def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
         expect=list(params["expect"]), watch=[options.parse_watch(w) for w in params["watch"]],
         watch_presets=options.parse_watch_presets(params["watch_presets"]),
         closed_streams=ctx.obj if isinstance(ctx.obj, frozenset) else frozenset(),
+        container=options.parse_container(params["container"]) if params["container"] is not None else None,
     )
     module, python, program = params["module"], params["python"], list(params["program"])
     is_command = ctx.meta.get("gsup.command", False)

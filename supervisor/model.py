@@ -4,6 +4,9 @@
 are documented in README.md ("The JSON report").  Format history:
 
 * ``gsup.report/1`` — first version.
+* ``gsup.report/1``, minor 1 (additive) — container mode: ``container`` (mode, via, pid1,
+  zombies per parent), ``processes[].nspid``, ``actions[].dropped``, ``end.reaped_by``
+  ``"kernel"`` (killed when PID 1 ended); ``schema_minor`` says which minor a document is.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 SCHEMA = "gsup.report/1"
+SCHEMA_MINOR = 1  # additive changes within /1: readers of /1 ignore the fields they do not know
 
 # end.how values
 EXITED, SIGNALED, OS_EXIT, EXEC, LEFT_RUNNING, UNKNOWN = (
@@ -32,6 +36,7 @@ class Action:
     at: float  # seconds since launch
     by: str = "gsup"  # gsup, gsup kill, ctrl-c, grace, leftovers
     group: Optional[int] = None
+    dropped: list[int] = field(default_factory=list)  # container mode: PID 1, when the kernel drops it (no handler)
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Action:
@@ -39,13 +44,16 @@ class Action:
         group = record.get("group")
         return cls(signal=str(record["signal"]), signum=int(record["signum"]), target=str(record["target"]),
                    pids=[int(p) for p in record["pids"]], at=float(record["at"]), by=str(record.get("by", "gsup")),
-                   group=int(group) if group is not None else None)
+                   group=int(group) if group is not None else None,
+                   dropped=[int(p) for p in record.get("dropped", [])])
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"signal": self.signal, "signum": self.signum, "target": self.target,
                                "pids": self.pids, "at": round(self.at, 3), "by": self.by}
         if self.group is not None:
             out["group"] = self.group
+        if self.dropped:
+            out["dropped"] = self.dropped
         return out
 
 
@@ -171,6 +179,7 @@ class Process:
     kills: list[tuple[int, int]] = field(default_factory=list)  # (pid, signum) it sent
     watched: list[Handler] = field(default_factory=list)  # calls of watched functions, in the order they began
     watch_missing: list[str] = field(default_factory=list)  # MODULE:QUALNAME watched but not found
+    nspid: Optional[int] = None  # container mode: its pid inside the PID namespace (1: the main process)
 
     @property
     def fired(self) -> list[str]:
@@ -194,6 +203,7 @@ class Process:
             unreadable_events=int(record.get("unreadable_events", 0)), explanation=str(record.get("explanation", "")),
             watched=[Handler.from_json(h) for h in record.get("watched", [])],
             watch_missing=[str(m) for m in record.get("watch_missing", [])],
+            nspid=_opt_int(record.get("nspid")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -215,6 +225,8 @@ class Process:
             out["unreadable_events"] = self.unreadable_events
         if self.watch_missing:
             out["watch_missing"] = self.watch_missing
+        if self.nspid is not None:
+            out["nspid"] = self.nspid
         return out
 
 
@@ -253,6 +265,25 @@ class Ready:
 
 
 @dataclass
+class Container:
+    """Container mode: the program ran as PID 1 of a PID namespace (or under its rules, emulated)."""
+
+    mode: str  # "namespace" (real) or "emulate"
+    via: Optional[str]  # a real namespace made as "root" or through a "user-namespace"
+    pid1: int  # the launched process's host pid
+    zombies: dict[int, int] = field(default_factory=dict)  # parent pid -> most zombie children at one look
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Container:
+        return cls(mode=str(record["mode"]), via=_opt_str(record.get("via")), pid1=int(record["pid1"]),
+                   zombies={int(k): int(v) for k, v in record.get("zombies", {}).items()})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "via": self.via, "pid1": self.pid1,
+                "zombies": {str(k): v for k, v in sorted(self.zombies.items())}}
+
+
+@dataclass
 class Report:
     """Everything one run established, ready to print or serialise."""
 
@@ -269,6 +300,7 @@ class Report:
     ready: Optional[Ready] = None  # --ready-*, if asked for
     stop: Optional[str] = None  # the --stop preset replayed, if any
     watching: list[str] = field(default_factory=list)  # names a watched call could be reported under
+    container: Optional[Container] = None  # --container (or a docker/k8s stop): PID 1 of a PID namespace
 
     def roles(self, role: str) -> list[Process]:
         """Every process (image) with that role, in start order."""
@@ -310,6 +342,7 @@ class Report:
             ready=Ready.from_json(document["ready"]) if document.get("ready") else None,
             stop=_opt_str(document.get("stop")),
             watching=[str(n) for n in document.get("watching", [])],
+            container=Container.from_json(document["container"]) if document.get("container") else None,
         )
 
     @property
@@ -327,6 +360,7 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
+            "schema_minor": SCHEMA_MINOR,
             "gsup": self.version,
             "session": self.session,
             "command": self.command,
@@ -342,6 +376,7 @@ class Report:
             "ready": self.ready.to_json() if self.ready is not None else None,
             "stop": self.stop,
             "watching": self.watching,
+            "container": self.container.to_json() if self.container is not None else None,
         }
 
 

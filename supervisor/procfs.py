@@ -121,3 +121,33 @@ def cmdline(pid: int) -> list[str] | None:
     if sep == "\x00" and len(argv) == 1 and " " in data:
         argv = data.split(" ")  # a program that rewrote its title with spaces
     return argv
+
+
+class Status:
+    """The fields of ``/proc/<pid>/status`` that container mode reads: the pid in
+    each PID namespace (``NSpid``, outermost first) and the signal masks."""
+
+    __slots__ = ("blocked", "caught", "ignored", "nspid")
+
+    def __init__(self, data: bytes) -> None:
+        fields = dict(line.partition(b":")[::2] for line in data.splitlines())
+        self.nspid = [int(p) for p in fields.get(b"NSpid", b"").split()]
+        self.blocked, self.ignored, self.caught = (int(fields.get(name, b"0").strip() or b"0", 16)
+                                                   for name in (b"SigBlk", b"SigIgn", b"SigCgt"))
+
+    def disposition(self, signum: int) -> str:
+        """``caught``, ``blocked``, ``ignored`` or ``default``: what decides whether PID 1 gets it."""
+        bit = 1 << (signum - 1)
+        for name, mask in (("caught", self.caught), ("blocked", self.blocked), ("ignored", self.ignored)):
+            if mask & bit:
+                return name
+        return "default"
+
+
+def status(pid: int) -> Status | None:
+    """``/proc/<pid>/status``, or None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            return Status(f.read())
+    except OSError:
+        return None

@@ -44,8 +44,11 @@ def render(report: Report) -> RenderableType:
     parts: list[RenderableType] = [head]
     for action in report.actions:
         pids = ", ".join(map(str, action.pids)) or "nobody"
-        parts.append(Text(f"  {action.at:6.2f}s  {action.signal} to {action.target} ({pids}) by {action.by}",
+        dropped = " — dropped by the kernel (PID 1, no handler)" if action.dropped else ""
+        parts.append(Text(f"  {action.at:6.2f}s  {action.signal} to {action.target} ({pids}) by {action.by}{dropped}",
                           style="cyan"))
+    if report.container is not None:
+        parts.append(container_text(report))
     parts.append(process_tree(report))
     if report.leftovers:
         parts.append(Text(f"left running: {', '.join(map(str, report.leftovers))} (ended by gsup)", style="yellow"))
@@ -73,8 +76,22 @@ def process_tree(report: Report) -> Tree:
     return tree
 
 
+def container_text(report: Report) -> Text:
+    """How the program ran as PID 1, and the zombies it never reaped."""
+    container = report.container
+    assert container is not None
+    how = "emulated: the kernel's PID 1 rules modelled by gsup" if container.mode == "emulate" else \
+        f"a real PID namespace (made {'as root' if container.via == 'root' else 'through a user namespace'})"
+    text = Text(f"container: pid {container.pid1} was PID 1 of {how}", style="dim")
+    for parent, count in sorted(container.zombies.items()):
+        text.append(f"\nzombies: up to {count} under pid {parent}: PID 1 does not reap orphans (run an init)",
+                    style="yellow")
+    return text
+
+
 def process_text(proc: Process) -> Text:
-    text = Text.assemble((f"{proc.pid} ", "bold"), (proc.role, "magenta"), "  ")
+    inside = "" if proc.nspid is None else (" PID 1" if proc.nspid == 1 else f" (pid {proc.nspid} inside)")
+    text = Text.assemble((f"{proc.pid}{inside} ", "bold"), (proc.role, "magenta"), "  ")
     text.append(_short_argv(proc.argv), style="dim")
     text.append("\n")
     text.append_text(end_text(proc.end))

@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Optional
 
+from supervisor import nspids
 from supervisor.events import Event, Image
 from supervisor.explain import explain
 from supervisor.model import (
@@ -26,6 +27,7 @@ from supervisor.model import (
     UNKNOWN,
     UNREGISTERED,
     Action,
+    Container,
     End,
     Handler,
     Process,
@@ -36,6 +38,8 @@ from supervisor.model import (
 from supervisor.reaper import ExitStatus
 from supervisor.signals import signal_name
 from supervisor.tree import Seen, role_of
+
+ROOT_NS, USER_NS = "root", "user-namespace"  # start.py's Launched.container for a real namespace
 
 
 @dataclass
@@ -62,6 +66,8 @@ class RunFacts:
     watching: list[str] = field(default_factory=list)
     deep: Optional[str] = None  # --deep's interpreter: its -I/-E children load the probe too
     records_lost: Optional[str] = None  # why probe records may be missing (session dir deleted, disk full)
+    container: Optional[str] = None  # how the program was PID 1: root, user-namespace, emulate (see start.py)
+    zombies: dict[int, int] = field(default_factory=dict)  # parent pid -> most zombie children at one look
 
     def adopted(self, ppid: Optional[int]) -> bool:
         """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
@@ -107,6 +113,10 @@ class _Proc:
 
 
 def build(facts: RunFacts) -> Report:
+    inside: dict[int, int] = {}
+    if facts.container in (ROOT_NS, USER_NS):
+        facts.images, inside = nspids.to_host(facts.images, facts.seen, facts.root_pid,
+                                                        facts.guardian_pid)
     procs = _collect(facts)
     leftovers = set(facts.leftovers)
     processes: list[Process] = []
@@ -114,13 +124,26 @@ def build(facts: RunFacts) -> Report:
         processes.extend(_entries(proc, facts, leftovers))
     _mark_orphans(processes, procs, facts)
     for process in processes:
+        process.nspid = inside.get(process.pid)
         process.explanation = explain(process, processes, facts.actions)
     return Report(
         command=facts.command, session=facts.session, started=facts.started_wall,
         duration=facts.finished - facts.launched, processes=processes, actions=facts.actions,
         leftovers=sorted(leftovers), incomplete=facts.incomplete + _unrecorded(procs, facts), version=facts.version,
         ready=facts.ready, stop=facts.stop, watching=facts.watching,
+        container=_container(facts, procs),
     )
+
+
+def _container(facts: RunFacts, procs: list[_Proc]) -> Optional[Container]:
+    """Container mode's facts: how PID 1 was made, and the zombies its children became."""
+    if facts.container is None:
+        return None
+    in_tree = {p.pid for p in procs}
+    zombies = {parent: count for parent, count in facts.zombies.items() if parent in in_tree}
+    return Container(mode="emulate" if facts.container == "emulate" else "namespace",
+                     via=facts.container if facts.container != "emulate" else None,
+                     pid1=facts.root_pid, zombies=zombies)
 
 
 def _unrecorded(procs: list[_Proc], facts: RunFacts) -> list[str]:
@@ -268,6 +291,8 @@ def _uninstrumented(proc: _Proc, role: str, argv: list[str], end: End, facts: Ru
 
 def _final_end(proc: _Proc, left_running: bool, facts: RunFacts) -> End:
     status = proc.status
+    if status is None and _ended_with_pid1(proc, facts):
+        return End(SIGNALED, signal="SIGKILL", reaped_by=nspids.KERNEL)
     if status is None:
         return End(UNKNOWN, reason=_why_unknown(proc, facts))
     if status.signal is not None:
@@ -277,6 +302,20 @@ def _final_end(proc: _Proc, left_running: bool, facts: RunFacts) -> End:
     if left_running:
         return End(LEFT_RUNNING, then=end)
     return end
+
+
+def _ended_with_pid1(proc: _Proc, facts: RunFacts) -> bool:
+    """Did the kernel SIGKILL it because PID 1 ended?  In a real namespace, a
+    process still running (not a zombie, not through its own exit) when PID 1
+    ended dies then, and is reaped inside the namespace, so no status reaches gsup.
+    "Still running" is what gsup's last look with PID 1 alive saw (the grace's
+    SIGKILL looks just before it sends), and no record of its own exit follows."""
+    if facts.container not in (ROOT_NS, USER_NS) or proc.pid == facts.root_pid or proc.seen is None:
+        return False
+    root = next((s for s in facts.statuses if s.pid == facts.root_pid), None)
+    if root is None or not proc.seen.with_root or proc.seen.alive:
+        return False
+    return not any(e.get("k") in ("done", "os_exit") for i in proc.images for e in i.events)
 
 
 def _why_unknown(proc: _Proc, facts: RunFacts) -> str:

@@ -63,7 +63,9 @@ class Actor:
         if status.pid != self.root_pid or self.root_ended is not None:
             return
         self.root_ended = now
-        if self.plan.stop is not None and self.plan.stop.ends_with_root:
+        if self.plan.namespace:
+            self.pending = False  # the kernel has already ended every other process of the namespace
+        elif self.plan.container is not None or (self.plan.stop is not None and self.plan.stop.ends_with_root):
             self._end_container()
         if self.deadline is None:
             self.deadline = now + self.plan.grace
@@ -155,12 +157,12 @@ class Actor:
                                         f"appeared before the tree ended; the tree was: {everyone}")
 
     def _end_container(self) -> None:
-        """The main process of a container ended: the kernel kills the rest at once."""
-        assert self.plan.stop is not None
+        """The main process of an emulated container ended: the kernel would kill the rest at once."""
         self.pending = False
         self.tree.snapshot()
         if self.tree.live():
-            self.display.note(f"{self.plan.stop.name}: the main process ended, SIGKILL to the rest of the container")
+            name = self.plan.stop.name if self.plan.stop is not None else "container"
+            self.display.note(f"{name}: the main process ended, SIGKILL to the rest of the container")
             self.sender.kill("tree", by=self.plan.shooter)
 
     def _target_exists(self, target: Target) -> bool:

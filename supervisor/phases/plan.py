@@ -13,6 +13,7 @@ from supervisor.readiness import Readiness
 from supervisor.stops import Stop
 
 DEFAULT_GRACE = 10.0
+NAMESPACE, EMULATE, NO_CONTAINER = "namespace", "emulate", "off"  # --container's modes
 
 
 @dataclass
@@ -36,6 +37,7 @@ class RunOptions:
     watch_presets: list[str] = field(default_factory=list)
     closed_streams: frozenset[int] = frozenset()  # gsup's own 0, 1, 2 that were closed: closed for the program too
     deep: Optional[str] = None  # --deep: the interpreter whose site-packages reaches -I/-E children
+    container: Optional[str] = None  # --container: NAMESPACE or EMULATE; None: as the --stop preset implies
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class RunPlan:
     watch_presets: tuple[str, ...]
     closed_streams: frozenset[int]
     deep: Optional[str]
+    container: Optional[str]  # NAMESPACE: PID 1 of a real PID namespace; EMULATE: its rules modelled; None
 
     @classmethod
     def from_options(cls, options: RunOptions) -> RunPlan:
@@ -73,12 +76,25 @@ class RunPlan:
             ready_port=options.ready_port, ready_output=options.ready_output, ready_file=options.ready_file,
             ready_timeout=options.ready_timeout, watch=tuple(options.watch),
             watch_presets=tuple(options.watch_presets), closed_streams=options.closed_streams,
-            deep=options.deep)
+            deep=options.deep, container=_container(options.container, stop))
 
     @property
     def stop_name(self) -> Optional[str]:
         return self.stop.name if self.stop is not None else None
 
+    @property
+    def namespace(self) -> bool:
+        """Is the program PID 1 of a real PID namespace?"""
+        return self.container == NAMESPACE
+
     def readiness(self) -> Readiness:
         """The ``--ready-*`` conditions, fresh: the output pipes mark them as output passes."""
         return Readiness(self.ready_port, self.ready_output, self.ready_file)
+
+
+def _container(asked: Optional[str], stop: Optional[Stop]) -> Optional[str]:
+    """``--container`` as given, else a real namespace where the preset stops a
+    container (docker, k8s): that is where its main process is PID 1."""
+    if asked is not None:
+        return None if asked == NO_CONTAINER else asked
+    return NAMESPACE if stop is not None and stop.ends_with_root else None

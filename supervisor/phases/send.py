@@ -11,7 +11,7 @@ import signal
 import time
 from typing import Optional
 
-from supervisor import signals
+from supervisor import procfs, signals
 from supervisor.errors import GsupError
 from supervisor.model import Action
 from supervisor.options import Target
@@ -35,9 +35,26 @@ class Sender:
     def send(self, signum: signal.Signals, target: Target, by: str) -> Action:
         """Send ``signum`` to ``target`` within this tree; raises GsupError if it reaches none."""
         sent_at = time.monotonic()
+        dropped = self._dropped_by_pid1(signum)
         reached = deliver(self.tree, target, signum, self.launched.root_pid)
-        return self._record(signum, str(target), sorted(p.pid for p in reached), by,
-                            group=self.launched.root_pid if target.kind == "group" else None, sent_at=sent_at)
+        pids = sorted(p.pid for p in reached)
+        return self._record(signum, str(target), pids, by,
+                            group=self.launched.root_pid if target.kind == "group" else None, sent_at=sent_at,
+                            dropped=dropped if dropped and dropped[0] in pids else [])
+
+    def _dropped_by_pid1(self, signum: signal.Signals) -> list[int]:
+        """``[root]`` when the kernel will drop ``signum`` for PID 1: it has neither a handler
+        for it nor blocks it (pid_namespaces(7); SIGKILL and SIGSTOP from outside always land).
+
+        Decided from PID 1's masks just before the send, the kernel's own test
+        (``sig_task_ignored`` for a ``SIGNAL_UNKILLABLE`` task).  An ignored signal is
+        ignored by any process: that is no container rule, so it is not marked.
+        """
+        root = self.launched.root_pid
+        if self.launched.container is None or signum in (signal.SIGKILL, signal.SIGSTOP):
+            return []
+        status = procfs.status(root)
+        return [root] if status is not None and status.disposition(signum) == "default" else []
 
     def send_also(self, signum: signal.Signals, first: Action) -> None:
         """The second signal of a pair (systemd's SIGCONT), to exactly who got the first."""
@@ -83,10 +100,11 @@ class Sender:
         return killed
 
     def _record(self, signum: signal.Signals, target: str, pids: list[int], by: str,
-                group: Optional[int] = None, sent_at: Optional[float] = None) -> Action:
+                group: Optional[int] = None, sent_at: Optional[float] = None, dropped: Optional[list[int]] = None
+                ) -> Action:
         at = sent_at if sent_at is not None else time.monotonic()
         action = Action(signal=signum.name, signum=int(signum), target=target, pids=pids,
-                        at=at - self.launched.at, by=by, group=group)
+                        at=at - self.launched.at, by=by, group=group, dropped=dropped or [])
         self.actions.append(action)
         self.journal.log(self.journal.session.actions_file, action.to_json())
         self.display.action(action)

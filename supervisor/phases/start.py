@@ -44,6 +44,8 @@ class Launched:
     guardian_pid: int
     statuses: Statuses
     outputs: tuple[OutputPipe, ...]  # the program's stdout and stderr, when --ready-output reads them
+    container: Optional[str] = None  # how the program is PID 1: "root" or "user-namespace" (a real
+    # PID namespace, made that way), "emulate" (its rules modelled), None (an ordinary child)
 
     def close(self) -> None:
         self.statuses.close()
@@ -58,13 +60,14 @@ def launch(plan: RunPlan, session: Session, readiness: Readiness, display: Displ
     at = time.monotonic()
     started = spawning.spawn(list(plan.argv), env, plan.json_stdout, session.dir, at,
                              pipe_output=readiness.pattern is not None, closed=plan.closed_streams,
-                             deep=deep)
+                             deep=deep, namespace="pid" if plan.namespace else None)
     outputs: tuple[OutputPipe, ...] = ()
     if started.output is not None:
         out, err = started.output
         outputs = (OutputPipe(out, 2 if plan.json_stdout else 1, readiness), OutputPipe(err, 2, readiness))
     statuses = GuardianStatuses(started.statuses, started.guardian, outputs, display)
-    return Launched(at, started.pid, started.guardian, statuses, outputs)
+    container = started.namespace if plan.namespace else plan.container
+    return Launched(at, started.pid, started.guardian, statuses, outputs, container)
 
 
 def announce(launched: Launched, session: Session, display: Display) -> None:
