@@ -99,6 +99,9 @@ def plug_std_streams() -> frozenset[int]:
     return frozenset(closed)
 
 
+OPTIONAL_VALUE = {"--container": "namespace"}  # options whose value is optional: bare, they mean this
+
+
 class _Command(click.Command):
     """gsup's options end where the program begins: at SCRIPT, at ``--``, or
     right after ``-m MODULE`` (so ``-m json.tool --help`` is the module's help).
@@ -115,12 +118,14 @@ class _Command(click.Command):
 
     def _end_options_after_module(self, args: list[str]) -> list[str]:
         takes_value = {name for p in self.params if isinstance(p, click.Option) and not p.is_flag
-                       for name in p.opts + p.secondary_opts}
+                       for name in p.opts + p.secondary_opts} - set(OPTIONAL_VALUE)
         position = 0
         while position < len(args):
             arg = args[position]
             if arg == "--" or not arg.startswith("-"):
                 return args  # a command or a script: click's own rules already stop there
+            if arg in OPTIONAL_VALUE:  # its value only ever follows "=": the next word is the program's
+                args = [*args[:position], f"{arg}={OPTIONAL_VALUE[arg]}", *args[position + 1:]]
             if arg == "-m":
                 return [*args[: position + 2], "--", *args[position + 2:]]
             if arg.startswith("-m") and not arg.startswith("--"):

@@ -4,9 +4,9 @@
 are documented in README.md ("The JSON report").  Format history:
 
 * ``gsup.report/1`` — first version.
-* ``gsup.report/1``, minor 1 (additive) — container mode: ``container`` (mode, via, pid1,
-  zombies per parent), ``processes[].nspid``, ``actions[].dropped``, ``end.reaped_by``
-  ``"kernel"`` (killed when PID 1 ended); ``schema_minor`` says which minor a document is.
+* ``gsup.report/1`` 1.2 (additive; 1.1 is in the schema's ``$comment``) — container mode:
+  ``container`` (mode, via, pid1, zombies per parent), ``processes[].nspid``,
+  ``actions[].dropped``, ``end.reaped_by`` ``"kernel"`` (killed when PID 1 ended).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 SCHEMA = "gsup.report/1"
-SCHEMA_MINOR = 1  # additive changes within /1: readers of /1 ignore the fields they do not know
 
 # end.how values
 EXITED, SIGNALED, OS_EXIT, EXEC, LEFT_RUNNING, UNKNOWN = (
@@ -360,7 +359,6 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
-            "schema_minor": SCHEMA_MINOR,
             "gsup": self.version,
             "session": self.session,
             "command": self.command,

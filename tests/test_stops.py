@@ -58,7 +58,9 @@ def _sent(report: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def test_docker_term_to_the_root_then_kill_everything(gsup: Gsup, program: Program, tmp_path: Path) -> None:
-    _, report = _run(gsup, program, tmp_path, "--stop", "docker", "--grace", "1s", mode="stubborn")
+    """As an ordinary child (--container=off): the real PID 1 case is tests/test_container_pid1.py."""
+    _, report = _run(gsup, program, tmp_path, "--stop", "docker", "--container=off", "--grace", "1s",
+                     mode="stubborn")
     assert report["stop"] == "docker"
     assert _sent(report) == [("SIGTERM", "parent", "stop docker"), ("SIGKILL", "tree", "stop docker")]
     assert _ends(report) == {"parent": ("signaled", "SIGTERM"), "child": ("signaled", "SIGKILL")}
