@@ -131,6 +131,10 @@ class Actor:
             killed = self.sender.kill("tree", by="leftovers")
             self.leftovers = sorted({p.pid for p in killed} | set(self.leftovers))
             self.display.note(f"left running after the grace period: {', '.join(map(str, self.leftovers))}")
+        elif stop is not None and stop.kill is not None and self.plan.namespace:
+            # The runtime kills the container's init; the kernel then kills the rest of its namespace.
+            self.display.note(f"{stop.name}: {grace:g}s over, SIGKILL to PID 1")
+            self.sender.send_quietly(signal.SIGKILL, Target("parent"), by=self.plan.shooter)
         elif stop is not None and stop.kill is not None:
             self.display.note(f"{stop.name}: {grace:g}s over, SIGKILL to the {stop.kill}")
             if stop.kill.kind == "tree":
