@@ -99,7 +99,7 @@ def plug_std_streams() -> frozenset[int]:
     return frozenset(closed)
 
 
-OPTIONAL_VALUE = {"--container": "namespace"}  # options whose value is optional: bare, they mean this
+OPTIONAL_VALUE = {"--container": "namespace", "--init": "auto"}  # options whose value is optional: bare, they mean this
 
 
 class _Command(click.Command):
@@ -161,6 +161,9 @@ def program_options(func: Any) -> Any:
                      metavar="[=emulate]",
                      help="Run the program as PID 1 of a new PID namespace, as in a container (implied by "
                           "--stop docker/k8s); =emulate models the kernel's rules instead; =off for neither."),
+        click.option("--init", "init", is_flag=False, flag_value="auto", default=None, metavar="[=tini|gsup]",
+                     help="An init as PID 1 above the program, as docker run --init (implies --container): tini "
+                          "if installed, else gsup's own."),
         click.option("--settle", default="500ms", show_default=True, metavar="DURATION",
                      help="Without --after or --ready-*: how long the tree must be quiet before the signal."),
         click.option("--ready-port", "ready_port", type=int, metavar="PORT",
@@ -191,7 +194,7 @@ def program_options(func: Any) -> Any:
 @click.option("-s", "--signal", "sig", metavar="SIG", help="Send this signal once: 9, KILL, SIGKILL, term...")
 @click.option("-t", "--target", metavar="WHO", help="parent (default), child, group, tree or pid:N.")
 @click.option("--stop", "stop", metavar="PRESET",
-              help="A real stop sequence: docker, k8s, systemd, systemd-mixed, ctrl-c, timeout.")
+              help="A real stop sequence: docker, k8s, docker-init, systemd, systemd-mixed, ctrl-c, timeout.")
 @program_options
 @click.argument("program", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -239,6 +242,7 @@ def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
         watch_presets=options.parse_watch_presets(params["watch_presets"]),
         closed_streams=ctx.obj if isinstance(ctx.obj, frozenset) else frozenset(),
         container=options.parse_container(params["container"]) if params["container"] is not None else None,
+        init=options.parse_init(params["init"]) if params["init"] is not None else None,
     )
     module, python, program = params["module"], params["python"], list(params["program"])
     is_command = ctx.meta.get("gsup.command", False)

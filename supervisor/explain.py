@@ -33,7 +33,16 @@ def explain(proc: Process, everyone: list[Process], actions: list[Action]) -> st
 
 def _container_ending(proc: Process, everyone: list[Process], actions: list[Action]) -> str:
     """What PID 1 of a PID namespace changes: dropped signals, a shell left as PID 1,
-    the rest of the namespace killed by the kernel; empty outside container mode."""
+    an init in between, the rest of the namespace killed by the kernel; empty outside container mode."""
+    init = next((p for p in everyone if p.nspid == 1), None)
+    if proc.end.source and init is not None:
+        return (f"{_ending(proc, everyone, actions)}; the init (PID 1, pid {init.pid}) passed the signal on, and "
+                f"this end is read from its exit status {init.end.code} (an init exits 128+N when signal N killed "
+                "its child)")
+    child = next((p for p in everyone if p.end.source and p.ppid == proc.pid), None)
+    if child is not None:
+        return (f"the init: it passed the signal on to its child (pid {child.pid}) and exited with its status, "
+                f"{proc.end.code}")
     if proc.end.reaped_by == "kernel":
         return (f"killed with SIGKILL by the kernel when PID 1 (pid {_pid1(everyone)}) ended: every process of a "
                 f"PID namespace dies with its PID 1 (its status stayed inside){_never_got(proc, actions)}"

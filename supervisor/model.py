@@ -67,6 +67,7 @@ class End:
     reason: Optional[str] = None  # for unknown endings: why
     then: Optional[End] = None  # for left-running processes: how gsup ended them
     exec_argv: Optional[list[str]] = None
+    source: Optional[str] = None  # where an ending not from a wait status came from (an init's exit status)
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> End:
@@ -75,7 +76,8 @@ class End:
         return cls(how=str(record["how"]), code=_opt_int(record.get("code")), signal=_opt_str(record.get("signal")),
                    reaped_by=_opt_str(record.get("reaped_by")), reason=_opt_str(record.get("reason")),
                    then=cls.from_json(then) if then is not None else None,
-                   exec_argv=[str(a) for a in exec_argv] if exec_argv is not None else None)
+                   exec_argv=[str(a) for a in exec_argv] if exec_argv is not None else None,
+                   source=_opt_str(record.get("source")))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"how": self.how, "code": self.code, "signal": self.signal}
@@ -87,6 +89,8 @@ class End:
             out["exec"] = self.exec_argv
         if self.then is not None:
             out["then"] = self.then.to_json()
+        if self.source:
+            out["source"] = self.source
         return out
 
 
@@ -271,15 +275,17 @@ class Container:
     via: Optional[str]  # a real namespace made as "root" or through a "user-namespace"
     pid1: int  # the launched process's host pid
     zombies: dict[int, int] = field(default_factory=dict)  # parent pid -> most zombie children at one look
+    init: Optional[str] = None  # "tini" or "gsup-init" when an init was PID 1 above the program
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Container:
         return cls(mode=str(record["mode"]), via=_opt_str(record.get("via")), pid1=int(record["pid1"]),
-                   zombies={int(k): int(v) for k, v in record.get("zombies", {}).items()})
+                   zombies={int(k): int(v) for k, v in record.get("zombies", {}).items()},
+                   init=_opt_str(record.get("init")))
 
     def to_json(self) -> dict[str, Any]:
         return {"mode": self.mode, "via": self.via, "pid1": self.pid1,
-                "zombies": {str(k): v for k, v in sorted(self.zombies.items())}}
+                "zombies": {str(k): v for k, v in sorted(self.zombies.items())}, "init": self.init}
 
 
 @dataclass

@@ -136,3 +136,11 @@ def parse_container(text: str) -> str:
     if mode is None:
         raise GsupError(f"invalid --container={text!r}: use --container, --container=emulate or --container=off")
     return mode
+
+
+def parse_init(text: str) -> str:
+    """``--init`` (tini if installed, else gsup's own), ``--init=tini`` or ``--init=gsup``."""
+    raw = text.strip().lower()
+    if raw not in ("auto", "tini", "gsup"):
+        raise GsupError(f"invalid --init={text!r}: use --init, --init=tini or --init=gsup")
+    return raw

@@ -151,3 +151,28 @@ def status(pid: int) -> Status | None:
             return Status(f.read())
     except OSError:
         return None
+
+
+WAITED_ALL = (1 << 64) - 1
+
+
+def signals_waited_for(pid: int) -> int:
+    """The signals ``pid`` is taking with ``sigtimedwait``/``sigwaitinfo`` right now, as a mask (0: none).
+
+    While a process waits so (tini, dumb-init, gsup's init.py), the kernel takes
+    the waited signals out of ``SigBlk`` and keeps them blocked aside
+    (``real_blocked``), which ``/proc`` does not show; they are not dropped for
+    PID 1.  The set is the syscall's first argument, read from the process's
+    memory (gsup may: same user, or root); unreadable, every signal counts as waited.
+    """
+    try:
+        with open(f"/proc/{pid}/wchan", "rb") as f:
+            if not f.read().startswith(b"do_sigtimedwait"):
+                return 0
+        with open(f"/proc/{pid}/syscall", "rb") as f:
+            address = int(f.read().split()[1], 16)
+        with open(f"/proc/{pid}/mem", "rb") as f:
+            f.seek(address)
+            return int.from_bytes(f.read(8), sys.byteorder)
+    except (OSError, ValueError, IndexError, OverflowError):
+        return WAITED_ALL

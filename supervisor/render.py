@@ -83,6 +83,9 @@ def container_text(report: Report) -> Text:
     how = "emulated: the kernel's PID 1 rules modelled by gsup" if container.mode == "emulate" else \
         f"a real PID namespace (made {'as root' if container.via == 'root' else 'through a user namespace'})"
     text = Text(f"container: pid {container.pid1} was PID 1 of {how}", style="dim")
+    if container.init is not None:
+        which = "tini" if container.init == "tini" else "gsup's own init (tini not installed, or --init=gsup)"
+        text.append(f"; PID 1 was an init: {which}", style="dim")
     for parent, count in sorted(container.zombies.items()):
         text.append(f"\nzombies: up to {count} under pid {parent}: PID 1 does not reap orphans (run an init)",
                     style="yellow")

@@ -68,6 +68,7 @@ class RunFacts:
     records_lost: Optional[str] = None  # why probe records may be missing (session dir deleted, disk full)
     container: Optional[str] = None  # how the program was PID 1: root, user-namespace, emulate (see start.py)
     zombies: dict[int, int] = field(default_factory=dict)  # parent pid -> most zombie children at one look
+    init: Optional[str] = None  # tini or gsup-init: PID 1 above the program (--init, --stop docker-init)
 
     def adopted(self, ppid: Optional[int]) -> bool:
         """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
@@ -89,6 +90,7 @@ class _Proc:
     spawn_argv: Optional[list[str]] = None  # what the parent asked to run, if it said
     spawned_at: Optional[float] = None  # when the parent recorded starting it (monotonic)
     unrecorded: bool = False  # its probe opened a record file and no line reached it
+    from_init: bool = False  # its status is the init's exit status read back (see _from_the_init)
 
     def ppid(self, facts: RunFacts) -> Optional[int]:
         """The parent that started it: a spawn record first, then what the probe and
@@ -143,7 +145,7 @@ def _container(facts: RunFacts, procs: list[_Proc]) -> Optional[Container]:
     zombies = {parent: count for parent, count in facts.zombies.items() if parent in in_tree}
     return Container(mode="emulate" if facts.container == "emulate" else "namespace",
                      via=facts.container if facts.container != "emulate" else None,
-                     pid1=facts.root_pid, zombies=zombies)
+                     pid1=facts.root_pid, zombies=zombies, init=facts.init)
 
 
 def _unrecorded(procs: list[_Proc], facts: RunFacts) -> list[str]:
@@ -209,7 +211,33 @@ def _collect(facts: RunFacts) -> list[_Proc]:
         for event in image.of_kind("reaped"):
             status = ExitStatus.from_wait_status(int(event["pid"]), int(event["status"]), float(event["t"]))
             claim(status.pid, status, f"parent {image.pid}", image.pid)
-    return list(by_key.values())
+    procs = list(by_key.values())
+    _from_the_init(procs, facts)
+    return procs
+
+
+INIT_SOURCE = "the init's exit status"  # End.source of the init's child, and how to word it
+
+
+def _from_the_init(procs: list[_Proc], facts: RunFacts) -> None:
+    """The init's child's end, which only the init saw: tini (and gsup's init) exit
+    with the child's code, or 128+N when signal N killed it.  A child that finished
+    its atexit phase exited, whatever the number; 129-159 otherwise reads as a signal."""
+    root = next((p for p in procs if p.pid == facts.root_pid and p.status is not None), None)
+    if facts.init is None or root is None or root.status is None or root.status.code is None:
+        return
+    children = sorted((p for p in procs if p.pid != root.pid and p.ppid(facts) == root.pid and p.status is None),
+                      key=lambda p: p.began)
+    if not children:
+        return
+    child, code = children[0], root.status.code
+    finished = any(e.get("k") == "done" for i in child.images for e in i.events)
+    if 128 < code < 160 and not finished:
+        child.status = ExitStatus(child.pid, None, code - 128, root.status.at)
+    else:
+        child.status = ExitStatus(child.pid, code, None, root.status.at)
+    child.reaped_by = f"parent {root.pid}"
+    child.from_init = True
 
 
 def _entries(proc: _Proc, facts: RunFacts, leftovers: set[int]) -> list[Process]:
@@ -290,6 +318,13 @@ def _uninstrumented(proc: _Proc, role: str, argv: list[str], end: End, facts: Ru
 
 
 def _final_end(proc: _Proc, left_running: bool, facts: RunFacts) -> End:
+    end = _wait_end(proc, left_running, facts)
+    if proc.from_init:
+        end.source = INIT_SOURCE
+    return end
+
+
+def _wait_end(proc: _Proc, left_running: bool, facts: RunFacts) -> End:
     status = proc.status
     if status is None and _ended_with_pid1(proc, facts):
         return End(SIGNALED, signal="SIGKILL", reaped_by=nspids.KERNEL)

@@ -53,7 +53,8 @@ def test_term_without_handler_is_dropped_then_sigkill_at_the_grace(gsup: Gsup, p
     assert (kill["signal"], kill["by"]) == ("SIGKILL", "stop docker") and kill["at"] - term["at"] >= 1.0
     assert parent["nspid"] == 1 and parent["end"]["signal"] == "SIGKILL"
     assert parent["handlers"][0]["status"] == "not-run" and marks == []
-    assert report["container"] == {"mode": "namespace", "via": "root", "pid1": parent["pid"], "zombies": {}}
+    assert report["container"] == {"mode": "namespace", "via": "root", "pid1": parent["pid"], "zombies": {},
+                                   "init": None}
     assert parent["explanation"].startswith("killed by SIGKILL when docker stop's 1 s ran out; SIGTERM had been "
                                             "dropped by the kernel: PID 1 had no handler for it")
     assert "fix: a SIGTERM handler that exits, exec-form CMD, or --init (tini)" in parent["explanation"]

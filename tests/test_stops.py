@@ -107,7 +107,8 @@ def test_timeout_misses_a_process_that_left_the_group(gsup: Gsup, program: Progr
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--stop", "nomad"], "invalid --stop 'nomad': use docker, k8s, systemd, systemd-mixed, ctrl-c, timeout"),
+    (["--stop", "nomad"],
+     "invalid --stop 'nomad': use docker, k8s, docker-init, systemd, systemd-mixed, ctrl-c, timeout"),
     (["--stop", "docker", "--signal", "KILL"], "--stop sets the signal and target itself: drop --signal/--target"),
     (["--signal", "TERM", "--kill-after", "1s"], "--kill-after goes with --stop timeout (elsewhere, use --grace)"),
     (["--ready-port", "70000"], "invalid port 70000: use 1-65535"),

@@ -67,7 +67,7 @@ def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], 
         finished=drained.finished, incomplete=journal.incomplete, version=__version__, ready=ready,
         stop=plan.stop_name, watching=options.watching(plan.watch, plan.watch_presets), deep=plan.deep,
         records_lost=lost, container=launched.container if launched is not None else None,
-        zombies=dict(drained.zombies),
+        zombies=dict(drained.zombies), init=launched.init if launched is not None else None,
     )
     built = report.build(facts)
     try:

@@ -38,6 +38,7 @@ class RunOptions:
     closed_streams: frozenset[int] = frozenset()  # gsup's own 0, 1, 2 that were closed: closed for the program too
     deep: Optional[str] = None  # --deep: the interpreter whose site-packages reaches -I/-E children
     container: Optional[str] = None  # --container: NAMESPACE or EMULATE; None: as the --stop preset implies
+    init: Optional[str] = None  # --init: auto, tini or gsup: an init as PID 1 above the program (docker-init: auto)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class RunPlan:
     closed_streams: frozenset[int]
     deep: Optional[str]
     container: Optional[str]  # NAMESPACE: PID 1 of a real PID namespace; EMULATE: its rules modelled; None
+    init: Optional[str]  # auto (tini, else gsup's init.py), tini or gsup: PID 1 above the program; None: no init
 
     @classmethod
     def from_options(cls, options: RunOptions) -> RunPlan:
@@ -76,7 +78,8 @@ class RunPlan:
             ready_port=options.ready_port, ready_output=options.ready_output, ready_file=options.ready_file,
             ready_timeout=options.ready_timeout, watch=tuple(options.watch),
             watch_presets=tuple(options.watch_presets), closed_streams=options.closed_streams,
-            deep=options.deep, container=_container(options.container, stop))
+            deep=options.deep, container=_container(options.container, stop, options.init),
+            init=options.init or ("auto" if stop is not None and stop.init else None))
 
     @property
     def stop_name(self) -> Optional[str]:
@@ -92,9 +95,10 @@ class RunPlan:
         return Readiness(self.ready_port, self.ready_output, self.ready_file)
 
 
-def _container(asked: Optional[str], stop: Optional[Stop]) -> Optional[str]:
+def _container(asked: Optional[str], stop: Optional[Stop], init: Optional[str]) -> Optional[str]:
     """``--container`` as given, else a real namespace where the preset stops a
-    container (docker, k8s): that is where its main process is PID 1."""
+    container (docker, k8s, docker-init) or an init was asked for: that is where
+    its main process is PID 1."""
     if asked is not None:
         return None if asked == NO_CONTAINER else asked
-    return NAMESPACE if stop is not None and stop.ends_with_root else None
+    return NAMESPACE if init is not None or (stop is not None and stop.ends_with_root) else None

@@ -54,7 +54,9 @@ class Sender:
         if self.launched.container is None or signum in (signal.SIGKILL, signal.SIGSTOP):
             return []
         status = procfs.status(root)
-        return [root] if status is not None and status.disposition(signum) == "default" else []
+        if status is None or status.disposition(signum) != "default":
+            return []
+        return [] if procfs.signals_waited_for(root) & (1 << (signum - 1)) else [root]
 
     def send_also(self, signum: signal.Signals, first: Action) -> None:
         """The second signal of a pair (systemd's SIGCONT), to exactly who got the first."""
