@@ -48,7 +48,7 @@ def _container_ending(proc: Process, everyone: list[Process], actions: list[Acti
                 f"PID namespace dies with its PID 1 (its status stayed inside){_never_got(proc, actions)}"
                 f"{_skipped(proc)}")
     dropped = [a for a in actions if proc.pid in a.dropped]
-    if proc.nspid != 1 or not dropped:
+    if proc.role != "parent" or not dropped:  # the launched process is PID 1 (or plays it, emulated)
         return ""
     first = dropped[0]
     said = f"{first.signal} had been dropped by the kernel: PID 1 had no handler for it"

@@ -44,7 +44,7 @@ def render(report: Report) -> RenderableType:
     parts: list[RenderableType] = [head]
     for action in report.actions:
         pids = ", ".join(map(str, action.pids)) or "nobody"
-        dropped = " — dropped by the kernel (PID 1, no handler)" if action.dropped else ""
+        dropped = f" — {_dropped(report)} (PID 1, no handler)" if action.dropped else ""
         parts.append(Text(f"  {action.at:6.2f}s  {action.signal} to {action.target} ({pids}) by {action.by}{dropped}",
                           style="cyan"))
     if report.container is not None:
@@ -76,13 +76,22 @@ def process_tree(report: Report) -> Tree:
     return tree
 
 
+def _dropped(report: Report) -> str:
+    emulated = report.container is not None and report.container.mode == "emulate"
+    return "dropped, emulated" if emulated else "dropped by the kernel"
+
+
 def container_text(report: Report) -> Text:
     """How the program ran as PID 1, and the zombies it never reaped."""
     container = report.container
     assert container is not None
-    how = "emulated: the kernel's PID 1 rules modelled by gsup" if container.mode == "emulate" else \
-        f"a real PID namespace (made {'as root' if container.via == 'root' else 'through a user namespace'})"
-    text = Text(f"container: pid {container.pid1} was PID 1 of {how}", style="dim")
+    if container.mode == "emulate":
+        said = (f"container (emulated): pid {container.pid1} played PID 1 under the kernel's rules as gsup models "
+                "them (signals without a handler dropped, the rest killed when it ends; orphans still reaped)")
+    else:
+        how = "as root" if container.via == "root" else "through a user namespace"
+        said = f"container: pid {container.pid1} was PID 1 of a real PID namespace (made {how})"
+    text = Text(said, style="dim")
     if container.init is not None:
         which = "tini" if container.init == "tini" else "gsup's own init (tini not installed, or --init=gsup)"
         text.append(f"; PID 1 was an init: {which}", style="dim")

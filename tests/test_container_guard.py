@@ -87,3 +87,23 @@ def test_refusal_is_one_line_with_the_cause_and_the_fix() -> None:
     assert "--container=emulate" in line
     user = namespaces.why_unavailable(1, namespaces.CLONE_NEWPID | namespaces.CLONE_NEWNET, as_root=False)
     assert user.startswith("cannot make a PID+network namespace") and "\n" not in user
+
+
+def test_emulate_models_the_drop_without_a_namespace(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    """``--container=emulate``: no namespace; PID 1's rules from its masks, and said to be emulated."""
+    script = program("""
+        import atexit, sys, time
+        atexit.register(lambda: open(sys.argv[1], "w").close())
+        time.sleep(60)
+    """)
+    ran = tmp_path / "atexit-ran"
+    result = gsup.run("run", "--json", "-q", "--python", PYTHON, "--stop", "docker", "--time", "500ms",
+                      "--container=emulate", str(script), str(ran))
+    assert result.returncode == 0, result.stderr
+    report = result.report
+    (parent,) = report["processes"]
+    assert report["container"] == {"mode": "emulate", "via": None, "pid1": parent["pid"], "zombies": {}, "init": None}
+    assert report["actions"][0]["dropped"] == [parent["pid"]] and "nspid" not in parent
+    assert parent["end"]["signal"] == "SIGKILL" and not ran.exists()
+    rich = gsup.run("report", report["session"])
+    assert "dropped, emulated (PID 1, no handler)" in " ".join(rich.stdout.split())

@@ -19,7 +19,8 @@ from supervisor.phases.display import Display
 from supervisor.phases.journal import Journal
 from supervisor.phases.start import Launched
 from supervisor.signals import Identity
-from supervisor.tree import Seen, Tree, deliver
+from supervisor.phases.plan import EMULATE
+from supervisor.tree import Seen, Tree, deliver, resolve_target
 
 
 class Sender:
@@ -36,11 +37,22 @@ class Sender:
         """Send ``signum`` to ``target`` within this tree; raises GsupError if it reaches none."""
         sent_at = time.monotonic()
         dropped = self._dropped_by_pid1(signum)
-        reached = deliver(self.tree, target, signum, self.launched.root_pid)
+        if dropped and self.launched.container == EMULATE:
+            reached = self._deliver_but_to_pid1(target, signum)
+        else:
+            reached = deliver(self.tree, target, signum, self.launched.root_pid)
         pids = sorted(p.pid for p in reached)
         return self._record(signum, str(target), pids, by,
                             group=self.launched.root_pid if target.kind == "group" else None, sent_at=sent_at,
                             dropped=dropped if dropped and dropped[0] in pids else [])
+
+    def _deliver_but_to_pid1(self, target: Target, signum: signal.Signals) -> list[Seen]:
+        """``--container=emulate``: the kernel would drop it for PID 1, so PID 1 does not get
+        it; every other process ``target`` names does, one by one (a group's killpg would
+        reach PID 1 too).  PID 1 counts as reached: the signal was sent to it, and dropped."""
+        self.tree.snapshot()
+        chosen = resolve_target(target, self.tree.live(), self.launched.root_pid, self.tree)
+        return [p for p in chosen if p.pid == self.launched.root_pid or signals.send(p.identity, signum)]
 
     def _dropped_by_pid1(self, signum: signal.Signals) -> list[int]:
         """``[root]`` when the kernel will drop ``signum`` for PID 1: it has neither a handler
