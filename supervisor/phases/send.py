@@ -17,9 +17,9 @@ from supervisor.model import Action
 from supervisor.options import Target
 from supervisor.phases.display import Display
 from supervisor.phases.journal import Journal
+from supervisor.phases.plan import EMULATE
 from supervisor.phases.start import Launched
 from supervisor.signals import Identity
-from supervisor.phases.plan import EMULATE
 from supervisor.tree import Seen, Tree, deliver, resolve_target
 
 
