@@ -195,6 +195,11 @@ def program_options(func: Any) -> Any:
 @click.option("-t", "--target", metavar="WHO", help="parent (default), child, group, tree or pid:N.")
 @click.option("--stop", "stop", metavar="PRESET",
               help="A real stop sequence: docker, k8s, docker-init, systemd, systemd-mixed, ctrl-c, timeout.")
+@click.option("--dockerfile", "dockerfile", metavar="PATH",
+              help="Run its ENTRYPOINT/CMD as PID 1 and stop it as docker stop does (STOPSIGNAL, --time, --init).")
+@click.option("--pod", "pod", metavar="PATH",
+              help="Run a Pod's or Deployment's container as PID 1 and stop it as the kubelet does (preStop, grace).")
+@click.option("--container-name", "container_name", metavar="NAME", help="With --pod: which container.")
 @program_options
 @click.argument("program", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -206,7 +211,14 @@ def _run(ctx: click.Context, sig: Optional[str], target: Optional[str], stop: Op
          params: dict[str, Any]) -> None:
     from supervisor import options, stops
 
+    replayed = _replayed(ctx, params, sig, target, stop)
     run_options = build_run_options(ctx, params)
+    if replayed is not None:
+        docker = "docker-init" if run_options.init else "docker"
+        stop = docker if params["dockerfile"] else "k8s"
+        run_options.stop_signal = options.parse_signal(replayed.stop_signal) if replayed.stop_signal else None
+        run_options.grace = run_options.grace if run_options.grace is not None else replayed.grace
+        run_options.pre_stop = replayed.pre_stop
     if stop is not None:
         if sig is not None or target is not None:
             raise GsupError("--stop sets the signal and target itself: drop --signal/--target")
@@ -221,6 +233,37 @@ def _run(ctx: click.Context, sig: Optional[str], target: Optional[str], stop: Op
     if params["stop_time"] is not None and run_options.stop not in ("docker", "docker-init"):
         raise GsupError("--time goes with --stop docker or docker-init (elsewhere, use --grace)")
     _execute(run_options, params["quiet"], params["junit"])
+
+
+def _replayed(ctx: click.Context, params: dict[str, Any], sig: Optional[str], target: Optional[str],
+              stop: Optional[str]) -> Optional[Any]:
+    """``--dockerfile``/``--pod``: the container they describe, its command put in place of a
+    program (``python`` in it is ``--python``, whose folder also leads PATH for a shell form),
+    and gsup moved to its working directory; None without either."""
+    from supervisor import containers
+
+    if params["dockerfile"] and params["pod"]:
+        raise GsupError("--dockerfile and --pod each describe the container: give one")
+    if params["container_name"] and not params["pod"]:
+        raise GsupError("--container-name goes with --pod")
+    if not (params["dockerfile"] or params["pod"]):
+        return None
+    if params["program"] or params["module"] or sig or target or stop:
+        raise GsupError("--dockerfile/--pod give the command and the stop sequence: drop the program, "
+                        "--signal/--target/--stop")
+    found = containers.read_dockerfile(Path(params["dockerfile"])) if params["dockerfile"] else \
+        containers.read_pod(Path(params["pod"]), params["container_name"])
+    python = params["python"]
+    argv = list(found.argv)
+    if python and argv[0] in ("python", "python3"):
+        argv[0] = python
+    if python:
+        os.environ["PATH"] = os.path.dirname(os.path.abspath(python)) + os.pathsep + os.environ.get("PATH", "")
+    if found.workdir is not None:
+        os.chdir(found.workdir)
+    params["program"], params["python"] = argv, None
+    ctx.meta["gsup.command"] = True
+    return found
 
 
 def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:

@@ -276,16 +276,21 @@ class Container:
     pid1: int  # the launched process's host pid
     zombies: dict[int, int] = field(default_factory=dict)  # parent pid -> most zombie children at one look
     init: Optional[str] = None  # "tini" or "gsup-init" when an init was PID 1 above the program
+    pre_stop: Optional[dict[str, Any]] = None  # --pod's preStop hook: {"hook", "took", "outcome"}
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Container:
+        hook = record.get("pre_stop")
         return cls(mode=str(record["mode"]), via=_opt_str(record.get("via")), pid1=int(record["pid1"]),
                    zombies={int(k): int(v) for k, v in record.get("zombies", {}).items()},
-                   init=_opt_str(record.get("init")))
+                   init=_opt_str(record.get("init")), pre_stop=dict(hook) if isinstance(hook, dict) else None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"mode": self.mode, "via": self.via, "pid1": self.pid1,
-                "zombies": {str(k): v for k, v in sorted(self.zombies.items())}, "init": self.init}
+        out = {"mode": self.mode, "via": self.via, "pid1": self.pid1,
+               "zombies": {str(k): v for k, v in sorted(self.zombies.items())}, "init": self.init}
+        if self.pre_stop is not None:
+            out["pre_stop"] = self.pre_stop
+        return out
 
 
 @dataclass

@@ -92,6 +92,9 @@ def container_text(report: Report) -> Text:
         how = "as root" if container.via == "root" else "through a user namespace"
         said = f"container: pid {container.pid1} was PID 1 of a real PID namespace (made {how})"
     text = Text(said, style="dim")
+    if container.pre_stop is not None:
+        hook = container.pre_stop
+        text.append(f"\npreStop {hook['hook']}: {hook['outcome']} after {hook['took']}s, then the signal", style="dim")
     if container.init is not None:
         which = "tini" if container.init == "tini" else "gsup's own init (tini not installed, or --init=gsup)"
         text.append(f"; PID 1 was an init: {which}", style="dim")

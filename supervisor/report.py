@@ -69,6 +69,7 @@ class RunFacts:
     container: Optional[str] = None  # how the program was PID 1: root, user-namespace, emulate (see start.py)
     zombies: dict[int, int] = field(default_factory=dict)  # parent pid -> most zombie children at one look
     init: Optional[str] = None  # tini or gsup-init: PID 1 above the program (--init, --stop docker-init)
+    pre_stop: Optional[dict[str, object]] = None  # a pod's preStop hook as run (hooks.py)
 
     def adopted(self, ppid: Optional[int]) -> bool:
         """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
@@ -145,7 +146,7 @@ def _container(facts: RunFacts, procs: list[_Proc]) -> Optional[Container]:
     zombies = {parent: count for parent, count in facts.zombies.items() if parent in in_tree}
     return Container(mode="emulate" if facts.container == "emulate" else "namespace",
                      via=facts.container if facts.container != "emulate" else None,
-                     pid1=facts.root_pid, zombies=zombies, init=facts.init)
+                     pid1=facts.root_pid, zombies=zombies, init=facts.init, pre_stop=facts.pre_stop)
 
 
 def _unrecorded(procs: list[_Proc], facts: RunFacts) -> list[str]:

@@ -37,7 +37,7 @@ FLOORS: dict[str, tuple[str, ...]] = {
     "parsing and probing": ("options", "stops", "expect", "explain", "schema", "events", "procfs", "signals",
                             "reaper", "readiness", "launch", "deep", "tree", "session", "discovery", "gsup_child",
                             "early_signals", "_probe", "namespaces", "nspids", "containers"),
-    "one run": ("guardian", "init", "phases", "runner", "report", "control", "api"),
+    "one run": ("guardian", "init", "hooks", "phases", "runner", "report", "control", "api"),
     "many runs": ("scenarios",),
     "views": ("render", "display", "matrix_view", "junit", "ps"),
     "command line": ("cli", "console", "__main__", "pytest_plugin"),

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Optional
 
+from supervisor import hooks
 from supervisor.errors import GsupError
 from supervisor.model import Action
 from supervisor.options import Target
@@ -33,6 +34,7 @@ class Acted:
     actions: list[Action]
     leftovers: list[int]
     shot_error: Optional[GsupError]
+    pre_stop: Optional[dict[str, object]] = None  # a pod's preStop hook: what ran, how long, its outcome
 
 
 class Actor:
@@ -51,9 +53,10 @@ class Actor:
         self.root_ended: Optional[float] = None
         self.leftovers: list[int] = []
         self.shot_error: Optional[GsupError] = None
+        self.pre_stop: Optional[dict[str, object]] = None
 
     def record(self) -> Acted:
-        return Acted(self.sender.actions, self.leftovers, self.shot_error)
+        return Acted(self.sender.actions, self.leftovers, self.shot_error, self.pre_stop)
 
     def alarm(self) -> Optional[float]:
         return self.deadline
@@ -103,6 +106,10 @@ class Actor:
         elif plan.after is None and quiet_for < settle:
             return
         self.pending = False
+        began = time.monotonic()
+        if plan.pre_stop is not None:
+            self.pre_stop = hooks.run_pre_stop(plan.pre_stop, plan.grace)
+            self.display.note(f"preStop {plan.pre_stop}: {self.pre_stop['outcome']}")
         try:
             action = self.sender.send(plan.signal, plan.target, by=plan.shooter)
             if plan.stop is not None and plan.stop.also is not None:
@@ -111,7 +118,7 @@ class Actor:
             self.shot_error = err
             self.kill_everything("the signal could not be sent")
             return
-        self.deadline = time.monotonic() + plan.grace
+        self.deadline = began + plan.grace  # the kubelet's grace counts the preStop hook's time too
 
     def on_deadline(self, now: float) -> None:
         if self.deadline is not None and now >= self.deadline:

@@ -8,6 +8,7 @@ from signal import Signals
 from typing import Optional
 
 from supervisor import stops
+from supervisor.containers import PreStop
 from supervisor.options import Target
 from supervisor.readiness import Readiness
 from supervisor.stops import Stop
@@ -39,6 +40,8 @@ class RunOptions:
     deep: Optional[str] = None  # --deep: the interpreter whose site-packages reaches -I/-E children
     container: Optional[str] = None  # --container: NAMESPACE or EMULATE; None: as the --stop preset implies
     init: Optional[str] = None  # --init: auto, tini or gsup: an init as PID 1 above the program (docker-init: auto)
+    stop_signal: Optional[Signals] = None  # a Dockerfile's STOPSIGNAL, in place of the preset's signal
+    pre_stop: Optional[PreStop] = None  # a pod's lifecycle.preStop, run before the preset's signal
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class RunPlan:
     deep: Optional[str]
     container: Optional[str]  # NAMESPACE: PID 1 of a real PID namespace; EMULATE: its rules modelled; None
     init: Optional[str]  # auto (tini, else gsup's init.py), tini or gsup: PID 1 above the program; None: no init
+    pre_stop: Optional[PreStop]  # a pod's preStop hook: run, within the grace, before the signal
 
     @classmethod
     def from_options(cls, options: RunOptions) -> RunPlan:
@@ -71,7 +75,7 @@ class RunPlan:
         grace = options.grace if options.grace is not None else (stop.grace if stop is not None else DEFAULT_GRACE)
         return cls(
             argv=tuple(options.argv), json_stdout=options.json_stdout,
-            signal=stop.signal if stop is not None else options.signal,
+            signal=(options.stop_signal or stop.signal) if stop is not None else options.signal,
             target=stop.target if stop is not None else options.target,
             after=options.after, grace=grace, settle=options.settle, stop=stop,
             shooter=f"stop {stop.name}" if stop is not None else "gsup",
@@ -79,7 +83,7 @@ class RunPlan:
             ready_timeout=options.ready_timeout, watch=tuple(options.watch),
             watch_presets=tuple(options.watch_presets), closed_streams=options.closed_streams,
             deep=options.deep, container=_container(options.container, stop, options.init),
-            init=options.init or ("auto" if stop is not None and stop.init else None))
+            init=options.init or ("auto" if stop is not None and stop.init else None), pre_stop=options.pre_stop)
 
     @property
     def stop_name(self) -> Optional[str]:
