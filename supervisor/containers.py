@@ -105,7 +105,7 @@ def instructions(text: str, path: Path) -> list[tuple[int, str, str]]:
             pending.append(stripped[:-1])
             continue
         pending.append(stripped)
-        found.append(_instruction("".join(pending), start, path))  # as docker: what precedes the escape, then
+        found.append(_instruction("".join(pending), start, path))  # joined as docker joins them, no separator
         pending = []
     if pending:
         raise GsupError(f"{path}:{start}: the instruction continues past the end of the file")
