@@ -65,6 +65,7 @@ BENCHES: dict[str, list[tuple[str, Bench]]] = {
         ("exit-to-report latency", runs.latency),
         ("scale", runs.scale),
         ("seed scenario", runs.seed),
+        ("container mode", runs.container),
     ],
 }
 
