@@ -51,7 +51,8 @@ def _container_ending(proc: Process, everyone: list[Process], actions: list[Acti
     if proc.role != "parent" or not dropped:  # the launched process is PID 1 (or plays it, emulated)
         return ""
     first = dropped[0]
-    said = f"{first.signal} had been dropped by the kernel: PID 1 had no handler for it"
+    kernel = "by the kernel" if proc.nspid == 1 else "(emulated: the kernel's rule for PID 1)"
+    said = f"{first.signal} had been dropped {kernel}: PID 1 had no handler for it"
     fix = FIX
     if _is_shell(proc) and any(p.ppid == proc.pid for p in everyone):
         child = next(p for p in everyone if p.ppid == proc.pid)

@@ -105,5 +105,6 @@ def test_emulate_models_the_drop_without_a_namespace(gsup: Gsup, program: Progra
     assert report["container"] == {"mode": "emulate", "via": None, "pid1": parent["pid"], "zombies": {}, "init": None}
     assert report["actions"][0]["dropped"] == [parent["pid"]] and "nspid" not in parent
     assert parent["end"]["signal"] == "SIGKILL" and not ran.exists()
+    assert "SIGTERM had been dropped (emulated: the kernel's rule for PID 1)" in parent["explanation"]
     rich = gsup.run("report", report["session"])
     assert "dropped, emulated (PID 1, no handler)" in " ".join(rich.stdout.split())
