@@ -117,7 +117,9 @@ class _Proc:
 
 def build(facts: RunFacts) -> Report:
     inside: dict[int, int] = {}
-    if facts.container in (ROOT_NS, USER_NS):
+    # A probe record of pid 1 is made only inside a PID namespace: a report rebuilt from
+    # a session's files (gsup died, `gsup report`) knows container mode from that alone.
+    if facts.container in (ROOT_NS, USER_NS) or (facts.root_pid != 1 and any(i.pid == 1 for i in facts.images)):
         facts.images, inside = nspids.to_host(facts.images, facts.seen, facts.root_pid,
                                                         facts.guardian_pid)
     procs = _collect(facts)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from supervisor import namespaces
-from tests.helpers import PYTHON, ROOT, Gsup, Program, wait_for_pids, write_program
+from tests.helpers import PYTHON, ROOT, Gsup, Program, wait_for_pids, wait_until, write_program
 from tests.test_guardian import NEEDED, TREE, _gone_within
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -108,3 +108,21 @@ def test_emulate_models_the_drop_without_a_namespace(gsup: Gsup, program: Progra
     assert "SIGTERM had been dropped (emulated: the kernel's rule for PID 1)" in parent["explanation"]
     rich = gsup.run("report", report["session"])
     assert "dropped, emulated (PID 1, no handler)" in " ".join(rich.stdout.split())
+
+
+@ROOT_ONLY
+def test_rebuilt_report_names_pid1_by_its_host_pid(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    """gsup SIGKILLed: the report rebuilt from the session's files still puts PID 1's probe record
+    (written as pid 1) on the launched process's host pid."""
+    ready = tmp_path / "ready"
+    script = program(f"import atexit, time\natexit.register(print)\nopen({str(ready)!r}, 'w').close()\n"
+                     "time.sleep(60)\n")
+    proc = gsup.start("run", "-q", "--container", "--python", PYTHON, str(script))
+    wait_until(ready.exists, what="the program to start")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    (session,) = [p.name for p in gsup.home.iterdir() if p.is_dir()]
+    rebuilt = gsup.run("report", session, "--json")
+    (root,) = rebuilt.report["processes"]
+    assert root["role"] == "parent" and root["nspid"] == 1 and root["instrumented"]
+    assert root["end"]["signal"] == "SIGKILL"
