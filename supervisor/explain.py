@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from supervisor.model import (
     EXEC,
+    EXITED,
     INTERRUPTED,
     LEFT_RUNNING,
     NOT_RUN,
@@ -47,6 +48,9 @@ def _container_ending(proc: Process, everyone: list[Process], actions: list[Acti
         return (f"killed with SIGKILL by the kernel when PID 1 (pid {_pid1(everyone)}) ended: every process of a "
                 f"PID namespace dies with its PID 1 (its status stayed inside){_never_got(proc, actions)}"
                 f"{_skipped(proc)}")
+    if proc.nspid == 1 and proc.end.how == EXITED and proc.end.code == 130 and proc.exception == "KeyboardInterrupt":
+        return (f"{_ending(proc, everyone, actions)}; as PID 1 it could not die by the SIGINT CPython re-raises "
+                "at the end (the kernel drops it: no handler), so CPython exited 130 instead")
     dropped = [a for a in actions if proc.pid in a.dropped]
     if proc.role != "parent" or not dropped:  # the launched process is PID 1 (or plays it, emulated)
         return ""

@@ -10,12 +10,17 @@ by its re-raised SIGINT as PID 1, exits 130.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
-from tests.helpers import INTERPRETERS, PYTHON, Gsup, Program, role
+from supervisor import procfs
+from tests.helpers import INTERPRETERS, PYTHON, Gsup, Program, role, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a PID namespace as root (see test_container_userns.py)")
 
@@ -77,6 +82,8 @@ def test_int_reaches_python_default_handler(gsup: Gsup, program: Program, tmp_pa
     # CPython re-raises SIGINT to die by it; as PID 1 that is dropped, so it exits 128+2.
     assert parent["end"]["how"] == "exited" and parent["end"]["code"] == 130
     assert parent["exception"] == "KeyboardInterrupt" and marks == ["atexit"]
+    assert parent["explanation"].endswith("as PID 1 it could not die by the SIGINT CPython re-raises at the end "
+                                          "(the kernel drops it: no handler), so CPython exited 130 instead")
 
 
 def test_rich_view_marks_pid1_and_the_drop(gsup: Gsup, program: Program, tmp_path: Path) -> None:
@@ -113,3 +120,28 @@ def test_container_off_keeps_an_ordinary_child(gsup: Gsup, program: Program, tmp
     report, _ = _run(gsup, program, tmp_path, "plain", "--stop", "docker", "--container=off", "--time", "5s")
     parent = role(report, "parent")
     assert parent["end"]["signal"] == "SIGTERM" and "nspid" not in parent and report["container"] is None
+
+
+def test_the_kernel_without_gsup(program: Program, tmp_path: Path) -> None:
+    """The reference the cases above rest on, with util-linux's ``unshare`` and no gsup:
+    SIGTERM to a Python PID 1 without a handler changes nothing; SIGKILL ends it, atexit unrun."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("no unshare (util-linux)")
+    ready, marks = tmp_path / "ready", tmp_path / "marks"
+    script = program(SERVICE.replace("time.sleep(60)", f"open({str(ready)!r}, 'w').close()\n    time.sleep(60)"),
+                     name="reference.py")
+    outside = subprocess.Popen([unshare, "--pid", "--fork", "--kill-child", PYTHON, str(script), str(marks), "plain"])
+    try:
+        wait_until(ready.exists, what="PID 1 to start")
+        (pid1,) = psutil.Process(outside.pid).children()
+        assert procfs.status(pid1.pid).nspid[-1] == 1  # type: ignore[union-attr]
+        pid1.send_signal(signal.SIGTERM)
+        with pytest.raises(psutil.TimeoutExpired):
+            pid1.wait(timeout=0.5)  # dropped: it sleeps on (were it delivered, it would be gone at once)
+        pid1.kill()
+        outside.wait(timeout=30)
+    finally:
+        outside.kill()
+        outside.wait()
+    assert not marks.exists()  # no atexit
