@@ -21,6 +21,9 @@ def test_container_targets(gsup: Gsup) -> None:
     for name in ("docker", "k8s"):
         (app,) = runs[name]["processes"]
         assert app["nspid"] == 1 and app["end"]["signal"] == "SIGKILL" and runs[name]["actions"][0]["dropped"]
+    table = gsup.run("matrix", "-q", "--python", PYTHON, "--signals", "TERM", "--targets", "docker", "--grace", "1s",
+                     str(EXAMPLES / "containers" / "app.py"))
+    assert "SIGKILL (TERM dropped)" in table.stdout
     init = runs["docker-init"]
     assert init["container"]["init"] is not None and init["processes"][1]["end"]["signal"] == "SIGTERM"
 
