@@ -64,9 +64,7 @@ def test_bash_execs_so_the_app_is_pid1(gsup: Gsup, program: Program, tmp_path: P
     assert "shell" not in " ".join(p["explanation"] for p in report["processes"])
 
 
-def test_orphans_of_pid1_stay_zombies(gsup: Gsup, program: Program, tmp_path: Path) -> None:
-    """A grandchild orphaned to PID 1 exits; a Python PID 1 never waits for it, so it stays a zombie."""
-    script = program("""
+ORPHAN = """
         import os, signal, sys, time
         signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
         child = os.fork()
@@ -77,13 +75,21 @@ def test_orphans_of_pid1_stay_zombies(gsup: Gsup, program: Program, tmp_path: Pa
             os._exit(0)
         os.waitpid(child, 0)
         while True:  # until the orphan has exited (WNOWAIT: left for PID 1 to reap, which it never does)
-            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT | os.WNOHANG)
+            except ChildProcessError:
+                break  # not PID 1: the orphan went to gsup's guardian, not to us
             if info is not None:
                 break
             time.sleep(0.01)
         open(sys.argv[1], "w").close()
         time.sleep(60)
-    """)
+"""
+
+
+def test_orphans_of_pid1_stay_zombies(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    """A grandchild orphaned to PID 1 exits; a Python PID 1 never waits for it, so it stays a zombie."""
+    script = program(ORPHAN)
     ready = tmp_path / "zombie"
     result = gsup.run("run", "--json", "-q", "--python", PYTHON, "--stop", "docker", "--ready-file", str(ready),
                       str(script), str(ready))
@@ -92,3 +98,14 @@ def test_orphans_of_pid1_stay_zombies(gsup: Gsup, program: Program, tmp_path: Pa
     parent = role(report, "parent")
     assert report["container"]["zombies"] == {str(parent["pid"]): 1}
     assert parent["end"]["code"] == 0
+
+
+def test_outside_a_container_gsup_reaps_orphans_and_says_so(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    ready = tmp_path / "zombie"
+    result = gsup.run("run", "--json", "-q", "--python", PYTHON, "--signal", "TERM", "--ready-file", str(ready),
+                      str(program(ORPHAN)), str(ready))
+    assert result.returncode == 0, result.stderr
+    orphan = next(p for p in result.report["processes"] if p["orphaned"])
+    assert orphan["end"]["reaped_by"] == "gsup" and result.report["container"] is None
+    assert orphan["explanation"].endswith("orphaned, it was reaped by gsup (in a container, PID 1 would have to, "
+                                          "or it stays a zombie)")
