@@ -121,3 +121,18 @@ def test_pod_runs_prestop_then_term(gsup: Gsup) -> None:
 def test_dockerfile_and_a_program_are_refused(gsup: Gsup) -> None:
     result = gsup.run("run", "--dockerfile", str(SAMPLES / "Dockerfile.exec"), "app.py")
     assert result.returncode == 2 and "drop the program" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--container=bogus", "x.py"], "invalid --container='bogus': use --container, --container=emulate or "
+                                    "--container=off"),
+    (["--init=dumb", "x.py"], "invalid --init='dumb': use --init, --init=tini or --init=gsup"),
+    (["--signal", "TERM", "--time", "1s", "x.py"], "--time goes with --stop docker or docker-init (elsewhere, "
+                                                   "use --grace)"),
+    (["--dockerfile", "a", "--pod", "b"], "--dockerfile and --pod each describe the container: give one"),
+    (["--container-name", "app", "x.py"], "--container-name goes with --pod"),
+])
+def test_bad_container_options(gsup: Gsup, args: list[str], message: str) -> None:
+    (gsup.workdir / "x.py").write_text("pass\n")
+    result = gsup.run("run", *args)
+    assert (result.returncode, result.stderr) == (2, f"gsup: error: {message}\n")
