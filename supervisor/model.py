@@ -4,9 +4,13 @@
 are documented in README.md ("The JSON report").  Format history:
 
 * ``gsup.report/1`` — first version.
-* ``gsup.report/1`` 1.2 (additive; 1.1 is in the schema's ``$comment``) — container mode:
-  ``container`` (mode, via, pid1, zombies per parent), ``processes[].nspid``,
-  ``actions[].dropped``, ``end.reaped_by`` ``"kernel"`` (killed when PID 1 ended).
+* 1.1 — ``<field>_b64`` siblings of text that held bytes not UTF-8.
+* 1.2 — times on the report's clock (seconds since launch): ``handlers[]``/``watched[]``
+  ``started``/``ended``, ``signal_handlers[].times``, ``processes[].sent`` (signals a process
+  sent, with when), ``actions[].escalation``, ``grace``: what a timeline draws.
+* 1.3 — container mode: ``container`` (mode, via, pid1, zombies per parent, init,
+  pre_stop), ``processes[].nspid``, ``actions[].dropped``, ``end.reaped_by`` ``"kernel"``
+  (killed when PID 1 ended), ``end.source``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class Action:
     at: float  # seconds since launch
     by: str = "gsup"  # gsup, gsup kill, ctrl-c, grace, leftovers
     group: Optional[int] = None
+    escalation: bool = False  # sent because a grace ran out, or a second Ctrl-C: gsup forcing the end
     dropped: list[int] = field(default_factory=list)  # container mode: PID 1, when the kernel drops it (no handler)
 
     @classmethod
@@ -43,14 +48,16 @@ class Action:
         group = record.get("group")
         return cls(signal=str(record["signal"]), signum=int(record["signum"]), target=str(record["target"]),
                    pids=[int(p) for p in record["pids"]], at=float(record["at"]), by=str(record.get("by", "gsup")),
-                   group=int(group) if group is not None else None,
+                   group=int(group) if group is not None else None, escalation=bool(record.get("escalation", False)),
                    dropped=[int(p) for p in record.get("dropped", [])])
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"signal": self.signal, "signum": self.signum, "target": self.target,
-                               "pids": self.pids, "at": round(self.at, 3), "by": self.by}
+                               "pids": self.pids, "at": round(self.at, 6), "by": self.by}
         if self.group is not None:
             out["group"] = self.group
+        if self.escalation:
+            out["escalation"] = True
         if self.dropped:
             out["dropped"] = self.dropped
         return out
@@ -108,6 +115,8 @@ class Handler:
     exception: Optional[str] = None
     inherited: bool = False  # registered in the parent before a fork
     runs: int = 1  # how many times it began (threading's callbacks can run twice)
+    started: Optional[float] = None  # seconds since launch, when its (last) run began
+    ended: Optional[float] = None  # seconds since launch, when that run ended or raised
 
     @property
     def label(self) -> str:
@@ -121,7 +130,8 @@ class Handler:
         return cls(kind=str(record["kind"]), name=str(record["name"]), module=str(record["module"]),
                    where=str(record["where"]), status=str(record["status"]), order=_opt_int(record.get("order")),
                    duration=_opt_float(record.get("duration")), exception=_opt_str(record.get("exception")),
-                   inherited=bool(record.get("inherited", False)), runs=int(record.get("runs", 1)))
+                   inherited=bool(record.get("inherited", False)), runs=int(record.get("runs", 1)),
+                   started=_opt_float(record.get("started")), ended=_opt_float(record.get("ended")))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "name": self.name, "module": self.module,
@@ -132,6 +142,10 @@ class Handler:
             out["inherited"] = True
         if self.runs > 1:
             out["runs"] = self.runs
+        if self.started is not None:
+            out["started"] = round(self.started, 6)
+        if self.ended is not None:
+            out["ended"] = round(self.ended, 6)
         return out
 
 
@@ -143,17 +157,58 @@ class SignalHandler:
     handler: str
     invoked: Optional[bool]
     invocations: int = 0
+    times: list[float] = field(default_factory=list)  # seconds since launch, one per invocation seen
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> SignalHandler:
         invoked = record.get("invoked")
         return cls(signal=str(record["signal"]), handler=str(record["handler"]),
                    invoked=bool(invoked) if invoked is not None else None,
-                   invocations=int(record.get("invocations", 0)))
+                   invocations=int(record.get("invocations", 0)),
+                   times=[float(t) for t in record.get("times", [])])
 
     def to_json(self) -> dict[str, Any]:
-        return {"signal": self.signal, "handler": self.handler, "invoked": self.invoked,
-                "invocations": self.invocations}
+        out: dict[str, Any] = {"signal": self.signal, "handler": self.handler, "invoked": self.invoked,
+                               "invocations": self.invocations}
+        if self.times:
+            out["times"] = [round(t, 6) for t in self.times]
+        return out
+
+
+@dataclass
+class Sent:
+    """A signal a process of the tree sent (``os.kill``/``os.killpg``), and when."""
+
+    pid: int  # the receiver; a negative number is a process group
+    signal: str
+    at: float  # seconds since launch
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Sent:
+        return cls(pid=int(record["pid"]), signal=str(record["signal"]), at=float(record["at"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "signal": self.signal, "at": round(self.at, 6)}
+
+
+@dataclass
+class Grace:
+    """The grace window gsup gave the tree: from the first signal (or the launched
+    process's end) until the escalation it would send at ``until``."""
+
+    seconds: float
+    began: float  # seconds since launch
+
+    @property
+    def until(self) -> float:
+        return self.began + self.seconds
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Grace:
+        return cls(seconds=float(record["seconds"]), began=float(record["from"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "from": round(self.began, 6), "until": round(self.until, 6)}
 
 
 @dataclass
@@ -182,6 +237,7 @@ class Process:
     kills: list[tuple[int, int]] = field(default_factory=list)  # (pid, signum) it sent
     watched: list[Handler] = field(default_factory=list)  # calls of watched functions, in the order they began
     watch_missing: list[str] = field(default_factory=list)  # MODULE:QUALNAME watched but not found
+    sent: list[Sent] = field(default_factory=list)  # signals it sent, in order (``kills`` with their times)
     nspid: Optional[int] = None  # container mode: its pid inside the PID namespace (1: the main process)
 
     @property
@@ -206,6 +262,7 @@ class Process:
             unreadable_events=int(record.get("unreadable_events", 0)), explanation=str(record.get("explanation", "")),
             watched=[Handler.from_json(h) for h in record.get("watched", [])],
             watch_missing=[str(m) for m in record.get("watch_missing", [])],
+            sent=[Sent.from_json(k) for k in record.get("sent", [])],
             nspid=_opt_int(record.get("nspid")),
         )
 
@@ -221,6 +278,7 @@ class Process:
             "exception": self.exception, "atexit_ran": self.atexit_began,
             "opaque_handlers": self.opaque_handlers, "orphaned": self.orphaned,
             "forked": self.forked, "explanation": self.explanation,
+            "sent": [k.to_json() for k in self.sent],
         }
         if not self.instrumented:
             out["uninstrumented_reason"] = self.uninstrumented_reason
@@ -310,6 +368,7 @@ class Report:
     ready: Optional[Ready] = None  # --ready-*, if asked for
     stop: Optional[str] = None  # the --stop preset replayed, if any
     watching: list[str] = field(default_factory=list)  # names a watched call could be reported under
+    grace: Optional[Grace] = None  # the grace window, once one began
     container: Optional[Container] = None  # --container (or a docker/k8s stop): PID 1 of a PID namespace
 
     def roles(self, role: str) -> list[Process]:
@@ -352,6 +411,7 @@ class Report:
             ready=Ready.from_json(document["ready"]) if document.get("ready") else None,
             stop=_opt_str(document.get("stop")),
             watching=[str(n) for n in document.get("watching", [])],
+            grace=Grace.from_json(document["grace"]) if document.get("grace") else None,
             container=Container.from_json(document["container"]) if document.get("container") else None,
         )
 
@@ -385,12 +445,15 @@ class Report:
             "ready": self.ready.to_json() if self.ready is not None else None,
             "stop": self.stop,
             "watching": self.watching,
+            "grace": self.grace.to_json() if self.grace is not None else None,
             "container": self.container.to_json() if self.container is not None else None,
         }
 
 
 def _round(value: Optional[float]) -> Optional[float]:
-    return round(value, 3) if value is not None else None
+    """Microseconds, as the handlers' times: a timeline orders a send and the handler it ran
+    (often within the same millisecond) by these numbers."""
+    return round(value, 6) if value is not None else None
 
 
 def _opt_int(value: Any) -> Optional[int]:

@@ -50,6 +50,7 @@ def drain(journal: Journal, tree: Optional[Tree], own_actions: list[Action]) -> 
 
 def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], statuses: list[ExitStatus],
                  leftovers: list[int], ready: Optional[Ready], drained: Drained,
+                 grace: Optional[tuple[float, float]] = None,
                  pre_stop: Optional[dict[str, object]] = None) -> Report:
     """Build the report from the records, save it as report.json and return it."""
     session = journal.session
@@ -67,7 +68,7 @@ def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], 
         actions=drained.actions, leftovers=leftovers,
         finished=drained.finished, incomplete=journal.incomplete, version=__version__, ready=ready,
         stop=plan.stop_name, watching=options.watching(plan.watch, plan.watch_presets), deep=plan.deep,
-        records_lost=lost, container=launched.container if launched is not None else None,
+        records_lost=lost, grace=grace, container=launched.container if launched is not None else None,
         zombies=dict(drained.zombies), init=launched.init if launched is not None else None, pre_stop=pre_stop,
     )
     built = report.build(facts)
