@@ -27,7 +27,9 @@ FIX = "fix: a SIGTERM handler that exits, exec-form CMD, or --init (tini)"
 
 def explain(proc: Process, everyone: list[Process], actions: list[Action]) -> str:
     text = _container_ending(proc, everyone, actions) or _ending(proc, everyone, actions)
-    if proc.orphaned and proc.end.reaped_by == "gsup" and proc.role != "parent":
+    if proc.orphaned and proc.end.reaped_by == "gsup" and proc.end.how in (EXITED, OS_EXIT) and proc.role != "parent":
+        # It lived on after its parent and ended by itself: gsup reaped the orphan (a signal
+        # to the whole tree orphans children by a hair's breadth: no news there).
         text += "; orphaned, it was reaped by gsup (in a container, PID 1 would have to, or it stays a zombie)"
     if not proc.instrumented:
         return f"not instrumented ({proc.uninstrumented_reason}); {text}"
