@@ -12,7 +12,7 @@ help:  ## List the commands
 $(STAMP): pyproject.toml Makefile  # the recipe is part of the install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,browser]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[test,browser,containers]' --config-settings editable_mode=compat
 	$(MAKE) --no-print-directory only-supervisor
 	$(BIN)/python -m compileall -q supervisor  # an editable install is not compiled, and PYTHONDONTWRITEBYTECODE may be set
 	touch $(STAMP)

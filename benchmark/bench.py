@@ -66,6 +66,7 @@ BENCHES: dict[str, list[tuple[str, Bench]]] = {
         ("scale", runs.scale),
         ("stacks", runs.stacks),
         ("seed scenario", runs.seed),
+        ("container mode", runs.container),
     ],
 }
 

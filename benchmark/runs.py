@@ -11,10 +11,11 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmark import programs, views
-from benchmark.measure import GSUP, PYTHON, ROOT, Row, cpu_ns, helpers_of, median, rel, wait_for
+from benchmark.measure import GSUP, PYTHON, ROOT, Row, cpu_ns, helpers_of, interleaved, median, rel, wait_for
 
 IDLE_SLEEP = 10.0
 LATENCY_RUNS = 20
@@ -25,6 +26,7 @@ SEED_RUNS = 6  # each way, interleaved
 STACKS_TREE = (10, 20)  # Python processes, threads in each
 STACKS_RUNS = 20
 SEED_TIMEOUT = 120
+CONTAINER_RUNS = 15  # each way, interleaved
 
 
 def idle(env: dict[str, str], scratch: Path) -> list[Row]:
@@ -304,3 +306,28 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             left.kill()
         except psutil.Error:
             pass
+
+
+def container(env: dict[str, str], scratch: Path) -> list[Row]:
+    """Container mode's cost at launch: from launch to the program's first probe record
+    (the report's ``started`` of the launched process), as PID 1 of a new PID namespace
+    against an ordinary child; the median difference of interleaved runs."""
+    program = programs.write(scratch, "hello.py", "print('hello')\n")
+
+    def started(*mode: str) -> Callable[[], float]:
+        argv = [GSUP, "run", "--json", "-q", *mode, "--python", PYTHON, str(program)]
+
+        def once() -> float:
+            done = subprocess.run(argv, env=env, capture_output=True, timeout=60, check=True)
+            (root,) = [p for p in json.loads(done.stdout)["processes"] if p["role"] == "parent"]
+            return float(root["started"])
+
+        return once
+
+    plain, contained = interleaved(CONTAINER_RUNS, [started(), started("--container")])
+    extra = (median(contained) - median(plain)) * 1e3
+    return [Row("container mode: launch to first probe record", extra, 20.0, "ms",
+                f"median {median(contained) * 1e3:.1f} ms as PID 1 of a new PID namespace against "
+                f"{median(plain) * 1e3:.1f} ms as an ordinary child, {CONTAINER_RUNS} runs each, interleaved",
+                f"{rel(GSUP)} run --json -q [--container] --python {rel(PYTHON)} hello.py  "
+                "(report: processes[0].started)")]

@@ -78,12 +78,15 @@ class Gsup:
             ready_output: Optional[str] = None, ready_file: Optional[PathLike] = None,
             ready_timeout: Optional[Duration] = None, expect: Sequence[str] = (), watch: Sequence[str] = (),
             watch_preset: Sequence[str] = (), python: Optional[str] = None, deep: bool = False,
+            container: Optional[str] = None, init: Optional[str] = None,
             env: Optional[Mapping[str, str]] = None, cwd: Optional[PathLike] = None,
             timeout: Optional[float] = None) -> Report:
         """``gsup run``: the same options as the command line (durations in seconds or
         as strings), one of ``script``, ``module=`` or ``command=``.
 
         ``python`` defaults to this interpreter; ``env`` is added to the environment.
+        ``container``: ``"namespace"`` (PID 1 of a new PID namespace, what ``--stop docker``
+        implies), ``"emulate"`` or ``"off"``; ``init``: ``"auto"``, ``"tini"`` or ``"gsup"``.
         Returns the report even when an expectation failed (``report.ok`` is False) or
         it is incomplete.  Raises :class:`RunError` when the experiment did not happen:
         bad input, a signal that could not be sent (exit 2), a ``ready_*`` condition
@@ -96,6 +99,7 @@ class Gsup:
                         "--ready-timeout": ready_timeout, "--expect": expect, "--watch": watch,
                         "--watch-preset": watch_preset, "--python": python or sys.executable})
         flags += ["--deep"] if deep else []
+        flags += [f"--{name}={value}" for name, value in (("container", container), ("init", init)) if value]
         argv = ["run", "--json", "-q", *flags, *_program(script, args, module, command)]
         code, document, output = self._call(argv, env, cwd, timeout)
         report = _typed(Report.from_json, document)

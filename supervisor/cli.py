@@ -103,6 +103,9 @@ def plug_std_streams() -> frozenset[int]:
     return frozenset(closed)
 
 
+OPTIONAL_VALUE = {"--container": "namespace", "--init": "auto"}  # options whose value is optional: bare, they mean this
+
+
 class _Command(click.Command):
     """gsup's options end where the program begins: at SCRIPT, at ``--``, or
     right after ``-m MODULE`` (so ``-m json.tool --help`` is the module's help).
@@ -119,12 +122,14 @@ class _Command(click.Command):
 
     def _end_options_after_module(self, args: list[str]) -> list[str]:
         takes_value = {name for p in self.params if isinstance(p, click.Option) and not p.is_flag
-                       for name in p.opts + p.secondary_opts}
+                       for name in p.opts + p.secondary_opts} - set(OPTIONAL_VALUE)
         position = 0
         while position < len(args):
             arg = args[position]
             if arg == "--" or not arg.startswith("-"):
                 return args  # a command or a script: click's own rules already stop there
+            if arg in OPTIONAL_VALUE:  # its value only ever follows "=": the next word is the program's
+                args = [*args[:position], f"{arg}={OPTIONAL_VALUE[arg]}", *args[position + 1:]]
             if arg == "-m":
                 return [*args[: position + 2], "--", *args[position + 2:]]
             if arg.startswith("-m") and not arg.startswith("--"):
@@ -154,6 +159,15 @@ def program_options(func: Any) -> Any:
                           "the rest.  [default: 10s, or the --stop preset's]"),
         click.option("--kill-after", "kill_after", default=None, metavar="DURATION",
                      help="With --stop timeout: coreutils' -k (same as --grace)."),
+        click.option("--time", "stop_time", default=None, metavar="DURATION",
+                     help="With --stop docker/docker-init: docker stop's --time (same as --grace)."),
+        click.option("--container", "container", is_flag=False, flag_value="namespace", default=None,
+                     metavar="[=emulate]",
+                     help="Run the program as PID 1 of a new PID namespace, as in a container (implied by "
+                          "--stop docker/k8s); =emulate models the kernel's rules instead; =off for neither."),
+        click.option("--init", "init", is_flag=False, flag_value="auto", default=None, metavar="[=tini|gsup]",
+                     help="An init as PID 1 above the program, as docker run --init (implies --container): tini "
+                          "if installed, else gsup's own."),
         click.option("--settle", default="500ms", show_default=True, metavar="DURATION",
                      help="Without --after or --ready-*: how long the tree must be quiet before the signal."),
         click.option("--ready-port", "ready_port", type=int, metavar="PORT",
@@ -186,7 +200,12 @@ def program_options(func: Any) -> Any:
 @click.option("-s", "--signal", "sig", metavar="SIG", help="Send this signal once: 9, KILL, SIGKILL, term...")
 @click.option("-t", "--target", metavar="WHO", help="parent (default), child, group, tree or pid:N.")
 @click.option("--stop", "stop", metavar="PRESET",
-              help="A real stop sequence: docker, k8s, systemd, systemd-mixed, ctrl-c, timeout.")
+              help="A real stop sequence: docker, k8s, docker-init, systemd, systemd-mixed, ctrl-c, timeout.")
+@click.option("--dockerfile", "dockerfile", metavar="PATH",
+              help="Run its ENTRYPOINT/CMD as PID 1 and stop it as docker stop does (STOPSIGNAL, --time, --init).")
+@click.option("--pod", "pod", metavar="PATH",
+              help="Run a Pod's or Deployment's container as PID 1 and stop it as the kubelet does (preStop, grace).")
+@click.option("--container-name", "container_name", metavar="NAME", help="With --pod: which container.")
 @click.option("--timeline/--no-timeline", "timeline", default=None,
               help="Show (or hide) the report's chronology.  [default: shown up to 40 moments]")
 @program_options
@@ -200,7 +219,14 @@ def _run(ctx: click.Context, sig: Optional[str], target: Optional[str], stop: Op
          params: dict[str, Any]) -> None:
     from supervisor import options, stops
 
+    replayed = _replayed(ctx, params, sig, target, stop)
     run_options = build_run_options(ctx, params)
+    if replayed is not None:
+        docker = "docker-init" if run_options.init else "docker"
+        stop = docker if params["dockerfile"] else "k8s"
+        run_options.stop_signal = options.parse_signal(replayed.stop_signal) if replayed.stop_signal else None
+        run_options.grace = run_options.grace if run_options.grace is not None else replayed.grace
+        run_options.pre_stop = replayed.pre_stop
     if stop is not None:
         if sig is not None or target is not None:
             raise GsupError("--stop sets the signal and target itself: drop --signal/--target")
@@ -212,7 +238,40 @@ def _run(ctx: click.Context, sig: Optional[str], target: Optional[str], stop: Op
         raise GsupError("--target and --after need --signal or --stop")
     if params["kill_after"] is not None and run_options.stop != "timeout":
         raise GsupError("--kill-after goes with --stop timeout (elsewhere, use --grace)")
+    if params["stop_time"] is not None and run_options.stop not in ("docker", "docker-init"):
+        raise GsupError("--time goes with --stop docker or docker-init (elsewhere, use --grace)")
     _execute(run_options, params["quiet"], params["junit"], (params["html"], params["trace"], params["timeline"]))
+
+
+def _replayed(ctx: click.Context, params: dict[str, Any], sig: Optional[str], target: Optional[str],
+              stop: Optional[str]) -> Optional[Any]:
+    """``--dockerfile``/``--pod``: the container they describe, its command put in place of a
+    program (``python`` in it is ``--python``, whose folder also leads PATH for a shell form),
+    and gsup moved to its working directory; None without either."""
+    from supervisor import containers
+
+    if params["dockerfile"] and params["pod"]:
+        raise GsupError("--dockerfile and --pod each describe the container: give one")
+    if params["container_name"] and not params["pod"]:
+        raise GsupError("--container-name goes with --pod")
+    if not (params["dockerfile"] or params["pod"]):
+        return None
+    if params["program"] or params["module"] or sig or target or stop:
+        raise GsupError("--dockerfile/--pod give the command and the stop sequence: drop the program, "
+                        "--signal/--target/--stop")
+    found = containers.read_dockerfile(Path(params["dockerfile"])) if params["dockerfile"] else \
+        containers.read_pod(Path(params["pod"]), params["container_name"])
+    python = params["python"]
+    argv = list(found.argv)
+    if python and argv[0] in ("python", "python3"):
+        argv[0] = python
+    if python:
+        os.environ["PATH"] = os.path.dirname(os.path.abspath(python)) + os.pathsep + os.environ.get("PATH", "")
+    if found.workdir is not None:
+        os.chdir(found.workdir)
+    params["program"], params["python"] = argv, None
+    ctx.meta["gsup.command"] = True
+    return found
 
 
 def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
@@ -221,7 +280,7 @@ def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
     from supervisor.phases.plan import RunOptions
 
     expect.parse_all(params["expect"])  # first: a mistyped --expect costs nothing, nothing is launched
-    grace = params["kill_after"] if params["kill_after"] is not None else params["grace"]
+    grace = next((params[k] for k in ("kill_after", "stop_time", "grace") if params[k] is not None), None)
     run_options = RunOptions(
         argv=[], json_stdout=params["as_json"], settle=options.parse_duration(params["settle"]),
         grace=options.parse_duration(grace) if grace is not None else None,
@@ -233,6 +292,8 @@ def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
         expect=list(params["expect"]), watch=[options.parse_watch(w) for w in params["watch"]],
         watch_presets=options.parse_watch_presets(params["watch_presets"]),
         closed_streams=ctx.obj if isinstance(ctx.obj, frozenset) else frozenset(),
+        container=options.parse_container(params["container"]) if params["container"] is not None else None,
+        init=options.parse_init(params["init"]) if params["init"] is not None else None,
     )
     module, python, program = params["module"], params["python"], list(params["program"])
     is_command = ctx.meta.get("gsup.command", False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from supervisor.model import (
     EXEC,
+    EXITED,
     INTERRUPTED,
     LEFT_RUNNING,
     NOT_RUN,
@@ -20,12 +21,85 @@ from supervisor.model import (
 )
 from supervisor.signals import signal_name
 
+SHELLS = ("sh", "dash", "bash", "ash", "busybox", "zsh", "ksh", "mksh")
+FIX = "fix: a SIGTERM handler that exits, exec-form CMD, or --init (tini)"
+
 
 def explain(proc: Process, everyone: list[Process], actions: list[Action]) -> str:
-    text = _ending(proc, everyone, actions)
+    text = _container_ending(proc, everyone, actions) or _ending(proc, everyone, actions)
+    if proc.orphaned and proc.end.reaped_by == "gsup" and proc.end.how in (EXITED, OS_EXIT) and proc.role != "parent":
+        # It lived on after its parent and ended by itself: gsup reaped the orphan (a signal
+        # to the whole tree orphans children by a hair's breadth: no news there).
+        text += "; orphaned, it was reaped by gsup (in a container, PID 1 would have to, or it stays a zombie)"
     if not proc.instrumented:
         return f"not instrumented ({proc.uninstrumented_reason}); {text}"
     return text
+
+
+def _container_ending(proc: Process, everyone: list[Process], actions: list[Action]) -> str:
+    """What PID 1 of a PID namespace changes: dropped signals, a shell left as PID 1,
+    an init in between, the rest of the namespace killed by the kernel; empty outside container mode."""
+    init = next((p for p in everyone if p.nspid == 1), None)
+    if proc.end.source and init is not None:
+        return (f"{_ending(proc, everyone, actions)}; the init (PID 1, pid {init.pid}) passed the signal on, and "
+                f"this end is read from its exit status {init.end.code} (an init exits 128+N when signal N killed "
+                "its child)")
+    child = next((p for p in everyone if p.end.source and p.ppid == proc.pid), None)
+    if child is not None:
+        return (f"the init: it passed the signal on to its child (pid {child.pid}) and exited with its status, "
+                f"{proc.end.code}")
+    if proc.end.reaped_by == "kernel":
+        return (f"killed with SIGKILL by the kernel when PID 1 (pid {_pid1(everyone)}) ended: every process of a "
+                f"PID namespace dies with its PID 1 (its status stayed inside){_never_got(proc, actions)}"
+                f"{_skipped(proc)}")
+    if proc.nspid == 1 and proc.end.how == EXITED and proc.end.code == 130 and proc.exception == "KeyboardInterrupt":
+        return (f"{_ending(proc, everyone, actions)}; as PID 1 it could not die by the SIGINT CPython re-raises "
+                "at the end (the kernel drops it: no handler), so CPython exited 130 instead")
+    dropped = [a for a in actions if proc.pid in a.dropped]
+    if proc.role != "parent" or not dropped:  # the launched process is PID 1 (or plays it, emulated)
+        return ""
+    first = dropped[0]
+    kernel = "by the kernel" if proc.nspid == 1 else "(emulated: the kernel's rule for PID 1)"
+    said = f"{first.signal} had been dropped {kernel}: PID 1 had no handler for it"
+    fix = FIX
+    if _is_shell(proc) and any(p.ppid == proc.pid for p in everyone):
+        child = next(p for p in everyone if p.ppid == proc.pid)
+        said = (f"shell-form CMD: {proc.argv[0]} is PID 1 and never passes {first.signal} on; "
+                f"{_script(child)} never got it ({first.signal} dropped by the kernel: the shell has no handler)")
+        fix = "fix: exec form (CMD [\"python\", \"app.py\"]) or exec in the shell"
+    if proc.end.how != SIGNALED or proc.end.signal != "SIGKILL":
+        return ""
+    killed = next((a for a in actions if a.signal == "SIGKILL" and proc.pid in a.pids and a.at >= first.at), None)
+    when = ""
+    if killed is not None:
+        who = _GRACE_OF.get(killed.by, "the grace")
+        when = f" when {who} {killed.at - first.at:.0f} s ran out"
+    return f"killed by SIGKILL{when}; {said}; nothing ran{_skipped(proc)}; {fix}"
+
+
+_GRACE_OF = {"stop docker": "docker stop's", "stop docker-init": "docker stop's", "stop k8s": "the kubelet's"}
+
+
+def _pid1(everyone: list[Process]) -> str:
+    return next((str(p.pid) for p in everyone if p.nspid == 1), "?")
+
+
+def _never_got(proc: Process, actions: list[Action]) -> str:
+    """A process the stop signal never reached (it went to PID 1 alone, which dropped it)."""
+    stop = next((a for a in actions if a.dropped), None)
+    if stop is None or proc.pid in stop.pids:
+        return ""
+    return f"; the {stop.signal} never reached it"
+
+
+def _is_shell(proc: Process) -> bool:
+    return bool(proc.argv) and proc.argv[0].rsplit("/", 1)[-1] in SHELLS
+
+
+def _script(proc: Process) -> str:
+    """``app.py``: the script a Python process ran, else its program's name."""
+    scripts = [a for a in proc.argv[1:] if a.endswith(".py")]
+    return scripts[0].rsplit("/", 1)[-1] if scripts else (proc.argv[0].rsplit("/", 1)[-1] if proc.argv else "it")
 
 
 def _ending(proc: Process, everyone: list[Process], actions: list[Action]) -> str:

@@ -18,11 +18,18 @@ never part of the experiment.  It ignores the signals a terminal or a process
 manager sends to gsup's process group (INT, TERM, HUP, QUIT): gsup decides what
 the program gets.  It exits once the tree is empty.
 
-Command line: ``guardian.py GSUP_PID LAUNCHED SESSION_DIR STDOUT_TO_STDERR CLOSED -- ARGV...``
+Command line: ``guardian.py GSUP_PID LAUNCHED SESSION_DIR STDOUT_TO_STDERR CLOSED [NAMESPACE] -- ARGV...``
 with the status pipe on fd 3, and optionally the program's stdout and stderr
 pipes on fds 4 and 5 (``--ready-output``).  CLOSED lists the program's standard
 fds to close (``0,2``, or ``-``): gsup's own were closed, and the program sees
 them as it would without gsup.
+
+NAMESPACE ``pid`` is container mode: the guardian unshares a new PID namespace
+(namespaces.py, loaded by its path: nothing of gsup is imported) before it
+starts the program, so the program is PID 1 of it and the guardian its parent
+outside, as a container runtime's shim is.  Orphans then re-parent to PID 1,
+not to the guardian; when PID 1 ends the kernel kills the rest, so the
+guardian's only child is PID 1 and its death leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -179,12 +186,35 @@ def _is_open(fd: int) -> bool:
         return False
 
 
+def enter_namespace(kind: str) -> str:
+    """Unshare the namespace NAMESPACE names for the program to come; how it was
+    done (``root`` or ``user-namespace``), or raise the module's ``Unavailable``."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "namespaces.py")
+    spec = importlib.util.spec_from_file_location("_gsup_namespaces", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    how = str(module.enter({"pid": module.CLONE_NEWPID}[kind]))
+    # New credentials (a user namespace) clear the parent-death signal: arm it again.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(ON_GSUP_DEATH), 0, 0, 0)
+    return how
+
+
 def main(args: list[str]) -> int:
     gsup_pid, launched, session_dir, to_stderr = int(args[0]), float(args[1]), args[2], args[3] == "1"
     closed = [int(fd) for fd in args[4].split(",")] if args[4] != "-" else []
-    argv = args[args.index("--") + 1:]
+    options, argv = args[:args.index("--")], args[args.index("--") + 1:]
     guardian = Guardian(gsup_pid, launched, session_dir)
     guardian.prepare()
+    spawned: dict[str, object] = {}
+    if len(options) > 5:
+        try:
+            spawned["namespace"] = enter_namespace(options[5])
+        except Exception as err:  # namespaces.Unavailable: its message is the user's one line
+            guardian.report({"error": str(err), "usage": True, "at": time.monotonic()})
+            return 1
     if os.getppid() != gsup_pid:
         return 1  # gsup died before the death signal was armed: start nothing
     try:
@@ -197,7 +227,7 @@ def main(args: list[str]) -> int:
             os.close(fd)  # gsup must see end-of-file once the program's side is closed
         except OSError:
             pass
-    guardian.report({"spawned": pid, "at": time.monotonic()})
+    guardian.report({"spawned": pid, **spawned, "at": time.monotonic()})
     guardian.reap_until_empty()
     guardian.report({"empty": True, "at": time.monotonic()})  # gsup can report now, not after our exit
     return 0

@@ -156,15 +156,17 @@ class Launched:
     guardian: int
     statuses: int  # read end of the guardian's status pipe, non-blocking
     output: tuple[int, int] | None  # read ends of the program's stdout and stderr, if piped
+    namespace: str | None = None  # container mode: how the guardian made the PID namespace (root, user-namespace)
 
 
 def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_dir: Path,
           launched: float, pipe_output: bool = False, closed: frozenset[int] = frozenset(),
-          deep: Sequence[str] = ()) -> Launched:
+          deep: Sequence[str] = (), namespace: str | None = None) -> Launched:
     """Start the guardian, which starts ``argv`` in a new process group with
     default signal state; returns once the program runs (or raises GsupError).
     ``closed``: gsup's standard streams that were closed (see :func:`closed_for_program`).
     ``deep``: site-packages directories that deep.py overlays first (``--deep``).
+    ``namespace``: ``pid`` to start ``argv`` as PID 1 of a new PID namespace (container mode).
 
     ``posix_spawn`` rather than ``Popen``: gsup is the only reaper of its
     children, and a ``Popen`` object would try to reap its own.
@@ -178,7 +180,7 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
     command = [sys.executable, "-I", "-S", GUARDIAN, str(os.getpid()), repr(launched), str(session_dir.absolute()),
                "1" if stdout_to_stderr else "0",
                ",".join(map(str, sorted(closed_for_program(closed, stdout_to_stderr, pipe_output)))) or "-",
-               "--", *argv]
+               *([namespace] if namespace else []), "--", *argv]
     if deep:
         command = [sys.executable, "-I", "-S", DEEP, PROBE_DIR, *deep, "--", *command]
     try:
@@ -195,10 +197,12 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
             os.close(fd)
         os.waitpid(guardian, 0)
         error = str(first.get("error", "gsup guardian failed"))
-        raise GsupError(error if error.startswith("--deep") else f"{argv[0]}: cannot start: {error}")
+        plain = error.startswith("--deep") or first.get("usage")  # a whole sentence already (no namespace, ...)
+        raise GsupError(error if plain else f"{argv[0]}: cannot start: {error}")
     os.set_blocking(status_r, False)
     piped = (output[0], errors[0]) if output is not None and errors is not None else None
-    return Launched(int(str(first["spawned"])), guardian, status_r, piped)
+    made = first.get("namespace")
+    return Launched(int(str(first["spawned"])), guardian, status_r, piped, str(made) if made else None)
 
 
 def _first_record(fd: int) -> dict[str, object]:

@@ -88,7 +88,7 @@ def _cell(procs: list[Process], run: Report) -> Text:
 
 
 def _process_cell(proc: Process, run: Report) -> Text:
-    text = Text(ending(proc) + _by_gsup(proc, run), style=wording.style(proc.end))
+    text = Text(ending(proc) + _by_gsup(proc, run) + _dropped(proc, run), style=wording.style(proc.end))
     for handler in _shown(proc.handlers):
         mark, style = _MARKS[handler.status]
         note = {INTERRUPTED: " (cut off)", RAISED: f" raised {handler.exception}"}.get(handler.status, "")
@@ -109,6 +109,12 @@ def _by_gsup(proc: Process, run: Report) -> str:
         if action.signal == proc.end.signal and proc.pid in action.pids:
             return " (grace)" if action.by == "grace" else ""
     return ""
+
+
+def _dropped(proc: Process, run: Report) -> str:
+    """`` (TERM dropped)``: the kernel dropped a signal for this PID 1 (container mode)."""
+    dropped = [a.signal.removeprefix("SIG") for a in run.actions if proc.pid in a.dropped]
+    return f" ({', '.join(dict.fromkeys(dropped))} dropped)" if dropped else ""
 
 
 def ending(proc: Process) -> str:

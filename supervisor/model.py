@@ -11,6 +11,9 @@ are documented in README.md ("The JSON report").  Format history:
 * 1.3 — ``processes[].stacks``/``stacks_at``/``stuck`` (every thread's stack before gsup
   escalated, and where the process was stuck), ``exception_origin``, ``lost_logs``,
   ``cancelled_tasks``; actions' ``by`` ``2nd ctrl-c``/``3rd ctrl-c``.
+* 1.4 — container mode: ``container`` (mode, via, pid1, zombies per parent, init,
+  pre_stop), ``processes[].nspid``, ``actions[].dropped``, ``end.reaped_by`` ``"kernel"``
+  (killed when PID 1 ended), ``end.source``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class Action:
     by: str = "gsup"  # gsup, gsup kill, ctrl-c, grace, leftovers
     group: Optional[int] = None
     escalation: bool = False  # sent because a grace ran out, or a second Ctrl-C: gsup forcing the end
+    dropped: list[int] = field(default_factory=list)  # container mode: PID 1, when the kernel drops it (no handler)
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Action:
@@ -47,7 +51,8 @@ class Action:
         group = record.get("group")
         return cls(signal=str(record["signal"]), signum=int(record["signum"]), target=str(record["target"]),
                    pids=[int(p) for p in record["pids"]], at=float(record["at"]), by=str(record.get("by", "gsup")),
-                   group=int(group) if group is not None else None, escalation=bool(record.get("escalation", False)))
+                   group=int(group) if group is not None else None, escalation=bool(record.get("escalation", False)),
+                   dropped=[int(p) for p in record.get("dropped", [])])
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"signal": self.signal, "signum": self.signum, "target": self.target,
@@ -56,6 +61,8 @@ class Action:
             out["group"] = self.group
         if self.escalation:
             out["escalation"] = True
+        if self.dropped:
+            out["dropped"] = self.dropped
         return out
 
 
@@ -70,6 +77,7 @@ class End:
     reason: Optional[str] = None  # for unknown endings: why
     then: Optional[End] = None  # for left-running processes: how gsup ended them
     exec_argv: Optional[list[str]] = None
+    source: Optional[str] = None  # where an ending not from a wait status came from (an init's exit status)
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> End:
@@ -78,7 +86,8 @@ class End:
         return cls(how=str(record["how"]), code=_opt_int(record.get("code")), signal=_opt_str(record.get("signal")),
                    reaped_by=_opt_str(record.get("reaped_by")), reason=_opt_str(record.get("reason")),
                    then=cls.from_json(then) if then is not None else None,
-                   exec_argv=[str(a) for a in exec_argv] if exec_argv is not None else None)
+                   exec_argv=[str(a) for a in exec_argv] if exec_argv is not None else None,
+                   source=_opt_str(record.get("source")))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"how": self.how, "code": self.code, "signal": self.signal}
@@ -90,6 +99,8 @@ class End:
             out["exec"] = self.exec_argv
         if self.then is not None:
             out["then"] = self.then.to_json()
+        if self.source:
+            out["source"] = self.source
         return out
 
 
@@ -353,6 +364,7 @@ class Process:
     stacks: list[ThreadStack] = field(default_factory=list)  # taken before gsup escalated, main thread first
     stacks_at: Optional[float] = None  # seconds since launch, when they were taken
     stuck: Optional[Stuck] = None  # where it was stuck then
+    nspid: Optional[int] = None  # container mode: its pid inside the PID namespace (1: the main process)
 
     @property
     def fired(self) -> list[str]:
@@ -383,6 +395,7 @@ class Process:
             stacks=[ThreadStack.from_json(t) for t in record.get("stacks", [])],
             stacks_at=_opt_float(record.get("stacks_at")),
             stuck=Stuck.from_json(record["stuck"]) if record.get("stuck") else None,
+            nspid=_opt_int(record.get("nspid")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -416,6 +429,8 @@ class Process:
             out["stacks_at"] = _round(self.stacks_at)
         if self.stuck is not None:
             out["stuck"] = self.stuck.to_json()
+        if self.nspid is not None:
+            out["nspid"] = self.nspid
         return out
 
 
@@ -454,6 +469,32 @@ class Ready:
 
 
 @dataclass
+class Container:
+    """Container mode: the program ran as PID 1 of a PID namespace (or under its rules, emulated)."""
+
+    mode: str  # "namespace" (real) or "emulate"
+    via: Optional[str]  # a real namespace made as "root" or through a "user-namespace"
+    pid1: int  # the launched process's host pid
+    zombies: dict[int, int] = field(default_factory=dict)  # parent pid -> most zombie children at one look
+    init: Optional[str] = None  # "tini" or "gsup-init" when an init was PID 1 above the program
+    pre_stop: Optional[dict[str, Any]] = None  # --pod's preStop hook: {"hook", "took", "outcome"}
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Container:
+        hook = record.get("pre_stop")
+        return cls(mode=str(record["mode"]), via=_opt_str(record.get("via")), pid1=int(record["pid1"]),
+                   zombies={int(k): int(v) for k, v in record.get("zombies", {}).items()},
+                   init=_opt_str(record.get("init")), pre_stop=dict(hook) if isinstance(hook, dict) else None)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"mode": self.mode, "via": self.via, "pid1": self.pid1,
+               "zombies": {str(k): v for k, v in sorted(self.zombies.items())}, "init": self.init}
+        if self.pre_stop is not None:
+            out["pre_stop"] = self.pre_stop
+        return out
+
+
+@dataclass
 class Report:
     """Everything one run established, ready to print or serialise."""
 
@@ -471,6 +512,7 @@ class Report:
     stop: Optional[str] = None  # the --stop preset replayed, if any
     watching: list[str] = field(default_factory=list)  # names a watched call could be reported under
     grace: Optional[Grace] = None  # the grace window, once one began
+    container: Optional[Container] = None  # --container (or a docker/k8s stop): PID 1 of a PID namespace
 
     def roles(self, role: str) -> list[Process]:
         """Every process (image) with that role, in start order."""
@@ -513,6 +555,7 @@ class Report:
             stop=_opt_str(document.get("stop")),
             watching=[str(n) for n in document.get("watching", [])],
             grace=Grace.from_json(document["grace"]) if document.get("grace") else None,
+            container=Container.from_json(document["container"]) if document.get("container") else None,
         )
 
     @property
@@ -546,6 +589,7 @@ class Report:
             "stop": self.stop,
             "watching": self.watching,
             "grace": self.grace.to_json() if self.grace is not None else None,
+            "container": self.container.to_json() if self.container is not None else None,
         }
 
 

@@ -125,3 +125,22 @@ def parse_watch_presets(values: Sequence[str]) -> list[str]:
     if "none" in names and set(names) != {"none"}:
         raise GsupError("--watch-preset none turns every preset off: drop the others")
     return names
+
+
+CONTAINER_MODES = {"namespace": "namespace", "real": "namespace", "emulate": "emulate", "off": "off", "none": "off"}
+
+
+def parse_container(text: str) -> str:
+    """``--container`` (a real PID namespace), ``--container=emulate`` or ``--container=off``."""
+    mode = CONTAINER_MODES.get(text.strip().lower())
+    if mode is None:
+        raise GsupError(f"invalid --container={text!r}: use --container, --container=emulate or --container=off")
+    return mode
+
+
+def parse_init(text: str) -> str:
+    """``--init`` (tini if installed, else gsup's own), ``--init=tini`` or ``--init=gsup``."""
+    raw = text.strip().lower()
+    if raw not in ("auto", "tini", "gsup"):
+        raise GsupError(f"invalid --init={text!r}: use --init, --init=tini or --init=gsup")
+    return raw

@@ -121,3 +121,58 @@ def cmdline(pid: int) -> list[str] | None:
     if sep == "\x00" and len(argv) == 1 and " " in data:
         argv = data.split(" ")  # a program that rewrote its title with spaces
     return argv
+
+
+class Status:
+    """The fields of ``/proc/<pid>/status`` that container mode reads: the pid in
+    each PID namespace (``NSpid``, outermost first) and the signal masks."""
+
+    __slots__ = ("blocked", "caught", "ignored", "nspid")
+
+    def __init__(self, data: bytes) -> None:
+        fields = dict(line.partition(b":")[::2] for line in data.splitlines())
+        self.nspid = [int(p) for p in fields.get(b"NSpid", b"").split()]
+        self.blocked, self.ignored, self.caught = (int(fields.get(name, b"0").strip() or b"0", 16)
+                                                   for name in (b"SigBlk", b"SigIgn", b"SigCgt"))
+
+    def disposition(self, signum: int) -> str:
+        """``caught``, ``blocked``, ``ignored`` or ``default``: what decides whether PID 1 gets it."""
+        bit = 1 << (signum - 1)
+        for name, mask in (("caught", self.caught), ("blocked", self.blocked), ("ignored", self.ignored)):
+            if mask & bit:
+                return name
+        return "default"
+
+
+def status(pid: int) -> Status | None:
+    """``/proc/<pid>/status``, or None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            return Status(f.read())
+    except OSError:
+        return None
+
+
+WAITED_ALL = (1 << 64) - 1
+
+
+def signals_waited_for(pid: int) -> int:
+    """The signals ``pid`` is taking with ``sigtimedwait``/``sigwaitinfo`` right now, as a mask (0: none).
+
+    While a process waits so (tini, dumb-init, gsup's init.py), the kernel takes
+    the waited signals out of ``SigBlk`` and keeps them blocked aside
+    (``real_blocked``), which ``/proc`` does not show; they are not dropped for
+    PID 1.  The set is the syscall's first argument, read from the process's
+    memory (gsup may: same user, or root); unreadable, every signal counts as waited.
+    """
+    try:
+        with open(f"/proc/{pid}/wchan", "rb") as f:
+            if not f.read().startswith(b"do_sigtimedwait"):
+                return 0
+        with open(f"/proc/{pid}/syscall", "rb") as f:
+            address = int(f.read().split()[1], 16)
+        with open(f"/proc/{pid}/mem", "rb") as f:
+            f.seek(address)
+            return int.from_bytes(f.read(8), sys.byteorder)
+    except (OSError, ValueError, IndexError, OverflowError):
+        return WAITED_ALL

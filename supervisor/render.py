@@ -57,7 +57,10 @@ def render(report: Report, timeline: Optional[bool] = None) -> RenderableType:
     head.append(f"\nsession {report.session}, {report.duration:.2f}s", style="dim")
     parts: list[RenderableType] = [head]
     for action in report.actions:
-        parts.append(Text(f"  {action.at:6.2f}s  {action_text(action)}", style="cyan"))
+        dropped = f" — {_dropped(report)} (PID 1, no handler)" if action.dropped else ""
+        parts.append(Text(f"  {action.at:6.2f}s  {action_text(action)}{dropped}", style="cyan"))
+    if report.container is not None:
+        parts.append(container_text(report))
     parts.append(process_tree(report))
     if report.leftovers:
         parts.append(Text(f"left running: {', '.join(map(str, report.leftovers))} (ended by gsup)", style="yellow"))
@@ -116,8 +119,37 @@ def process_tree(report: Report) -> Tree:
     return tree
 
 
+def _dropped(report: Report) -> str:
+    emulated = report.container is not None and report.container.mode == "emulate"
+    return "dropped, emulated" if emulated else "dropped by the kernel"
+
+
+def container_text(report: Report) -> Text:
+    """How the program ran as PID 1, and the zombies it never reaped."""
+    container = report.container
+    assert container is not None
+    if container.mode == "emulate":
+        said = (f"container (emulated): pid {container.pid1} played PID 1 under the kernel's rules as gsup models "
+                "them (signals without a handler dropped, the rest killed when it ends; orphans still reaped)")
+    else:
+        how = "as root" if container.via == "root" else "through a user namespace"
+        said = f"container: pid {container.pid1} was PID 1 of a real PID namespace (made {how})"
+    text = Text(said, style="dim")
+    if container.pre_stop is not None:
+        hook = container.pre_stop
+        text.append(f"\npreStop {hook['hook']}: {hook['outcome']} after {hook['took']}s, then the signal", style="dim")
+    if container.init is not None:
+        which = "tini" if container.init == "tini" else "gsup's own init (tini not installed, or --init=gsup)"
+        text.append(f"; PID 1 was an init: {which}", style="dim")
+    for parent, count in sorted(container.zombies.items()):
+        text.append(f"\nzombies: up to {count} under pid {parent}: PID 1 does not reap orphans (run an init)",
+                    style="yellow")
+    return text
+
+
 def process_text(proc: Process) -> Text:
-    text = Text.assemble((f"{proc.pid} ", "bold"), (proc.role, "magenta"), "  ")
+    inside = "" if proc.nspid is None else (" PID 1" if proc.nspid == 1 else f" (pid {proc.nspid} inside)")
+    text = Text.assemble((f"{proc.pid}{inside} ", "bold"), (proc.role, "magenta"), "  ")
     text.append(_short_argv(proc.argv), style="dim")
     text.append("\n")
     text.append_text(end_text(proc.end))

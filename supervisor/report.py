@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from supervisor import stacks, wording
+from supervisor import nspids, stacks, wording
 from supervisor.events import Event, Image
 from supervisor.explain import explain
 from supervisor.model import (
@@ -29,6 +29,7 @@ from supervisor.model import (
     UNREGISTERED,
     Action,
     CancelledTask,
+    Container,
     End,
     Grace,
     Handler,
@@ -43,6 +44,8 @@ from supervisor.model import (
 from supervisor.reaper import ExitStatus
 from supervisor.signals import signal_name
 from supervisor.tree import Seen, role_of
+
+ROOT_NS, USER_NS = "root", "user-namespace"  # start.py's Launched.container for a real namespace
 
 
 @dataclass
@@ -71,6 +74,10 @@ class RunFacts:
     records_lost: Optional[str] = None  # why probe records may be missing (session dir deleted, disk full)
     grace: Optional[tuple[float, float]] = None  # (seconds, time.monotonic() when the grace window began)
     stacks: dict[int, stacks.Answer] = field(default_factory=dict)  # taken before gsup escalated, by pid
+    container: Optional[str] = None  # how the program was PID 1: root, user-namespace, emulate (see start.py)
+    zombies: dict[int, int] = field(default_factory=dict)  # parent pid -> most zombie children at one look
+    init: Optional[str] = None  # tini or gsup-init: PID 1 above the program (--init, --stop docker-init)
+    pre_stop: Optional[dict[str, object]] = None  # a pod's preStop hook as run (hooks.py)
 
     def adopted(self, ppid: Optional[int]) -> bool:
         """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
@@ -92,6 +99,7 @@ class _Proc:
     spawn_argv: Optional[list[str]] = None  # what the parent asked to run, if it said
     spawned_at: Optional[float] = None  # when the parent recorded starting it (monotonic)
     unrecorded: bool = False  # its probe opened a record file and no line reached it
+    from_init: bool = False  # its status is the init's exit status read back (see _from_the_init)
 
     def ppid(self, facts: RunFacts) -> Optional[int]:
         """The parent that started it: a spawn record first, then what the probe and
@@ -116,6 +124,12 @@ class _Proc:
 
 
 def build(facts: RunFacts) -> Report:
+    inside: dict[int, int] = {}
+    # A probe record of pid 1 is made only inside a PID namespace: a report rebuilt from
+    # a session's files (gsup died, `gsup report`) knows container mode from that alone.
+    if facts.container in (ROOT_NS, USER_NS) or (facts.root_pid != 1 and any(i.pid == 1 for i in facts.images)):
+        facts.images, inside = nspids.to_host(facts.images, facts.seen, facts.root_pid,
+                                                        facts.guardian_pid)
     procs = _collect(facts)
     leftovers = set(facts.leftovers)
     processes: list[Process] = []
@@ -124,6 +138,7 @@ def build(facts: RunFacts) -> Report:
     _mark_orphans(processes, procs, facts)
     _add_stacks(processes, facts)
     for process in processes:
+        process.nspid = inside.get(process.pid)
         process.explanation = explain(process, processes, facts.actions)
     return Report(
         command=facts.command, session=facts.session, started=facts.started_wall,
@@ -131,6 +146,7 @@ def build(facts: RunFacts) -> Report:
         leftovers=sorted(leftovers), incomplete=facts.incomplete + _unrecorded(procs, facts), version=facts.version,
         ready=facts.ready, stop=facts.stop, watching=facts.watching,
         grace=Grace(facts.grace[0], facts.grace[1] - facts.launched) if facts.grace is not None else None,
+        container=_container(facts, procs),
     )
 
 
@@ -153,6 +169,15 @@ def _add_stacks(processes: list[Process], facts: RunFacts) -> None:
             entry.exception = kind
             entry.exception_origin = f"{text} raised at {where.rpartition('/')[2]}" if where else None
         entry.stuck = stacks.diagnose(entry, answer, entry.stacks_at)
+def _container(facts: RunFacts, procs: list[_Proc]) -> Optional[Container]:
+    """Container mode's facts: how PID 1 was made, and the zombies its children became."""
+    if facts.container is None:
+        return None
+    in_tree = {p.pid for p in procs}
+    zombies = {parent: count for parent, count in facts.zombies.items() if parent in in_tree}
+    return Container(mode="emulate" if facts.container == "emulate" else "namespace",
+                     via=facts.container if facts.container != "emulate" else None,
+                     pid1=facts.root_pid, zombies=zombies, init=facts.init, pre_stop=facts.pre_stop)
 
 
 def _unrecorded(procs: list[_Proc], facts: RunFacts) -> list[str]:
@@ -218,7 +243,33 @@ def _collect(facts: RunFacts) -> list[_Proc]:
         for event in image.of_kind("reaped"):
             status = ExitStatus.from_wait_status(int(event["pid"]), int(event["status"]), float(event["t"]))
             claim(status.pid, status, f"parent {image.pid}", image.pid)
-    return list(by_key.values())
+    procs = list(by_key.values())
+    _from_the_init(procs, facts)
+    return procs
+
+
+INIT_SOURCE = "the init's exit status"  # End.source of the init's child, and how to word it
+
+
+def _from_the_init(procs: list[_Proc], facts: RunFacts) -> None:
+    """The init's child's end, which only the init saw: tini (and gsup's init) exit
+    with the child's code, or 128+N when signal N killed it.  A child that finished
+    its atexit phase exited, whatever the number; 129-159 otherwise reads as a signal."""
+    root = next((p for p in procs if p.pid == facts.root_pid and p.status is not None), None)
+    if facts.init is None or root is None or root.status is None or root.status.code is None:
+        return
+    children = sorted((p for p in procs if p.pid != root.pid and p.ppid(facts) == root.pid and p.status is None),
+                      key=lambda p: p.began)
+    if not children:
+        return
+    child, code = children[0], root.status.code
+    finished = any(e.get("k") == "done" for i in child.images for e in i.events)
+    if 128 < code < 160 and not finished:
+        child.status = ExitStatus(child.pid, None, code - 128, root.status.at)
+    else:
+        child.status = ExitStatus(child.pid, code, None, root.status.at)
+    child.reaped_by = f"parent {root.pid}"
+    child.from_init = True
 
 
 def _entries(proc: _Proc, facts: RunFacts, leftovers: set[int]) -> list[Process]:
@@ -299,7 +350,16 @@ def _uninstrumented(proc: _Proc, role: str, argv: list[str], end: End, facts: Ru
 
 
 def _final_end(proc: _Proc, left_running: bool, facts: RunFacts) -> End:
+    end = _wait_end(proc, left_running, facts)
+    if proc.from_init:
+        end.source = INIT_SOURCE
+    return end
+
+
+def _wait_end(proc: _Proc, left_running: bool, facts: RunFacts) -> End:
     status = proc.status
+    if status is None and _ended_with_pid1(proc, facts):
+        return End(SIGNALED, signal="SIGKILL", reaped_by=nspids.KERNEL)
     if status is None:
         return End(UNKNOWN, reason=_why_unknown(proc, facts))
     if status.signal is not None:
@@ -309,6 +369,20 @@ def _final_end(proc: _Proc, left_running: bool, facts: RunFacts) -> End:
     if left_running:
         return End(LEFT_RUNNING, then=end)
     return end
+
+
+def _ended_with_pid1(proc: _Proc, facts: RunFacts) -> bool:
+    """Did the kernel SIGKILL it because PID 1 ended?  In a real namespace, a
+    process still running (not a zombie, not through its own exit) when PID 1
+    ended dies then, and is reaped inside the namespace, so no status reaches gsup.
+    "Still running" is what gsup's last look with PID 1 alive saw (the grace's
+    SIGKILL looks just before it sends), and no record of its own exit follows."""
+    if facts.container not in (ROOT_NS, USER_NS) or proc.pid == facts.root_pid or proc.seen is None:
+        return False
+    root = next((s for s in facts.statuses if s.pid == facts.root_pid), None)
+    if root is None or not proc.seen.with_root or proc.seen.alive:
+        return False
+    return not any(e.get("k") in ("done", "os_exit") for i in proc.images for e in i.events)
 
 
 def _why_unknown(proc: _Proc, facts: RunFacts) -> str:

@@ -54,7 +54,7 @@ class _Watch:
     @classmethod
     def around(cls, launched: Launched, plan: RunPlan, own: OwnSignals, journal: Journal,
                display: Display) -> _Watch:
-        tree = Tree(os.getpid(), launched.root_pid, launched.guardian_pid)
+        tree = Tree(os.getpid(), launched.root_pid, launched.guardian_pid, container=launched.container is not None)
         actor = Actor(plan, Sender(tree, launched, journal, display), own, display)
         return cls(launched, tree, EventLoop(launched, tree, own, journal, display, actor.on_death), actor)
 

@@ -234,6 +234,10 @@ def make_plan(signals: str, targets: str, jobs: int, params: dict[str, Any], is_
         values = params[name] if isinstance(params[name], tuple) else [params[name]]
         flags += [part for value in values if value is not None for part in (flag, str(value))]
     flags += ["--deep"] if params.get("deep") else []
+    # Their value only ever follows "=" (a bare --container is a flag): passed on the same way.
+    flags += [f"--{name}={params[name]}" for name in ("container", "init") if params.get(name) is not None]
+    if params.get("stop_time") is not None:
+        raise GsupError("--time goes with gsup run --stop docker (in a matrix, use --grace)")
     module, program = params["module"], list(params["program"])
     program = ["-m", module, *program] if module is not None else ["--", *program] if is_command else program
     return Plan(scenarios, [*GSUP, "run", "--json", "-q", *flags], program, command, jobs, extra)

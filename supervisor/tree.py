@@ -32,6 +32,9 @@ class Seen:
     alive: bool = True
     name: str = ""  # the kernel's short name (comm), all that is known while argv is empty
     started: float = 0.0  # its start, to a clock tick, on time.monotonic()'s clock ("at" fields count on it)
+    nspid: int | None = None  # container mode: its pid inside the PID namespace (1 for the main process)
+    last_alive: float = 0.0  # the last look that saw it running (not a zombie)
+    with_root: bool = False  # running at the last look that saw the launched process running
 
     @property
     def command(self) -> list[str]:
@@ -54,10 +57,13 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 class Tree:
     """Snapshots of gsup's descendants and the history of everything seen."""
 
-    def __init__(self, gsup_pid: int, root_pid: int, guardian_pid: int | None = None) -> None:
+    def __init__(self, gsup_pid: int, root_pid: int, guardian_pid: int | None = None,
+                 container: bool = False) -> None:
         self.gsup_pid = gsup_pid
         self.root_pid = root_pid
         self.guardian_pid = guardian_pid  # gsup's own helper (guardian.py), below gsup but not of the tree
+        self.container = container  # the tree is a PID namespace: read each process's pid inside it
+        self.zombies: dict[int, int] = {}  # parent pid -> the most zombie children it had at one look
         self.history: dict[Identity, Seen] = {}
         self._states: dict[Identity, bytes] = {}  # live processes' state letters at the last look
         self._boot_time = procfs.boot_time()
@@ -73,26 +79,42 @@ class Tree:
         to_monotonic = now - time.clock_gettime(time.CLOCK_BOOTTIME)  # start times count on the boot clock
         new: list[Seen] = []
         self._states = {}
+        zombies: dict[int, int] = {}
         for pid, info in procfs.descendants(self.gsup_pid):
             if pid == self.guardian_pid:
                 continue
             key = Identity(pid, float(info.starttime) / procfs.CLOCK_TICKS + self._boot_time)
+            if info.state == b"Z":
+                zombies[info.ppid] = zombies.get(info.ppid, 0) + 1
             if info.state == b"Z" and key in self.history:
                 continue  # dead, waiting to be reaped: not running
             self._states[key] = info.state
             if key in self.history:
                 self._read_argv_again(self.history[key])
+                self.history[key].last_alive = now
                 continue
             argv = procfs.cmdline(pid)
             if argv is None:
                 continue  # gone meanwhile: the next look will not see it either
             seen = Seen(pid, key.create_time, info.ppid, argv, now, name=info.name,
-                        started=float(info.starttime) / procfs.CLOCK_TICKS + to_monotonic)
+                        started=float(info.starttime) / procfs.CLOCK_TICKS + to_monotonic,
+                        nspid=self._nspid(pid), last_alive=now if info.state != b"Z" else 0.0)
             self.history[key] = seen
             new.append(seen)
+        root_alive = any(key.pid == self.root_pid for key in self._states)
         for key, seen in self.history.items():
             seen.alive = key in self._states
+            seen.with_root = seen.alive if root_alive else seen.with_root
+        for parent, count in zombies.items():
+            self.zombies[parent] = max(count, self.zombies.get(parent, 0))
         return new
+
+    def _nspid(self, pid: int) -> int | None:
+        """Its pid in the innermost PID namespace, in container mode (``NSpid``'s last field)."""
+        if not self.container:
+            return None
+        status = procfs.status(pid)
+        return status.nspid[-1] if status is not None and len(status.nspid) > 1 else None
 
     @staticmethod
     def _read_argv_again(seen: Seen) -> None:

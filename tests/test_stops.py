@@ -58,7 +58,9 @@ def _sent(report: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 
 def test_docker_term_to_the_root_then_kill_everything(gsup: Gsup, program: Program, tmp_path: Path) -> None:
-    _, report = _run(gsup, program, tmp_path, "--stop", "docker", "--grace", "1s", mode="stubborn")
+    """As an ordinary child (--container=off): the real PID 1 case is tests/test_container_pid1.py."""
+    _, report = _run(gsup, program, tmp_path, "--stop", "docker", "--container=off", "--grace", "1s",
+                     mode="stubborn")
     assert report["stop"] == "docker"
     assert _sent(report) == [("SIGTERM", "parent", "stop docker"), ("SIGKILL", "tree", "stop docker")]
     assert _ends(report) == {"parent": ("signaled", "SIGTERM"), "child": ("signaled", "SIGKILL")}
@@ -105,7 +107,8 @@ def test_timeout_misses_a_process_that_left_the_group(gsup: Gsup, program: Progr
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--stop", "nomad"], "invalid --stop 'nomad': use docker, k8s, systemd, systemd-mixed, ctrl-c, timeout"),
+    (["--stop", "nomad"],
+     "invalid --stop 'nomad': use docker, k8s, docker-init, systemd, systemd-mixed, ctrl-c, timeout"),
     (["--stop", "docker", "--signal", "KILL"], "--stop sets the signal and target itself: drop --signal/--target"),
     (["--signal", "TERM", "--kill-after", "1s"], "--kill-after goes with --stop timeout (elsewhere, use --grace)"),
     (["--ready-port", "70000"], "invalid port 70000: use 1-65535"),

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Optional
 
-from supervisor import stacks
+from supervisor import hooks, stacks
 from supervisor.errors import GsupError
 from supervisor.model import Action
 from supervisor.options import Target
@@ -42,6 +42,7 @@ class Acted:
     shot_error: Optional[GsupError]
     grace: Optional[tuple[float, float]] = None  # (seconds, time.monotonic() when the window began)
     stacks: dict[int, stacks.Answer] = field(default_factory=dict)  # taken before the escalation, by pid
+    pre_stop: Optional[dict[str, object]] = None  # a pod's preStop hook: what ran, how long, its outcome
 
 
 class Actor:
@@ -63,10 +64,12 @@ class Actor:
         self.shot_error: Optional[GsupError] = None
         self.stacks: dict[int, stacks.Answer] = {}
         self.ctrl_c = 0  # Ctrl-Cs (SIGINTs to gsup) so far: the third escalates
+        self.pre_stop: Optional[dict[str, object]] = None
 
     def record(self) -> Acted:
         grace = (self.plan.grace, self.grace_began) if self.grace_began is not None else None
-        return Acted(self.sender.actions, self.leftovers, self.shot_error, grace=grace, stacks=self.stacks)
+        return Acted(self.sender.actions, self.leftovers, self.shot_error, grace=grace, stacks=self.stacks,
+                     pre_stop=self.pre_stop)
 
     def alarm(self) -> Optional[float]:
         return self.deadline
@@ -76,7 +79,9 @@ class Actor:
         if status.pid != self.root_pid or self.root_ended is not None:
             return
         self.root_ended = now
-        if self.plan.stop is not None and self.plan.stop.ends_with_root:
+        if self.plan.namespace:
+            self.pending = False  # the kernel has already ended every other process of the namespace
+        elif self.plan.container is not None or (self.plan.stop is not None and self.plan.stop.ends_with_root):
             self._end_container()
         if self.deadline is None:
             self._begin_grace(now)
@@ -133,6 +138,10 @@ class Actor:
         elif plan.after is None and quiet_for < settle:
             return
         self.pending = False
+        began = time.monotonic()
+        if plan.pre_stop is not None:
+            self.pre_stop = hooks.run_pre_stop(plan.pre_stop, plan.grace)
+            self.display.note(f"preStop {plan.pre_stop}: {self.pre_stop['outcome']}")
         try:
             action = self.sender.send(plan.signal, plan.target, by=plan.shooter)
             if plan.stop is not None and plan.stop.also is not None:
@@ -141,7 +150,8 @@ class Actor:
             self.shot_error = err
             self.kill_everything("the signal could not be sent")
             return
-        self._begin_grace(time.monotonic())
+        # The kubelet's grace counts the preStop hook's time too.
+        self._begin_grace(began if plan.pre_stop is not None else time.monotonic())
 
     def _begin_grace(self, now: float) -> None:
         self.deadline = now + self.plan.grace
@@ -167,6 +177,11 @@ class Actor:
             killed = self.kill_tree(by="leftovers")
             self.leftovers = sorted({p.pid for p in killed} | set(self.leftovers))
             self.display.note(f"left running after the grace period: {', '.join(map(str, self.leftovers))}")
+        elif stop is not None and stop.kill is not None and self.plan.namespace:
+            # The runtime kills the container's init; the kernel then kills the rest of its namespace.
+            self.display.note(f"{stop.name}: {grace:g}s over, SIGKILL to PID 1")
+            self.take_stacks([p.pid for p in self.tree.live()])  # all of them die with PID 1
+            self.sender.send_quietly(signal.SIGKILL, Target("parent"), by=self.plan.shooter)
         elif stop is not None and stop.kill is not None:
             self.display.note(f"{stop.name}: {grace:g}s over, SIGKILL to the {stop.kill}")
             if stop.kill.kind == "tree":
@@ -213,12 +228,12 @@ class Actor:
                                         f"appeared before the tree ended; the tree was: {everyone}")
 
     def _end_container(self) -> None:
-        """The main process of a container ended: the kernel kills the rest at once."""
-        assert self.plan.stop is not None
+        """The main process of an emulated container ended: the kernel would kill the rest at once."""
         self.pending = False
         self.tree.snapshot()
         if self.tree.live():
-            self.display.note(f"{self.plan.stop.name}: the main process ended, SIGKILL to the rest of the container")
+            name = self.plan.stop.name if self.plan.stop is not None else "container"
+            self.display.note(f"{name}: the main process ended, SIGKILL to the rest of the container")
             self.sender.kill("tree", by=self.plan.shooter)
 
     def _members(self, target: Target) -> list[Seen]:

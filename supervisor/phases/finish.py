@@ -28,6 +28,7 @@ class Drained:
     finished: float
     seen: list[Seen]
     actions: list[Action]
+    zombies: dict[int, int]  # parent pid -> most zombie children at one look (tree.py)
 
 
 def drain(journal: Journal, tree: Optional[Tree], own_actions: list[Action]) -> Drained:
@@ -45,7 +46,7 @@ def drain(journal: Journal, tree: Optional[Tree], own_actions: list[Action]) -> 
     sessions.wait_for_senders(session)
     logged = sessions.read_actions(session)
     return Drained(finished, list(tree.history.values()) if tree is not None else [],
-                   sorted(logged or own_actions, key=lambda a: a.at))
+                   sorted(logged or own_actions, key=lambda a: a.at), dict(tree.zombies) if tree is not None else {})
 
 
 def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], statuses: list[ExitStatus],
@@ -66,7 +67,8 @@ def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], 
         actions=drained.actions, leftovers=acted.leftovers, stacks=acted.stacks,
         finished=drained.finished, incomplete=journal.incomplete, version=__version__, ready=ready,
         stop=plan.stop_name, watching=options.watching(plan.watch, plan.watch_presets), deep=plan.deep,
-        records_lost=lost, grace=acted.grace,
+        records_lost=lost, grace=acted.grace, container=launched.container if launched is not None else None,
+        zombies=dict(drained.zombies), init=launched.init if launched is not None else None, pre_stop=acted.pre_stop,
     )
     built = report.build(facts)
     try:

@@ -8,11 +8,13 @@ from signal import Signals
 from typing import Optional
 
 from supervisor import stops
+from supervisor.containers import PreStop
 from supervisor.options import Target
 from supervisor.readiness import Readiness
 from supervisor.stops import Stop
 
 DEFAULT_GRACE = 10.0
+NAMESPACE, EMULATE, NO_CONTAINER = "namespace", "emulate", "off"  # --container's modes
 
 
 @dataclass
@@ -36,6 +38,10 @@ class RunOptions:
     watch_presets: list[str] = field(default_factory=list)
     closed_streams: frozenset[int] = frozenset()  # gsup's own 0, 1, 2 that were closed: closed for the program too
     deep: Optional[str] = None  # --deep: the interpreter whose site-packages reaches -I/-E children
+    container: Optional[str] = None  # --container: NAMESPACE or EMULATE; None: as the --stop preset implies
+    init: Optional[str] = None  # --init: auto, tini or gsup: an init as PID 1 above the program (docker-init: auto)
+    stop_signal: Optional[Signals] = None  # a Dockerfile's STOPSIGNAL, in place of the preset's signal
+    pre_stop: Optional[PreStop] = None  # a pod's lifecycle.preStop, run before the preset's signal
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,9 @@ class RunPlan:
     watch_presets: tuple[str, ...]
     closed_streams: frozenset[int]
     deep: Optional[str]
+    container: Optional[str]  # NAMESPACE: PID 1 of a real PID namespace; EMULATE: its rules modelled; None
+    init: Optional[str]  # auto (tini, else gsup's init.py), tini or gsup: PID 1 above the program; None: no init
+    pre_stop: Optional[PreStop]  # a pod's preStop hook: run, within the grace, before the signal
 
     @classmethod
     def from_options(cls, options: RunOptions) -> RunPlan:
@@ -66,19 +75,34 @@ class RunPlan:
         grace = options.grace if options.grace is not None else (stop.grace if stop is not None else DEFAULT_GRACE)
         return cls(
             argv=tuple(options.argv), json_stdout=options.json_stdout,
-            signal=stop.signal if stop is not None else options.signal,
+            signal=(options.stop_signal or stop.signal) if stop is not None else options.signal,
             target=stop.target if stop is not None else options.target,
             after=options.after, grace=grace, settle=options.settle, stop=stop,
             shooter=f"stop {stop.name}" if stop is not None else "gsup",
             ready_port=options.ready_port, ready_output=options.ready_output, ready_file=options.ready_file,
             ready_timeout=options.ready_timeout, watch=tuple(options.watch),
             watch_presets=tuple(options.watch_presets), closed_streams=options.closed_streams,
-            deep=options.deep)
+            deep=options.deep, container=_container(options.container, stop, options.init),
+            init=options.init or ("auto" if stop is not None and stop.init else None), pre_stop=options.pre_stop)
 
     @property
     def stop_name(self) -> Optional[str]:
         return self.stop.name if self.stop is not None else None
 
+    @property
+    def namespace(self) -> bool:
+        """Is the program PID 1 of a real PID namespace?"""
+        return self.container == NAMESPACE
+
     def readiness(self) -> Readiness:
         """The ``--ready-*`` conditions, fresh: the output pipes mark them as output passes."""
         return Readiness(self.ready_port, self.ready_output, self.ready_file)
+
+
+def _container(asked: Optional[str], stop: Optional[Stop], init: Optional[str]) -> Optional[str]:
+    """``--container`` as given, else a real namespace where the preset stops a
+    container (docker, k8s, docker-init) or an init was asked for: that is where
+    its main process is PID 1."""
+    if asked is not None:
+        return None if asked == NO_CONTAINER else asked
+    return NAMESPACE if init is not None or (stop is not None and stop.ends_with_root) else None

@@ -11,15 +11,16 @@ import signal
 import time
 from typing import Optional
 
-from supervisor import signals
+from supervisor import procfs, signals
 from supervisor.errors import GsupError
 from supervisor.model import Action
 from supervisor.options import Target
 from supervisor.phases.display import Display
 from supervisor.phases.journal import Journal
+from supervisor.phases.plan import EMULATE
 from supervisor.phases.start import Launched
 from supervisor.signals import Identity
-from supervisor.tree import Seen, Tree, deliver
+from supervisor.tree import Seen, Tree, deliver, resolve_target
 
 
 class Sender:
@@ -36,9 +37,39 @@ class Sender:
     def send(self, signum: signal.Signals, target: Target, by: str) -> Action:
         """Send ``signum`` to ``target`` within this tree; raises GsupError if it reaches none."""
         sent_at = time.monotonic()
-        reached = deliver(self.tree, target, signum, self.launched.root_pid)
-        return self._record(signum, str(target), sorted(p.pid for p in reached), by,
-                            group=self.launched.root_pid if target.kind == "group" else None, sent_at=sent_at)
+        dropped = self._dropped_by_pid1(signum)
+        if dropped and self.launched.container == EMULATE:
+            reached = self._deliver_but_to_pid1(target, signum)
+        else:
+            reached = deliver(self.tree, target, signum, self.launched.root_pid)
+        pids = sorted(p.pid for p in reached)
+        return self._record(signum, str(target), pids, by,
+                            group=self.launched.root_pid if target.kind == "group" else None, sent_at=sent_at,
+                            dropped=dropped if dropped and dropped[0] in pids else [])
+
+    def _deliver_but_to_pid1(self, target: Target, signum: signal.Signals) -> list[Seen]:
+        """``--container=emulate``: the kernel would drop it for PID 1, so PID 1 does not get
+        it; every other process ``target`` names does, one by one (a group's killpg would
+        reach PID 1 too).  PID 1 counts as reached: the signal was sent to it, and dropped."""
+        self.tree.snapshot()
+        chosen = resolve_target(target, self.tree.live(), self.launched.root_pid, self.tree)
+        return [p for p in chosen if p.pid == self.launched.root_pid or signals.send(p.identity, signum)]
+
+    def _dropped_by_pid1(self, signum: signal.Signals) -> list[int]:
+        """``[root]`` when the kernel will drop ``signum`` for PID 1: it has neither a handler
+        for it nor blocks it (pid_namespaces(7); SIGKILL and SIGSTOP from outside always land).
+
+        Decided from PID 1's masks just before the send, the kernel's own test
+        (``sig_task_ignored`` for a ``SIGNAL_UNKILLABLE`` task).  An ignored signal is
+        ignored by any process: that is no container rule, so it is not marked.
+        """
+        root = self.launched.root_pid
+        if self.launched.container is None or signum in (signal.SIGKILL, signal.SIGSTOP):
+            return []
+        status = procfs.status(root)
+        if status is None or status.disposition(signum) != "default":
+            return []
+        return [] if procfs.signals_waited_for(root) & (1 << (signum - 1)) else [root]
 
     def send_also(self, signum: signal.Signals, first: Action) -> None:
         """The second signal of a pair (systemd's SIGCONT), to exactly who got the first."""
@@ -84,10 +115,12 @@ class Sender:
         return killed
 
     def _record(self, signum: signal.Signals, target: str, pids: list[int], by: str,
-                group: Optional[int] = None, sent_at: Optional[float] = None) -> Action:
+                group: Optional[int] = None, sent_at: Optional[float] = None, dropped: Optional[list[int]] = None
+                ) -> Action:
         at = sent_at if sent_at is not None else time.monotonic()
         action = Action(signal=signum.name, signum=int(signum), target=target, pids=pids,
-                        at=at - self.launched.at, by=by, group=group, escalation=self.escalating)
+                        at=at - self.launched.at, by=by, group=group, escalation=self.escalating,
+                        dropped=dropped or [])
         self.actions.append(action)
         self.journal.log(self.journal.session.actions_file, action.to_json())
         self.display.action(action)

@@ -11,18 +11,24 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Protocol
 
 from supervisor import launch as spawning
 from supervisor import reaper, signals
+from supervisor.errors import GsupError
 from supervisor.phases.display import Display
 from supervisor.phases.plan import RunPlan
 from supervisor.readiness import OutputPipe, Readiness
 from supervisor.reaper import ExitStatus
 from supervisor.session import Session
 from supervisor.signals import Identity
+
+INIT = str(Path(__file__).resolve().parents[1] / "init.py")
 
 
 class Statuses(Protocol):
@@ -44,6 +50,9 @@ class Launched:
     guardian_pid: int
     statuses: Statuses
     outputs: tuple[OutputPipe, ...]  # the program's stdout and stderr, when --ready-output reads them
+    container: Optional[str] = None  # how the program is PID 1: "root" or "user-namespace" (a real
+    # PID namespace, made that way), "emulate" (its rules modelled), None (an ordinary child)
+    init: Optional[str] = None  # the init that is PID 1 above the program: "tini" or "gsup-init"
 
     def close(self) -> None:
         self.statuses.close()
@@ -55,16 +64,32 @@ def launch(plan: RunPlan, session: Session, readiness: Readiness, display: Displ
     """Start ``plan.argv`` with the probe injected; GsupError if it cannot start."""
     env = spawning.probe_env(dict(os.environ), session.events_dir, plan.watch, plan.watch_presets)
     deep = spawning.deep_site_dirs(plan.deep) if plan.deep else []
+    init, argv = with_init(list(plan.argv), plan.init) if plan.init else (None, list(plan.argv))
     at = time.monotonic()
-    started = spawning.spawn(list(plan.argv), env, plan.json_stdout, session.dir, at,
+    started = spawning.spawn(argv, env, plan.json_stdout, session.dir, at,
                              pipe_output=readiness.pattern is not None, closed=plan.closed_streams,
-                             deep=deep)
+                             deep=deep, namespace="pid" if plan.namespace else None)
     outputs: tuple[OutputPipe, ...] = ()
     if started.output is not None:
         out, err = started.output
         outputs = (OutputPipe(out, 2 if plan.json_stdout else 1, readiness), OutputPipe(err, 2, readiness))
     statuses = GuardianStatuses(started.statuses, started.guardian, outputs, display)
-    return Launched(at, started.pid, started.guardian, statuses, outputs)
+    container = started.namespace if plan.namespace else plan.container
+    return Launched(at, started.pid, started.guardian, statuses, outputs, container, init)
+
+
+def with_init(argv: list[str], which: str) -> tuple[str, list[str]]:
+    """``argv`` below an init, as ``docker run --init`` runs it: tini where it is
+    installed (Debian's ``tini``, Docker's ``docker-init``), else (or with ``which``
+    ``gsup``) gsup's own init.py with tini's semantics; and which one it is."""
+    for name in ("tini", "docker-init") if which != "gsup" else ():
+        found = shutil.which(name)
+        if found is not None:
+            return "tini", [found, "--", *argv]
+    if which == "tini":
+        raise GsupError("--init=tini: neither tini nor docker-init is on PATH (apt-get install tini), "
+                        "or use --init for gsup's own")
+    return "gsup-init", [sys.executable, "-I", "-S", INIT, "--", *argv]
 
 
 def announce(launched: Launched, session: Session, display: Display) -> None:
