@@ -97,6 +97,9 @@ class Handler:
     exception: Optional[str] = None
     inherited: bool = False  # registered in the parent before a fork
     runs: int = 1  # how many times it began (threading's callbacks can run twice)
+    started: Optional[float] = None  # seconds since launch: when it (last) began
+    ended: Optional[float] = None  # when it ended or raised
+    before_stop: bool = False  # a watched call begun before the stop reached its process: start-up work
 
     @property
     def label(self) -> str:
@@ -110,7 +113,9 @@ class Handler:
         return cls(kind=str(record["kind"]), name=str(record["name"]), module=str(record["module"]),
                    where=str(record["where"]), status=str(record["status"]), order=_opt_int(record.get("order")),
                    duration=_opt_float(record.get("duration")), exception=_opt_str(record.get("exception")),
-                   inherited=bool(record.get("inherited", False)), runs=int(record.get("runs", 1)))
+                   inherited=bool(record.get("inherited", False)), runs=int(record.get("runs", 1)),
+                   started=_opt_float(record.get("started")), ended=_opt_float(record.get("ended")),
+                   before_stop=bool(record.get("before_stop", False)))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "name": self.name, "module": self.module,
@@ -121,6 +126,9 @@ class Handler:
             out["inherited"] = True
         if self.runs > 1:
             out["runs"] = self.runs
+        out["started"], out["ended"] = _round(self.started), _round(self.ended)
+        if self.before_stop:
+            out["before_stop"] = True
         return out
 
 
@@ -143,6 +151,31 @@ class SignalHandler:
     def to_json(self) -> dict[str, Any]:
         return {"signal": self.signal, "handler": self.handler, "invoked": self.invoked,
                 "invocations": self.invocations}
+
+
+@dataclass
+class Sent:
+    """A signal a process of the tree sent: to a process (``to``), a group, or itself
+    (``raise_signal``, ``pthread_kill``: ``to`` is its own pid)."""
+
+    signal: str
+    at: Optional[float]  # seconds since launch
+    via: str = "kill"  # kill, killpg, raise_signal, pthread_kill
+    to: Optional[int] = None
+    group: Optional[int] = None
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Sent:
+        return cls(signal=str(record["signal"]), at=_opt_float(record.get("at")), via=str(record.get("via", "kill")),
+                   to=_opt_int(record.get("to")), group=_opt_int(record.get("group")))
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"signal": self.signal, "at": _round(self.at), "via": self.via}
+        if self.to is not None:
+            out["to"] = self.to
+        if self.group is not None:
+            out["group"] = self.group
+        return out
 
 
 @dataclass
@@ -171,6 +204,10 @@ class Process:
     kills: list[tuple[int, int]] = field(default_factory=list)  # (pid, signum) it sent
     watched: list[Handler] = field(default_factory=list)  # calls of watched functions, in the order they began
     watch_missing: list[str] = field(default_factory=list)  # MODULE:QUALNAME watched but not found
+    kind: Optional[str] = None  # what the process is, when gsup knows the program ("gunicorn master")
+    sent: list[Sent] = field(default_factory=list)  # signals it sent, itself included, in order
+    reraised: Optional[str] = None  # the signal it sent itself after putting its default action back
+    stop_at: Optional[float] = None  # when the first signal of the stop reached it (seconds since launch)
 
     @property
     def fired(self) -> list[str]:
@@ -194,6 +231,8 @@ class Process:
             unreadable_events=int(record.get("unreadable_events", 0)), explanation=str(record.get("explanation", "")),
             watched=[Handler.from_json(h) for h in record.get("watched", [])],
             watch_missing=[str(m) for m in record.get("watch_missing", [])],
+            kind=_opt_str(record.get("kind")), sent=[Sent.from_json(s) for s in record.get("sent", [])],
+            reraised=_opt_str(record.get("reraised")), stop_at=_opt_float(record.get("stop_at")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -207,8 +246,13 @@ class Process:
             "signal_handlers": [s.to_json() for s in self.signal_handlers],
             "exception": self.exception, "atexit_ran": self.atexit_began,
             "opaque_handlers": self.opaque_handlers, "orphaned": self.orphaned,
-            "forked": self.forked, "explanation": self.explanation,
+            "forked": self.forked, "explanation": self.explanation, "kind": self.kind,
+            "sent": [s.to_json() for s in self.sent],
         }
+        if self.reraised is not None:
+            out["reraised"] = self.reraised
+        if self.stop_at is not None:
+            out["stop_at"] = _round(self.stop_at)
         if not self.instrumented:
             out["uninstrumented_reason"] = self.uninstrumented_reason
         if self.unreadable_events:

@@ -14,6 +14,7 @@ from typing import Optional
 
 from supervisor.events import Event, Image
 from supervisor.explain import explain
+from supervisor.kinds import kinds
 from supervisor.model import (
     EXEC,
     EXITED,
@@ -31,6 +32,7 @@ from supervisor.model import (
     Process,
     Ready,
     Report,
+    Sent,
     SignalHandler,
 )
 from supervisor.reaper import ExitStatus
@@ -113,6 +115,9 @@ def build(facts: RunFacts) -> Report:
     for proc in sorted(procs, key=lambda p: (p.pid != facts.root_pid, p.began, p.pid)):
         processes.extend(_entries(proc, facts, leftovers))
     _mark_orphans(processes, procs, facts)
+    found = kinds(processes, _uses(facts.images))
+    for process in processes:
+        process.kind = found.get(process.pid)
     for process in processes:
         process.explanation = explain(process, processes, facts.actions)
     return Report(
@@ -121,6 +126,15 @@ def build(facts: RunFacts) -> Report:
         leftovers=sorted(leftovers), incomplete=facts.incomplete + _unrecorded(procs, facts), version=facts.version,
         ready=facts.ready, stop=facts.stop, watching=facts.watching,
     )
+
+
+def _uses(images: list[Image]) -> dict[int, set[str]]:
+    """pid -> the server frameworks its probe saw imported (``uses`` records)."""
+    found: dict[int, set[str]] = defaultdict(set)
+    for image in images:
+        for event in image.of_kind("uses"):
+            found[image.pid].add(str(event.get("fw")))
+    return found
 
 
 def _unrecorded(procs: list[_Proc], facts: RunFacts) -> list[str]:
@@ -303,16 +317,64 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     exit_event = image.first("exit")
     entry.atexit_began = exit_event is not None
     entry.exception = exit_event.get("exc") if exit_event else None
-    entry.handlers = _handlers(image.events)
-    entry.watched, entry.watch_missing = _watched(image.events)
+    entry.handlers = _handlers(image.events, facts.launched)
+    entry.watched, entry.watch_missing = _watched(image.events, facts.launched)
     entry.signal_handlers = _signal_handlers(image.events, entry)  # reads entry.exception
     entry.kills = [(int(e.get("pid", -e.get("pgid", 0))), int(e["sig"])) for e in image.of_kind("kill")]
+    entry.sent = [_sent(e, facts.launched) for e in image.of_kind("kill")]
+    entry.reraised = _reraised(image.events, proc.pid)
+    entry.stop_at = _stop_at(image.events, proc.pid, facts)
+    for call in entry.watched:
+        call.before_stop = call.started is not None and (entry.stop_at is None or call.started < entry.stop_at)
     _set_times(entry, image, proc, facts)
     return entry
 
 
-def _handlers(events: list[Event]) -> list[Handler]:
-    """Replay reg/inherit/unreg/begin/end/raise events into handler outcomes."""
+def _sent(event: Event, launched: float) -> Sent:
+    """A kill/killpg/raise_signal/pthread_kill record as the report shows it."""
+    group = event.get("pgid")
+    return Sent(signal=signal_name(int(event["sig"])), at=float(event["t"]) - launched,
+                via=str(event.get("via") or ("killpg" if group is not None else "kill")),
+                to=_int_or_none(event.get("pid")), group=_int_or_none(group))
+
+
+def _int_or_none(value: object) -> Optional[int]:
+    return value if isinstance(value, int) else None
+
+
+def _reraised(events: list[Event], pid: int) -> Optional[str]:
+    """The signal this process sent itself after one of its Python handlers for it ran
+    and its default action was put back (uvicorn's capture_signals, coverage.py's
+    SIGTERM handler): the last such, by name.  That is why such a process dies by the
+    signal with atexit never run, although its handler ran."""
+    installed: dict[int, str] = {}
+    handled: set[int] = set()
+    found: Optional[str] = None
+    for event in events:
+        kind, signum = event.get("k"), event.get("sig")
+        if not isinstance(signum, int):
+            continue
+        if kind in ("sig0", "sig"):
+            installed[signum] = str(event.get("handler"))
+        elif kind == "sigrun":
+            handled.add(signum)
+        elif kind == "kill" and event.get("pid") in (pid, 0) and signum in handled \
+                and installed.get(signum) == "SIG_DFL":
+            found = signal_name(signum)
+    return found
+
+
+def _stop_at(events: list[Event], pid: int, facts: RunFacts) -> Optional[float]:
+    """When this process began to stop, seconds since launch: the first signal gsup sent
+    (to it or to every process), a Python signal handler's first run, or its atexit
+    phase or ``os._exit``, whichever came first.  Work done before is start-up's."""
+    moments = [a.at for a in facts.actions if pid in a.pids or a.target in ("group", "tree")]
+    moments += [float(e["t"]) - facts.launched for e in events if e.get("k") in ("sigrun", "exit", "os_exit")]
+    return min(moments) if moments else None
+
+
+def _handlers(events: list[Event], launched: float = 0.0) -> list[Handler]:
+    """Replay reg/inherit/unreg/begin/end/raise events into handler outcomes (times since ``launched``)."""
     handlers: dict[int, Handler] = {}
     order = 0
     for event in events:
@@ -332,17 +394,21 @@ def _handlers(events: list[Event]) -> list[Handler]:
         elif kind == "begin" and handler.order is None:
             order += 1
             handler.order, handler.status = order, INTERRUPTED
+            handler.started, handler.ended = float(event["t"]) - launched, None
         elif kind == "begin":  # run again (threading's callbacks, when a first _shutdown() raised)
             handler.runs += 1
             handler.status, handler.exception = INTERRUPTED, None
+            handler.started, handler.ended = float(event["t"]) - launched, None
         elif kind == "raise":
             handler.status, handler.exception = RAISED, str(event.get("exc"))
+            handler.ended = float(event["t"]) - launched
         elif kind == "end" and handler.status != RAISED:
             handler.status, handler.duration = RAN, float(event.get("dur", 0.0))
+            handler.ended = float(event["t"]) - launched
     return list(handlers.values())
 
 
-def _watched(events: list[Event]) -> tuple[list[Handler], list[str]]:
+def _watched(events: list[Event], launched: float = 0.0) -> tuple[list[Handler], list[str]]:
     """Calls of watched functions from watch.begin/end/raise events, and the
     ``MODULE:QUALNAME`` the probe could not find.  An end without a begin in this
     image belongs to a call begun before a fork: it is the parent's call."""
@@ -354,10 +420,12 @@ def _watched(events: list[Event]) -> tuple[list[Handler], list[str]]:
             missing.append(f"{event.get('module')}:{event.get('qualname')}")
         elif kind == "watch.begin" and isinstance(cid, int) and cid not in calls:
             calls[cid] = Handler(kind="watched", name=str(event.get("name", "?")), module=str(event.get("module", "")),
-                                 where=str(event.get("where", "")), status=INTERRUPTED, order=len(calls) + 1)
+                                 where=str(event.get("where", "")), status=INTERRUPTED, order=len(calls) + 1,
+                                 started=float(event["t"]) - launched)
         elif kind in ("watch.end", "watch.raise") and isinstance(cid, int) and cid in calls:
             call = calls[cid]
             call.status, call.duration = (RAN if kind == "watch.end" else RAISED), float(event.get("dur", 0.0))
+            call.ended = float(event["t"]) - launched
             if kind == "watch.raise":
                 message = str(event.get("msg") or "")
                 call.exception = f"{event.get('exc')}: {message}" if message else str(event.get("exc"))

@@ -314,7 +314,7 @@ def apply_patches(os, events_dir):
         on_import["traceback"] = _patch_traceback
     rec.start(forked=False)
     try:
-        _patch_imports(_merged(on_import, _watch_patches(rec, os.environ)))
+        _patch_imports(_merged(_merged(on_import, _framework_notes(rec)), _watch_patches(rec, os.environ)))
         handlers.register_done()
         note_signal_handlers()
     finally:
@@ -568,13 +568,21 @@ def _run_exitfuncs_39(exits, real):
 
 
 def _handler_name(handler):
+    """A handler's name as a user wrote it: through ``functools.partial`` (asyncio.Runner's
+    SIGINT handler), bound methods and ``__wrapped__`` (``functools.wraps``), as atexit's are."""
     if handler == 0:
         return "SIG_DFL"
     if handler == 1:
         return "SIG_IGN"
     if handler is None:
         return "None"
-    return getattr(handler, "__qualname__", None) or type(handler).__qualname__
+    inner = innermost(handler)
+    for _ in range(5):
+        nxt = getattr(inner, "__wrapped__", None)
+        if nxt is None or nxt is inner or not callable(nxt):
+            break
+        inner = innermost(nxt)
+    return getattr(inner, "__qualname__", None) or type(inner).__qualname__
 
 
 def _patch_signals(rec):
@@ -716,11 +724,21 @@ class _Ways:
 
         return note
 
+    # Signals sent: receiver, signal and (the event's) time; a process sending one to
+    # itself is how servers re-raise after their own handler ran (uvicorn, coverage.py).
+
     def kill(self, pid, sig, *_, **__):
         self.rec.emit("kill", ',"pid":%d,"sig":%d' % (pid, sig))
 
     def killpg(self, pgid, sig, *_, **__):
         self.rec.emit("kill", ',"pgid":%d,"sig":%d' % (pgid, sig))
+
+    def raise_signal(self, sig, *_, **__):
+        self.rec.emit("kill", ',"pid":%d,"sig":%d,"via":"raise_signal"' % (self.rec.getpid(), sig))
+
+    def pthread_kill(self, thread_id, sig, *_, **__):
+        self.rec.emit("kill", ',"pid":%d,"sig":%d,"via":"pthread_kill","tid":%d'
+                      % (self.rec.getpid(), sig, thread_id))
 
     def reaped(self, pid, status):
         if pid > 0:
@@ -757,6 +775,7 @@ def _patch_os(rec):
     wrap("execve", before=ways.exec)
     wrap("kill", before=ways.kill)
     wrap("killpg", before=ways.killpg)
+    _patch_signal_sends(ways)
     for name in ("fork", "forkpty"):
         real = getattr(os, name, None)
         if real is not None:
@@ -768,6 +787,22 @@ def _patch_os(rec):
     wrap("wait4", after=ways.reaped_pair)
     wrap("waitid", after=ways.waitid)
     return ways
+
+
+def _patch_signal_sends(ways):
+    """``signal.raise_signal`` and ``signal.pthread_kill``: ``_signal``'s, which
+    ``signal`` copies on import (and in ``signal`` too, if it came first)."""
+    import _signal
+
+    for name, note in (("raise_signal", ways.raise_signal), ("pthread_kill", ways.pthread_kill)):
+        real = getattr(_signal, name, None)
+        if real is None:
+            continue
+        wrapper = _passthrough(real, name, before=note)
+        setattr(_signal, name, wrapper)
+        module = sys.modules.get("signal")
+        if module is not None and getattr(module, name, None) is real:
+            setattr(module, name, wrapper)
 
 
 def _patch_waitpid(os, ways):
@@ -1036,6 +1071,31 @@ def _patch_imports(patches):
     sys.meta_path.insert(0, _Finder(patches))
 
 
+# -- which server framework runs here: one line when its module is first imported -------
+
+# module -> framework: what tells gsup's report which process of a server's tree is which
+# (reloader, master, worker: ``supervisor/kinds.py``).  A module the process imported
+# before the probe ran (none of these) is noted at start.
+FRAMEWORKS = {
+    "werkzeug.serving": "werkzeug",
+    "django.core.management.commands.runserver": "django",
+    "uvicorn.server": "uvicorn",
+    "gunicorn.arbiter": "gunicorn",
+    "hypercorn.run": "hypercorn",
+    "aiohttp.web_runner": "aiohttp",
+    "celery.worker": "celery",
+}
+
+
+def _framework_notes(rec):
+    """module name -> patch writing ``{"k":"uses","fw":...}``, for ``_patch_imports``."""
+
+    def noter(framework):
+        return lambda module: rec.emit("uses", ',"fw":"%s"' % framework)
+
+    return {module: noter(framework) for module, framework in FRAMEWORKS.items()}
+
+
 # -- what to watch: --watch MODULE:QUALNAME and the built-in sets ----------------------
 
 # Built-in watch sets, as data: preset -> {module: ((attribute path, naming), ...)}.
@@ -1046,10 +1106,13 @@ def _patch_imports(patches):
 WATCH_PRESETS = {
     "gunicorn": {"gunicorn.config": (("Config.__getattr__", "hooks"),)},
     "asgi": {
-        "uvicorn.lifespan.on": (("LifespanOn.shutdown", ""),),
+        "uvicorn.lifespan.on": (("LifespanOn.startup", ""), ("LifespanOn.shutdown", "")),
         "uvicorn.server": (("Server.shutdown", ""),),
-        "starlette.routing": (("Router.shutdown", ""),),
+        "starlette.routing": (("Router.startup", ""), ("Router.shutdown", "")),
+        "hypercorn.asyncio.lifespan": (("Lifespan.wait_for_startup", ""), ("Lifespan.wait_for_shutdown", "")),
     },
+    "aiohttp": {"aiohttp.web_app": (("Application.startup", ""), ("Application.shutdown", ""),
+                                    ("Application.cleanup", ""))},
     "weakref": {"weakref": (("finalize.__call__", "finalize"),)},
     "logging": {"logging": (("shutdown", ""),)},
     "futures": {
