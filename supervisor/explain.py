@@ -82,12 +82,13 @@ def _sigkilled(proc: Process, sender: str, everyone: list[Process], actions: lis
     handled = [s for s in proc.signal_handlers if s.invoked and s.signal != "SIGKILL"]
     if handled:
         first = handled[0]
-        asked = _sender(proc, first.signal, everyone, actions)
-        text = (f"killed with SIGKILL{sender}{_waited(proc, first.signal, everyone)} after its Python handler "
-                f"{first.handler} ran for {first.signal}{asked}")
+        waited = _waited(proc, first.signal, everyone)
+        asked = "" if waited else _sender(proc, first.signal, everyone, actions)
+        text = (f"killed with SIGKILL{sender}{waited}: its Python handler {first.handler} had run for "
+                f"{first.signal}{asked}")
         if ran:
             text += f" and {', '.join(ran)} had run"
-        return f"{text}: it did not finish stopping in time{_skipped(proc)}{_hooks_missed(proc)}"
+        return f"{text}, but it had not finished stopping{_skipped(proc)}{_hooks_missed(proc)}"
     if ran:
         return f"killed with SIGKILL{sender} after {', '.join(ran)} had run{_skipped(proc)}{_hooks_missed(proc)}"
     return f"killed with SIGKILL{sender}: SIGKILL cannot be handled, nothing ran{_skipped(proc)}{_hooks_missed(proc)}"
@@ -99,8 +100,10 @@ def _waited(proc: Process, first: str, everyone: list[Process]) -> str:
         asked = [s.at for s in other.sent if s.to == proc.pid and s.signal == first and s.at is not None]
         killed = [s.at for s in other.sent if s.to == proc.pid and s.signal == "SIGKILL" and s.at is not None]
         if asked and killed and other.pid != proc.pid:
-            setting = " (its graceful_timeout)" if other.kind == "gunicorn master" else ""
-            return f" {killed[-1] - asked[0]:.1f} s after its {first}{setting}"
+            # gunicorn's Arbiter.stop: TERM (graceful) or QUIT (quick), then graceful_timeout, then KILL
+            stopping = other.kind == "gunicorn master" and first in ("SIGTERM", "SIGQUIT")
+            setting = " (gunicorn's graceful_timeout)" if stopping else ""
+            return f", {killed[-1] - asked[0]:.1f} s after the {first} it had sent{setting}"
     return ""
 
 
