@@ -367,8 +367,12 @@ def _reraised(events: list[Event], pid: int) -> Optional[str]:
 def _stop_at(events: list[Event], pid: int, facts: RunFacts) -> Optional[float]:
     """When this process began to stop, seconds since launch: the first signal gsup sent
     (to it or to every process), a Python signal handler's first run, or its atexit
-    phase or ``os._exit``, whichever came first.  Work done before is start-up's."""
-    moments = [a.at for a in facts.actions if pid in a.pids or a.target in ("group", "tree")]
+    phase or ``os._exit``, whichever came first.  Work done before is start-up's.
+
+    gsup's actions are kept to the millisecond: a call begun within that millisecond
+    cannot be the process's reaction to the signal, which would first run its
+    handler (recorded to the microsecond, ``sigrun``), hence the millisecond added."""
+    moments = [a.at + 0.001 for a in facts.actions if pid in a.pids or a.target in ("group", "tree")]
     moments += [float(e["t"]) - facts.launched for e in events if e.get("k") in ("sigrun", "exit", "os_exit")]
     return min(moments) if moments else None
 
