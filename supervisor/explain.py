@@ -79,7 +79,7 @@ def _sigkilled(proc: Process, sender: str, everyone: list[Process], actions: lis
     """SIGKILL ends a process at once; what ran before it did (a signal handler, a hook, an
     exit handler) is said, with the signal that asked it to stop and how long it had."""
     ran = _began(proc) + [w.label for w in proc.watched if w.status != INTERRUPTED and not w.before_stop]
-    handled = [s for s in proc.signal_handlers if s.invoked and s.signal != "SIGKILL"]
+    handled = [s for s in proc.signal_handlers if s.invoked and s.signal not in _NOT_A_STOP]
     if handled:
         first = handled[0]
         waited = _waited(proc, first.signal, everyone)
@@ -92,6 +92,10 @@ def _sigkilled(proc: Process, sender: str, everyone: list[Process], actions: lis
     if ran:
         return f"killed with SIGKILL{sender} after {', '.join(ran)} had run{_skipped(proc)}{_hooks_missed(proc)}"
     return f"killed with SIGKILL{sender}: SIGKILL cannot be handled, nothing ran{_skipped(proc)}{_hooks_missed(proc)}"
+
+
+# Signals a handler may run for that ask no process to stop (a child ended, a window resized...).
+_NOT_A_STOP = frozenset(("SIGKILL", "SIGCHLD", "SIGWINCH", "SIGCONT", "SIGALRM", "SIGURG", "SIGPIPE", "SIGIO"))
 
 
 def _waited(proc: Process, first: str, everyone: list[Process]) -> str:
@@ -115,8 +119,10 @@ _ON_PURPOSE = {
 
 
 def _on_purpose(proc: Process) -> str:
-    server = (proc.kind or "").split(" ")[0]
-    note = _ON_PURPOSE.get(server)
+    """The server's own reason, when the process runs one (a gunicorn worker running uvicorn's
+    Server shows in its watched calls)."""
+    servers = [(proc.kind or "").split(" ")[0]] + [w.module.split(".")[0] for w in proc.watched]
+    note = next((_ON_PURPOSE[s] for s in servers if s in _ON_PURPOSE), None)
     return f" ({note})" if note else ""
 
 

@@ -323,7 +323,7 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     entry.kills = [(int(e.get("pid", -e.get("pgid", 0))), int(e["sig"])) for e in image.of_kind("kill")]
     entry.sent = [_sent(e, facts.launched) for e in image.of_kind("kill")]
     entry.reraised = _reraised(image.events, proc.pid)
-    entry.stop_at = _stop_at(image.events, proc.pid, facts)
+    entry.stop_at = _stop_at(image.events, facts)
     for call in entry.watched:
         call.before_stop = call.started is not None and (entry.stop_at is None or call.started < entry.stop_at)
     _set_times(entry, image, proc, facts)
@@ -364,15 +364,17 @@ def _reraised(events: list[Event], pid: int) -> Optional[str]:
     return found
 
 
-def _stop_at(events: list[Event], pid: int, facts: RunFacts) -> Optional[float]:
+def _stop_at(events: list[Event], facts: RunFacts) -> Optional[float]:
     """When this process began to stop, seconds since launch: the first signal gsup sent
-    (to it or to every process), a Python signal handler's first run, or its atexit
-    phase or ``os._exit``, whichever came first.  Work done before is start-up's.
+    (to any process: a stop reaches workers through their master's pipes and events too,
+    hypercorn's worker through a multiprocessing Event), a Python signal handler's first
+    run, or its atexit phase or ``os._exit``, whichever came first.  Work done before is
+    start-up's.
 
     gsup's actions are kept to the millisecond: a call begun within that millisecond
     cannot be the process's reaction to the signal, which would first run its
     handler (recorded to the microsecond, ``sigrun``), hence the millisecond added."""
-    moments = [a.at + 0.001 for a in facts.actions if pid in a.pids or a.target in ("group", "tree")]
+    moments = [a.at + 0.001 for a in facts.actions]
     moments += [float(e["t"]) - facts.launched for e in events if e.get("k") in ("sigrun", "exit", "os_exit")]
     return min(moments) if moments else None
 

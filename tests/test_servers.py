@@ -394,7 +394,8 @@ def test_gunicorn_timed_out_workers_are_aborted(gsup: Gsup, gunicorn: Callable[.
     assert killed["explanation"].startswith(f"killed with SIGKILL by its parent {master_pid} (gunicorn master), "), \
         killed["explanation"]
     assert "after the SIGABRT it had sent: its Python handler Worker.handle_abort had run for SIGABRT and " \
-           "gunicorn.worker_abort had run, but it had not finished stopping" in killed["explanation"], killed["explanation"]
+           "gunicorn.worker_abort had run, but it had not finished stopping" in killed["explanation"], \
+        killed["explanation"]
     for worker in (clean, killed):
         assert f"SIGABRT to its child {worker['pid']}" in master["explanation"], master["explanation"]
     assert f"SIGKILL to its child {killed['pid']}" in master["explanation"]
