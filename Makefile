@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install only-supervisor demo test lint stress storm transparency versions bench clean
+.PHONY: help install only-supervisor demo test lint stress storm transparency versions bench atlas atlas-check clean
 
 help:  ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,12 @@ storm: $(STAMP)  ## Fork storms under signal storms on 3.9-3.13 (20 runs, ~1 min
 
 transparency: $(STAMP)  ## CPython's own tests plain and under gsup, per test case (FULL=1: more, DEEP=1: --deep)
 	$(BIN)/python tests/transparency/transparency.py $(if $(FULL),--full) $(if $(DEEP),--deep)
+
+atlas: $(STAMP)  ## Real servers under each stop (~2 min): writes docs/atlas.md
+	$(BIN)/python tests/atlas/atlas.py
+
+atlas-check: $(STAMP)  ## Regenerate the atlas and fail where behaviour differs from docs/atlas.md (CI)
+	$(BIN)/python tests/atlas/atlas.py --check
 
 lint: $(STAMP)  ## ruff and mypy --strict
 	$(BIN)/ruff check supervisor tests
