@@ -53,7 +53,7 @@ def kind_of(proc: Process, parent: Optional[Process], parent_kind: Optional[str]
     """One process's kind, or None."""
     text = " ".join(proc.argv)
     program = program_of(proc.argv)
-    for recognise in (_multiprocessing, _gunicorn, _uvicorn, _hypercorn, _celery, _reloaders):
+    for recognise in (_multiprocessing, _gunicorn, _uvicorn, _hypercorn, _celery, _reloaders, _aiohttp):
         kind = recognise(proc, text, program, parent, parent_kind, uses, everyone)
         if kind is not None:
             return kind
@@ -131,6 +131,12 @@ def _reloaders(proc: Process, text: str, program: str, parent: Optional[Process]
     if restarts or (django and "--noreload" not in proc.argv):
         return "Django autoreloader" if name == "Django" else "werkzeug reloader"
     return f"{name} server"
+
+
+def _aiohttp(proc: Process, text: str, program: str, parent: Optional[Process],
+             parent_kind: Optional[str], uses: set[str], everyone: list[Process]) -> Optional[str]:
+    """``web.run_app`` (the probe saw ``aiohttp.web_runner`` imported, which the client never needs)."""
+    return "aiohttp server" if "aiohttp" in uses else None
 
 
 def _option(argv: list[str], name: str) -> Optional[str]:

@@ -91,3 +91,7 @@ def test_multiprocessing_alone() -> None:
     forkserver = [PY, "-c", "from multiprocessing.forkserver import main; main(3, 4, ['__main__'])"]
     assert kinds_of(proc(10, None, [PY, "job.py"]), proc(11, 10, SPAWN), proc(12, 10, forkserver)) == [
         None, "multiprocessing spawned worker", "multiprocessing forkserver"]
+
+
+def test_aiohttp_server_from_the_probe() -> None:
+    assert kinds_of(proc(10, None, [PY, "app.py"]), uses={10: {"aiohttp"}}) == ["aiohttp server"]
