@@ -307,6 +307,7 @@ def apply_patches(os, events_dir):
     on_import = {
         "threading": handlers.patch_threading,
         "_posixsubprocess": lambda mod: _patch_fork_exec(mod, wrap),
+        "signal": lambda mod: _patch_signal_sends(mod, wrap),
     }
     if not PY311:
         on_import["threading"] = _both(on_import["threading"], _hide_probe_frames())
@@ -775,7 +776,6 @@ def _patch_os(rec):
     wrap("execve", before=ways.exec)
     wrap("kill", before=ways.kill)
     wrap("killpg", before=ways.killpg)
-    _patch_signal_sends(ways)
     for name in ("fork", "forkpty"):
         real = getattr(os, name, None)
         if real is not None:
@@ -789,20 +789,14 @@ def _patch_os(rec):
     return ways
 
 
-def _patch_signal_sends(ways):
-    """``signal.raise_signal`` and ``signal.pthread_kill``: ``_signal``'s, which
-    ``signal`` copies on import (and in ``signal`` too, if it came first)."""
-    import _signal
-
+def _patch_signal_sends(signal, ways):
+    """``signal.raise_signal`` and ``signal.pthread_kill``, patched once ``signal`` is imported
+    (nothing at start-up: ``python -c pass`` never imports it), in ``signal`` and in ``_signal``,
+    where they come from (``replace``)."""
     for name, note in (("raise_signal", ways.raise_signal), ("pthread_kill", ways.pthread_kill)):
-        real = getattr(_signal, name, None)
-        if real is None:
-            continue
-        wrapper = _passthrough(real, name, before=note)
-        setattr(_signal, name, wrapper)
-        module = sys.modules.get("signal")
-        if module is not None and getattr(module, name, None) is real:
-            setattr(module, name, wrapper)
+        real = getattr(signal, name, None)
+        if real is not None:
+            replace(signal, name, _passthrough(real, name, before=note))
 
 
 def _patch_waitpid(os, ways):
@@ -1088,12 +1082,13 @@ FRAMEWORKS = {
 
 
 def _framework_notes(rec):
-    """module name -> patch writing ``{"k":"uses","fw":...}``, for ``_patch_imports``."""
+    """module name -> patch writing ``{"k":"uses","fw":...}``, for ``_patch_imports`` (one
+    function for them all: a closure per module would cost start-up time in every process)."""
 
-    def noter(framework):
-        return lambda module: rec.emit("uses", ',"fw":"%s"' % framework)
+    def note(module):
+        rec.emit("uses", ',"fw":"%s"' % FRAMEWORKS.get(module.__name__, "?"))
 
-    return {module: noter(framework) for module, framework in FRAMEWORKS.items()}
+    return dict.fromkeys(FRAMEWORKS, note)
 
 
 # -- what to watch: --watch MODULE:QUALNAME and the built-in sets ----------------------
