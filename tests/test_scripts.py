@@ -392,8 +392,9 @@ def test_handler_that_restores_the_default_and_reraises_is_still_shown_as_run(gs
     assert parent["end"] == {"how": "signaled", "code": None, "signal": "SIGTERM", "reaped_by": "gsup"}
     assert parent["signal_handlers"][-1] == {
         "signal": "SIGTERM", "handler": "handle_exit", "invoked": True, "invocations": 1}
-    assert parent["explanation"] == ("got SIGTERM by gsup: its Python handler handle_exit ran, "
-                                     "then the process died by SIGTERM")
+    assert parent["reraised"] == "SIGTERM"
+    assert parent["explanation"] == ("got SIGTERM by gsup: its Python handler handle_exit ran, restored SIGTERM's "
+                                     "default and re-raised it: died by SIGTERM, so atexit did not run")
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
