@@ -796,7 +796,9 @@ def _patch_signal_sends(signal, ways):
     for name, note in (("raise_signal", ways.raise_signal), ("pthread_kill", ways.pthread_kill)):
         real = getattr(signal, name, None)
         if real is not None:
-            replace(signal, name, _passthrough(real, name, before=note))
+            wrapper = _passthrough(real, name, before=note)
+            wrapper.__module__ = "signal"  # a Python function there says it is signal's (test_signal checks)
+            replace(signal, name, wrapper)
 
 
 def _patch_waitpid(os, ways):
