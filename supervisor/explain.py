@@ -101,8 +101,8 @@ _NOT_A_STOP = frozenset(("SIGKILL", "SIGCHLD", "SIGWINCH", "SIGCONT", "SIGALRM",
 def _waited(proc: Process, first: str, everyone: list[Process]) -> str:
     """How long the process that SIGKILLed ``proc`` gave it after asking it to stop with ``first``."""
     for other in everyone:
-        asked = [s.at for s in other.sent if s.to == proc.pid and s.signal == first and s.at is not None]
-        killed = [s.at for s in other.sent if s.to == proc.pid and s.signal == "SIGKILL" and s.at is not None]
+        asked = [s.at for s in other.sent if s.pid == proc.pid and s.signal == first and s.at is not None]
+        killed = [s.at for s in other.sent if s.pid == proc.pid and s.signal == "SIGKILL" and s.at is not None]
         if asked and killed and other.pid != proc.pid:
             # gunicorn's Arbiter.stop: TERM (graceful) or QUIT (quick), then graceful_timeout, then KILL
             stopping = other.kind == "gunicorn master" and first in ("SIGTERM", "SIGQUIT")

@@ -4,6 +4,10 @@
 are documented in README.md ("The JSON report").  Format history:
 
 * ``gsup.report/1`` — first version.
+* 1.1 — ``<field>_b64`` siblings of text that held bytes not UTF-8.
+* 1.2 — times on the report's clock (seconds since launch): ``handlers[]``/``watched[]``
+  ``started``/``ended``, ``signal_handlers[].times``, ``processes[].sent`` (signals a process
+  sent, with when), ``actions[].escalation``, ``grace``: what a timeline draws.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class Action:
     at: float  # seconds since launch
     by: str = "gsup"  # gsup, gsup kill, ctrl-c, grace, leftovers
     group: Optional[int] = None
+    escalation: bool = False  # sent because a grace ran out, or a second Ctrl-C: gsup forcing the end
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Action:
@@ -39,13 +44,15 @@ class Action:
         group = record.get("group")
         return cls(signal=str(record["signal"]), signum=int(record["signum"]), target=str(record["target"]),
                    pids=[int(p) for p in record["pids"]], at=float(record["at"]), by=str(record.get("by", "gsup")),
-                   group=int(group) if group is not None else None)
+                   group=int(group) if group is not None else None, escalation=bool(record.get("escalation", False)))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"signal": self.signal, "signum": self.signum, "target": self.target,
-                               "pids": self.pids, "at": round(self.at, 3), "by": self.by}
+                               "pids": self.pids, "at": round(self.at, 6), "by": self.by}
         if self.group is not None:
             out["group"] = self.group
+        if self.escalation:
+            out["escalation"] = True
         return out
 
 
@@ -97,8 +104,8 @@ class Handler:
     exception: Optional[str] = None
     inherited: bool = False  # registered in the parent before a fork
     runs: int = 1  # how many times it began (threading's callbacks can run twice)
-    started: Optional[float] = None  # seconds since launch: when it (last) began
-    ended: Optional[float] = None  # when it ended or raised
+    started: Optional[float] = None  # seconds since launch, when its (last) run began
+    ended: Optional[float] = None  # seconds since launch, when that run ended or raised
     before_stop: bool = False  # a watched call begun before the stop reached its process: start-up work
 
     @property
@@ -126,7 +133,10 @@ class Handler:
             out["inherited"] = True
         if self.runs > 1:
             out["runs"] = self.runs
-        out["started"], out["ended"] = _round(self.started), _round(self.ended)
+        if self.started is not None:
+            out["started"] = round(self.started, 6)
+        if self.ended is not None:
+            out["ended"] = round(self.ended, 6)
         if self.before_stop:
             out["before_stop"] = True
         return out
@@ -140,42 +150,62 @@ class SignalHandler:
     handler: str
     invoked: Optional[bool]
     invocations: int = 0
+    times: list[float] = field(default_factory=list)  # seconds since launch, one per invocation seen
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> SignalHandler:
         invoked = record.get("invoked")
         return cls(signal=str(record["signal"]), handler=str(record["handler"]),
                    invoked=bool(invoked) if invoked is not None else None,
-                   invocations=int(record.get("invocations", 0)))
+                   invocations=int(record.get("invocations", 0)),
+                   times=[float(t) for t in record.get("times", [])])
 
     def to_json(self) -> dict[str, Any]:
-        return {"signal": self.signal, "handler": self.handler, "invoked": self.invoked,
-                "invocations": self.invocations}
+        out: dict[str, Any] = {"signal": self.signal, "handler": self.handler, "invoked": self.invoked,
+                               "invocations": self.invocations}
+        if self.times:
+            out["times"] = [round(t, 6) for t in self.times]
+        return out
 
 
 @dataclass
 class Sent:
-    """A signal a process of the tree sent: to a process (``to``), a group, or itself
-    (``raise_signal``, ``pthread_kill``: ``to`` is its own pid)."""
+    """A signal a process of the tree sent, and when: to another process (``os.kill``), a
+    group (``os.killpg``), or itself (``signal.raise_signal``, ``signal.pthread_kill``,
+    ``os.kill`` of its own pid: ``pid`` is its own)."""
 
+    pid: int  # the receiver; a negative number is a process group
     signal: str
-    at: Optional[float]  # seconds since launch
+    at: float  # seconds since launch
     via: str = "kill"  # kill, killpg, raise_signal, pthread_kill
-    to: Optional[int] = None
-    group: Optional[int] = None
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Sent:
-        return cls(signal=str(record["signal"]), at=_opt_float(record.get("at")), via=str(record.get("via", "kill")),
-                   to=_opt_int(record.get("to")), group=_opt_int(record.get("group")))
+        return cls(pid=int(record["pid"]), signal=str(record["signal"]), at=float(record["at"]),
+                   via=str(record.get("via", "kill")))
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"signal": self.signal, "at": _round(self.at), "via": self.via}
-        if self.to is not None:
-            out["to"] = self.to
-        if self.group is not None:
-            out["group"] = self.group
-        return out
+        return {"pid": self.pid, "signal": self.signal, "at": round(self.at, 6), "via": self.via}
+
+
+@dataclass
+class Grace:
+    """The grace window gsup gave the tree: from the first signal (or the launched
+    process's end) until the escalation it would send at ``until``."""
+
+    seconds: float
+    began: float  # seconds since launch
+
+    @property
+    def until(self) -> float:
+        return self.began + self.seconds
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Grace:
+        return cls(seconds=float(record["seconds"]), began=float(record["from"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "from": round(self.began, 6), "until": round(self.until, 6)}
 
 
 @dataclass
@@ -204,10 +234,10 @@ class Process:
     kills: list[tuple[int, int]] = field(default_factory=list)  # (pid, signum) it sent
     watched: list[Handler] = field(default_factory=list)  # calls of watched functions, in the order they began
     watch_missing: list[str] = field(default_factory=list)  # MODULE:QUALNAME watched but not found
+    sent: list[Sent] = field(default_factory=list)  # signals it sent, in order (``kills`` with their times)
     kind: Optional[str] = None  # what the process is, when gsup knows the program ("gunicorn master")
-    sent: list[Sent] = field(default_factory=list)  # signals it sent, itself included, in order
     reraised: Optional[str] = None  # the signal it sent itself after putting its default action back
-    stop_at: Optional[float] = None  # when the first signal of the stop reached it (seconds since launch)
+    stop_at: Optional[float] = None  # when it began to stop (seconds since launch): see report._stop_at
 
     @property
     def fired(self) -> list[str]:
@@ -231,8 +261,9 @@ class Process:
             unreadable_events=int(record.get("unreadable_events", 0)), explanation=str(record.get("explanation", "")),
             watched=[Handler.from_json(h) for h in record.get("watched", [])],
             watch_missing=[str(m) for m in record.get("watch_missing", [])],
-            kind=_opt_str(record.get("kind")), sent=[Sent.from_json(s) for s in record.get("sent", [])],
-            reraised=_opt_str(record.get("reraised")), stop_at=_opt_float(record.get("stop_at")),
+            sent=[Sent.from_json(k) for k in record.get("sent", [])],
+            kind=_opt_str(record.get("kind")), reraised=_opt_str(record.get("reraised")),
+            stop_at=_opt_float(record.get("stop_at")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -247,7 +278,7 @@ class Process:
             "exception": self.exception, "atexit_ran": self.atexit_began,
             "opaque_handlers": self.opaque_handlers, "orphaned": self.orphaned,
             "forked": self.forked, "explanation": self.explanation, "kind": self.kind,
-            "sent": [s.to_json() for s in self.sent],
+            "sent": [k.to_json() for k in self.sent],
         }
         if self.reraised is not None:
             out["reraised"] = self.reraised
@@ -313,6 +344,7 @@ class Report:
     ready: Optional[Ready] = None  # --ready-*, if asked for
     stop: Optional[str] = None  # the --stop preset replayed, if any
     watching: list[str] = field(default_factory=list)  # names a watched call could be reported under
+    grace: Optional[Grace] = None  # the grace window, once one began
 
     def roles(self, role: str) -> list[Process]:
         """Every process (image) with that role, in start order."""
@@ -354,6 +386,7 @@ class Report:
             ready=Ready.from_json(document["ready"]) if document.get("ready") else None,
             stop=_opt_str(document.get("stop")),
             watching=[str(n) for n in document.get("watching", [])],
+            grace=Grace.from_json(document["grace"]) if document.get("grace") else None,
         )
 
     @property
@@ -386,11 +419,14 @@ class Report:
             "ready": self.ready.to_json() if self.ready is not None else None,
             "stop": self.stop,
             "watching": self.watching,
+            "grace": self.grace.to_json() if self.grace is not None else None,
         }
 
 
 def _round(value: Optional[float]) -> Optional[float]:
-    return round(value, 3) if value is not None else None
+    """Microseconds, as the handlers' times: a timeline orders a send and the handler it ran
+    (often within the same millisecond) by these numbers."""
+    return round(value, 6) if value is not None else None
 
 
 def _opt_int(value: Any) -> Optional[int]:

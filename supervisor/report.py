@@ -28,6 +28,7 @@ from supervisor.model import (
     UNREGISTERED,
     Action,
     End,
+    Grace,
     Handler,
     Process,
     Ready,
@@ -64,6 +65,7 @@ class RunFacts:
     watching: list[str] = field(default_factory=list)
     deep: Optional[str] = None  # --deep's interpreter: its -I/-E children load the probe too
     records_lost: Optional[str] = None  # why probe records may be missing (session dir deleted, disk full)
+    grace: Optional[tuple[float, float]] = None  # (seconds, time.monotonic() when the grace window began)
 
     def adopted(self, ppid: Optional[int]) -> bool:
         """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
@@ -125,6 +127,7 @@ def build(facts: RunFacts) -> Report:
         duration=facts.finished - facts.launched, processes=processes, actions=facts.actions,
         leftovers=sorted(leftovers), incomplete=facts.incomplete + _unrecorded(procs, facts), version=facts.version,
         ready=facts.ready, stop=facts.stop, watching=facts.watching,
+        grace=Grace(facts.grace[0], facts.grace[1] - facts.launched) if facts.grace is not None else None,
     )
 
 
@@ -319,9 +322,9 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     entry.exception = exit_event.get("exc") if exit_event else None
     entry.handlers = _handlers(image.events, facts.launched)
     entry.watched, entry.watch_missing = _watched(image.events, facts.launched)
-    entry.signal_handlers = _signal_handlers(image.events, entry)  # reads entry.exception
+    entry.signal_handlers = _signal_handlers(image.events, entry, facts.launched)  # reads entry.exception
     entry.kills = [(int(e.get("pid", -e.get("pgid", 0))), int(e["sig"])) for e in image.of_kind("kill")]
-    entry.sent = [_sent(e, facts.launched) for e in image.of_kind("kill")]
+    entry.sent = [_sent(e, entry.pid, facts.launched) for e in image.of_kind("kill") if e.get("sig")]  # 0: liveness
     entry.reraised = _reraised(image.events, proc.pid)
     entry.stop_at = _stop_at(image.events, facts)
     for call in entry.watched:
@@ -330,16 +333,13 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     return entry
 
 
-def _sent(event: Event, launched: float) -> Sent:
-    """A kill/killpg/raise_signal/pthread_kill record as the report shows it."""
+def _sent(event: Event, pid: int, launched: float) -> Sent:
+    """A kill/killpg/raise_signal/pthread_kill record as the report shows it (``pid``: the sender's,
+    the receiver of what it sent itself)."""
     group = event.get("pgid")
-    return Sent(signal=signal_name(int(event["sig"])), at=float(event["t"]) - launched,
-                via=str(event.get("via") or ("killpg" if group is not None else "kill")),
-                to=_int_or_none(event.get("pid")), group=_int_or_none(group))
-
-
-def _int_or_none(value: object) -> Optional[int]:
-    return value if isinstance(value, int) else None
+    receiver = -int(group) if isinstance(group, int) else int(event.get("pid", pid))
+    return Sent(receiver, signal_name(int(event["sig"])), float(event["t"]) - launched,
+                via=str(event.get("via") or ("killpg" if group is not None else "kill")))
 
 
 def _reraised(events: list[Event], pid: int) -> Optional[str]:
@@ -379,8 +379,9 @@ def _stop_at(events: list[Event], facts: RunFacts) -> Optional[float]:
     return min(moments) if moments else None
 
 
-def _handlers(events: list[Event], launched: float = 0.0) -> list[Handler]:
-    """Replay reg/inherit/unreg/begin/end/raise events into handler outcomes (times since ``launched``)."""
+def _handlers(events: list[Event], launched: float) -> list[Handler]:
+    """Replay reg/inherit/unreg/begin/end/raise events into handler outcomes,
+    each run placed in time on the report's clock (seconds since ``launched``)."""
     handlers: dict[int, Handler] = {}
     order = 0
     for event in events:
@@ -400,21 +401,28 @@ def _handlers(events: list[Event], launched: float = 0.0) -> list[Handler]:
         elif kind == "begin" and handler.order is None:
             order += 1
             handler.order, handler.status = order, INTERRUPTED
-            handler.started, handler.ended = float(event["t"]) - launched, None
+            handler.started = _since(event, launched)
         elif kind == "begin":  # run again (threading's callbacks, when a first _shutdown() raised)
             handler.runs += 1
             handler.status, handler.exception = INTERRUPTED, None
-            handler.started, handler.ended = float(event["t"]) - launched, None
+            handler.started, handler.ended = _since(event, launched), None
         elif kind == "raise":
             handler.status, handler.exception = RAISED, str(event.get("exc"))
-            handler.ended = float(event["t"]) - launched
+            handler.ended = _since(event, launched)
         elif kind == "end" and handler.status != RAISED:
             handler.status, handler.duration = RAN, float(event.get("dur", 0.0))
-            handler.ended = float(event["t"]) - launched
+            handler.ended = _since(event, launched)
     return list(handlers.values())
 
 
-def _watched(events: list[Event], launched: float = 0.0) -> tuple[list[Handler], list[str]]:
+def _since(event: Event, launched: float) -> Optional[float]:
+    """An event's time on the report's clock: every probe event carries ``t``,
+    CLOCK_MONOTONIC, which is system-wide, so gsup's launch time subtracts."""
+    moment = event.get("t")
+    return float(moment) - launched if isinstance(moment, (int, float)) else None
+
+
+def _watched(events: list[Event], launched: float) -> tuple[list[Handler], list[str]]:
     """Calls of watched functions from watch.begin/end/raise events, and the
     ``MODULE:QUALNAME`` the probe could not find.  An end without a begin in this
     image belongs to a call begun before a fork: it is the parent's call."""
@@ -427,18 +435,18 @@ def _watched(events: list[Event], launched: float = 0.0) -> tuple[list[Handler],
         elif kind == "watch.begin" and isinstance(cid, int) and cid not in calls:
             calls[cid] = Handler(kind="watched", name=str(event.get("name", "?")), module=str(event.get("module", "")),
                                  where=str(event.get("where", "")), status=INTERRUPTED, order=len(calls) + 1,
-                                 started=float(event["t"]) - launched)
+                                 started=_since(event, launched))
         elif kind in ("watch.end", "watch.raise") and isinstance(cid, int) and cid in calls:
             call = calls[cid]
             call.status, call.duration = (RAN if kind == "watch.end" else RAISED), float(event.get("dur", 0.0))
-            call.ended = float(event["t"]) - launched
+            call.ended = _since(event, launched)
             if kind == "watch.raise":
                 message = str(event.get("msg") or "")
                 call.exception = f"{event.get('exc')}: {message}" if message else str(event.get("exc"))
     return list(calls.values()), missing
 
 
-def _signal_handlers(events: list[Event], entry: Process) -> list[SignalHandler]:
+def _signal_handlers(events: list[Event], entry: Process, launched: float) -> list[SignalHandler]:
     """Per signal, the last Python handler installed and every earlier one that
     ran, each with its runs.
 
@@ -451,6 +459,7 @@ def _signal_handlers(events: list[Event], entry: Process) -> list[SignalHandler]
     """
     installed: dict[int, str] = {}
     runs: dict[tuple[int, str], int] = defaultdict(int)
+    times: dict[tuple[int, str], list[float]] = defaultdict(list)
     order: list[tuple[int, str]] = []
     for event in events:
         signum = event.get("sig")
@@ -460,6 +469,9 @@ def _signal_handlers(events: list[Event], entry: Process) -> list[SignalHandler]
             installed[signum] = str(event.get("handler"))
         elif event.get("k") == "sigrun" and signum in installed:
             runs[(signum, installed[signum])] += 1
+            moment = _since(event, launched)
+            if moment is not None:
+                times[(signum, installed[signum])].append(moment)
             if (signum, installed[signum]) not in order:
                 order.append((signum, installed[signum]))
     shown = sorted(set(order) | set(installed.items()), key=lambda pair: (pair[0], pair not in order,
@@ -472,7 +484,7 @@ def _signal_handlers(events: list[Event], entry: Process) -> list[SignalHandler]
         invoked: Optional[bool] = count > 0
         if handler == "default_int_handler" and _before_311(entry.python) and not count:
             invoked = True if entry.exception == "KeyboardInterrupt" else None
-        out.append(SignalHandler(signal_name(signum), handler, invoked, count))
+        out.append(SignalHandler(signal_name(signum), handler, invoked, count, times[(signum, handler)]))
     return out
 
 

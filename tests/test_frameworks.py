@@ -78,7 +78,7 @@ def test_django_autoreloader_kills_its_server(gsup: Gsup, apps: Path) -> None:
     assert reloader["end"]["code"] == 0 and server["end"]["signal"] == "SIGKILL"
     assert server["explanation"].startswith(
         f"killed with SIGKILL by its parent {reloader['pid']} (Django autoreloader): SIGKILL cannot be handled")
-    assert [(s["signal"], s["to"]) for s in reloader["sent"]] == [("SIGKILL", server["pid"])]
+    assert [(s["signal"], s["pid"]) for s in reloader["sent"]] == [("SIGKILL", server["pid"])]
 
 
 def test_gunicorn_uvicorn_worker_killed_after_graceful_timeout(gsup: Gsup, apps: Path) -> None:

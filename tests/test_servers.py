@@ -514,7 +514,7 @@ def test_uvicorn_reloader_stopped(gsup: Gsup, uvicorn: Callable[[int], list[str]
     assert tracker["kind"] == "multiprocessing resource tracker"
     # capture_signals restored the default and re-raised: the report says so, and why atexit did not run.
     assert server["reraised"] == "SIGTERM"
-    assert [(s["signal"], s["via"], s["to"]) for s in server["sent"]] == [("SIGTERM", "raise_signal", server["pid"])]
+    assert [(s["signal"], s["via"], s["pid"]) for s in server["sent"]] == [("SIGTERM", "raise_signal", server["pid"])]
     assert (f"got SIGTERM by its parent {reloader['pid']} (uvicorn reloader): its Python handler Server.handle_exit "
             "ran, restored SIGTERM's default and re-raised it: died by SIGTERM, so atexit did not run (uvicorn does "
             "this on purpose; put cleanup in the lifespan shutdown)") in server["explanation"], server["explanation"]

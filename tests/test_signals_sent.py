@@ -34,7 +34,7 @@ def test_a_handler_that_restores_the_default_and_reraises(gsup: Gsup, program: P
     program(RERAISE)
     parent = role(gsup.report("prog.py"), "parent")
     assert parent["end"]["signal"] == "SIGTERM" and parent["reraised"] == "SIGTERM"
-    assert [(s["signal"], s["via"], s["to"]) for s in parent["sent"]] == [
+    assert [(s["signal"], s["via"], s["pid"]) for s in parent["sent"]] == [
         ("SIGTERM", "kill", parent["pid"]), ("SIGTERM", "raise_signal", parent["pid"])]
     assert all(isinstance(s["at"], float) and s["at"] >= 0 for s in parent["sent"])
     assert parent["explanation"] == ("got SIGTERM: its Python handler on_term ran, restored SIGTERM's default and "
@@ -55,7 +55,7 @@ PTHREAD_KILL = """
 def test_pthread_kill_is_recorded(gsup: Gsup, program: Program) -> None:
     program(PTHREAD_KILL)
     parent = role(gsup.report("prog.py"), "parent")
-    assert [(s["signal"], s["via"], s["to"]) for s in parent["sent"]] == [("SIGUSR1", "pthread_kill", parent["pid"])]
+    assert [(s["signal"], s["via"], s["pid"]) for s in parent["sent"]] == [("SIGUSR1", "pthread_kill", parent["pid"])]
     assert "reraised" not in parent
     assert parent["end"] == {"how": "exited", "code": 0, "signal": None, "reaped_by": "gsup"}
 
