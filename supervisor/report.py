@@ -369,12 +369,8 @@ def _stop_at(events: list[Event], facts: RunFacts) -> Optional[float]:
     (to any process: a stop reaches workers through their master's pipes and events too,
     hypercorn's worker through a multiprocessing Event), a Python signal handler's first
     run, or its atexit phase or ``os._exit``, whichever came first.  Work done before is
-    start-up's.
-
-    gsup's actions are kept to the millisecond: a call begun within that millisecond
-    cannot be the process's reaction to the signal, which would first run its
-    handler (recorded to the microsecond, ``sigrun``), hence the millisecond added."""
-    moments = [a.at + 0.001 for a in facts.actions]
+    start-up's."""
+    moments = [a.at for a in facts.actions]
     moments += [float(e["t"]) - facts.launched for e in events if e.get("k") in ("sigrun", "exit", "os_exit")]
     return min(moments) if moments else None
 
