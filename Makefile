@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install only-supervisor demo test lint stress storm transparency versions bench screenshots clean
+.PHONY: help install only-supervisor demo test lint stress storm transparency versions bench atlas atlas-check screenshots clean
 
 help:  ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -12,12 +12,12 @@ help:  ## List the commands
 $(STAMP): pyproject.toml Makefile  # the recipe is part of the install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,browser,containers]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[test,browser,containers,frameworks]' --config-settings editable_mode=compat
 	$(MAKE) --no-print-directory only-supervisor
 	$(BIN)/python -m compileall -q supervisor  # an editable install is not compiled, and PYTHONDONTWRITEBYTECODE may be set
 	touch $(STAMP)
 
-install: $(STAMP)  ## Create .venv/ and install gsup with its test extra
+install: $(STAMP)  ## Create .venv/ and install gsup with its test, browser and frameworks extras
 
 # compat mode's .pth (no import hook in every start-up of the venv) names the whole checkout, so
 # `import tests` or `import benchmark` anywhere would find gsup's own.  It names instead a directory
@@ -43,6 +43,12 @@ storm: $(STAMP)  ## Fork storms under signal storms on 3.9-3.13 (20 runs, ~1 min
 
 transparency: $(STAMP)  ## CPython's own tests plain and under gsup, per test case (FULL=1: more, DEEP=1: --deep)
 	$(BIN)/python tests/transparency/transparency.py $(if $(FULL),--full) $(if $(DEEP),--deep)
+
+atlas: $(STAMP)  ## Real servers under each stop (~2 min): writes docs/atlas.md
+	$(BIN)/python tests/atlas/atlas.py
+
+atlas-check: $(STAMP)  ## Regenerate the atlas and fail where behaviour differs from docs/atlas.md (CI)
+	$(BIN)/python tests/atlas/atlas.py --check
 
 lint: $(STAMP)  ## ruff and mypy --strict
 	$(BIN)/ruff check supervisor tests

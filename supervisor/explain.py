@@ -118,7 +118,7 @@ def _ending(proc: Process, everyone: list[Process], actions: list[Action]) -> st
         return f"exit status unknown: {end.reason}{_handlers_summary(proc)}"
     if end.how == SIGNALED:
         return _signaled(proc, everyone, actions)
-    return _exited(proc, everyone)
+    return _exited(proc, everyone, actions)
 
 
 def _signaled(proc: Process, everyone: list[Process], actions: list[Action]) -> str:
@@ -131,10 +131,12 @@ def _signaled(proc: Process, everyone: list[Process], actions: list[Action]) -> 
     if _inside_watched(proc):
         return f"killed with {sig}{sender}{_inside_watched(proc)} (interrupted){_ran_or_skipped(proc)}"
     if sig == "SIGKILL":
-        if proc.fired:
-            return f"killed with SIGKILL{sender} after {', '.join(_began(proc))} had run{_skipped(proc)}"
-        return f"killed with SIGKILL{sender}: SIGKILL cannot be handled, nothing ran{_skipped(proc)}"
+        return _sigkilled(proc, sender, everyone, actions)
     handled = [s for s in proc.signal_handlers if s.signal == sig and s.invoked]
+    if handled and proc.reraised == sig:
+        return (f"got {sig}{sender}: its Python handler {handled[0].handler} ran, restored {sig}'s default "
+                f"and re-raised it: died by {sig}, so atexit did not run{_on_purpose(proc)}{_skipped(proc)}"
+                f"{_hooks_missed(proc)}")
     if sig == "SIGINT" and proc.exception == "KeyboardInterrupt" and proc.atexit_began:
         return (f"got SIGINT{sender}: KeyboardInterrupt, atexit ran{_ran_summary(proc)}, "
                 "then died by SIGINT as CPython does")
@@ -147,14 +149,81 @@ def _signaled(proc: Process, everyone: list[Process], actions: list[Action]) -> 
     return f"killed by {sig}{sender}{_ran_or_skipped(proc)}"
 
 
-def _exited(proc: Process, everyone: list[Process]) -> str:
+def _sigkilled(proc: Process, sender: str, everyone: list[Process], actions: list[Action]) -> str:
+    """SIGKILL ends a process at once; what ran before it did (a signal handler, a hook, an
+    exit handler) is said, with the signal that asked it to stop and how long it had."""
+    ran = _began(proc) + [w.label for w in proc.watched if w.status != INTERRUPTED and not w.before_stop]
+    handled = [s for s in proc.signal_handlers if s.invoked and s.signal not in _NOT_A_STOP]
+    if handled:
+        first = handled[0]
+        waited = _waited(proc, first.signal, everyone)
+        asked = "" if waited else _sender(proc, first.signal, everyone, actions)
+        text = (f"killed with SIGKILL{sender}{waited}: its Python handler {first.handler} had run for "
+                f"{first.signal}{asked}")
+        if ran:
+            text += f" and {', '.join(ran)} had run"
+        return f"{text}, but it had not finished stopping{_skipped(proc)}{_hooks_missed(proc)}"
+    if ran:
+        return f"killed with SIGKILL{sender} after {', '.join(ran)} had run{_skipped(proc)}{_hooks_missed(proc)}"
+    return f"killed with SIGKILL{sender}: SIGKILL cannot be handled, nothing ran{_skipped(proc)}{_hooks_missed(proc)}"
+
+
+# Signals a handler may run for that ask no process to stop (a child ended, a window resized...).
+_NOT_A_STOP = frozenset(("SIGKILL", "SIGCHLD", "SIGWINCH", "SIGCONT", "SIGALRM", "SIGURG", "SIGPIPE", "SIGIO"))
+
+
+def _waited(proc: Process, first: str, everyone: list[Process]) -> str:
+    """How long the process that SIGKILLed ``proc`` gave it after asking it to stop with ``first``."""
+    for other in everyone:
+        asked = [s.at for s in other.sent if s.pid == proc.pid and s.signal == first and s.at is not None]
+        killed = [s.at for s in other.sent if s.pid == proc.pid and s.signal == "SIGKILL" and s.at is not None]
+        if asked and killed and other.pid != proc.pid:
+            # gunicorn's Arbiter.stop: TERM (graceful) or QUIT (quick), then graceful_timeout, then KILL
+            stopping = other.kind == "gunicorn master" and first in ("SIGTERM", "SIGQUIT")
+            setting = " (gunicorn's graceful_timeout)" if stopping else ""
+            return f", {killed[-1] - asked[0]:.1f} s after the {first} it had sent{setting}"
+    return ""
+
+
+# A server that re-raises on purpose, and where its users' cleanup belongs instead.
+_ON_PURPOSE = {
+    "uvicorn": "uvicorn does this on purpose; put cleanup in the lifespan shutdown",
+    "hypercorn": "put cleanup in the lifespan shutdown",
+}
+
+
+def _on_purpose(proc: Process) -> str:
+    """The server's own reason, when the process runs one (a gunicorn worker running uvicorn's
+    Server shows in its watched calls)."""
+    servers = [(proc.kind or "").split(" ")[0]] + [w.module.split(".")[0] for w in proc.watched]
+    note = next((_ON_PURPOSE[s] for s in servers if s in _ON_PURPOSE), None)
+    return f" ({note})" if note else ""
+
+
+# Framework hooks (watched by the presets) whose start-up half ran: the shutdown half should follow.
+_PAIRS = {
+    "LifespanOn.startup": ("LifespanOn.shutdown", "the ASGI lifespan shutdown"),
+    "Lifespan.wait_for_startup": ("Lifespan.wait_for_shutdown", "the ASGI lifespan shutdown"),
+    "Application.startup": ("Application.shutdown", "aiohttp's on_shutdown"),
+}
+
+
+def _hooks_missed(proc: Process) -> str:
+    """Shutdown hooks that never ran although their start-up half did: ``; the ASGI lifespan shutdown never ran``."""
+    began = {w.name for w in proc.watched}
+    missed = [what for start, (stop, what) in _PAIRS.items() if start in began and stop not in began]
+    return f"; {' and '.join(missed)} never ran" if missed else ""
+
+
+def _exited(proc: Process, everyone: list[Process], actions: list[Action]) -> str:
     code = proc.end.code
     start = f"exited with code {code}"
     received = [s for s in proc.signal_handlers if s.invoked]
     if received and received[0].handler == "default_int_handler":
         start = f"got SIGINT: the KeyboardInterrupt it raised was caught, and the process exited with code {code}"
     elif received:
-        start = (f"got {received[0].signal}: its Python handler {received[0].handler} ran and the "
+        sender = _sender(proc, received[0].signal, everyone, actions)
+        start = (f"got {received[0].signal}{sender}: its Python handler {received[0].handler} ran and the "
                  f"process exited with code {code}")
     if proc.exception and proc.exception != "SystemExit":  # sys.exit() is how a program asks to end
         start += f" after an unhandled {proc.exception}"
@@ -215,6 +284,8 @@ def _sender(proc: Process, sig: str, everyone: list[Process], actions: list[Acti
         for pid, signum in other.kills:
             if pid == proc.pid and signal_name(signum) == sig and other.pid != proc.pid:
                 relation = "its parent" if other.pid == proc.ppid else "process"
+                if other.kind:
+                    return f" by {relation} {other.pid} ({other.kind})"
                 return f" by {relation} (pid {other.pid})"
     return ""
 

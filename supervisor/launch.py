@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,10 +64,25 @@ def module_command(python: str, module: str, args: list[str]) -> list[str]:
     The check runs in the target interpreter, with the program's working
     directory and path, because gsup's own environment may differ from it.  It
     walks the package path without importing anything: ``find_spec`` on a
-    dotted name would run the parent packages' ``__init__`` outside gsup.
+    dotted name would run the parent packages' ``__init__`` outside gsup.  Nor
+    does it run the program's ``sitecustomize`` or ``usercustomize``: empty ones
+    first on its path hide them (the program's code would run in a process no
+    report shows), and leave the path before the search.
     """
+    with tempfile.TemporaryDirectory(prefix="gsup-module-check-") as hiding:
+        for name in ("sitecustomize.py", "usercustomize.py"):
+            Path(hiding, name).write_text("")
+        found = _module_found(python, module, hiding)
+    if not found:
+        raise GsupError(f"unknown module {module!r} for {python}")
+    return [python, "-m", module, *args]
+
+
+def _module_found(python: str, module: str, hiding: str) -> bool:
+    """Does ``python`` find ``module``, with ``hiding`` first on PYTHONPATH while it starts?"""
     finder = (
         "import sys\n"
+        "sys.path[:] = [p for p in sys.path if p != sys.argv[2]]\n"
         "from importlib.machinery import PathFinder\n"
         "from importlib.util import find_spec\n"
         "parts = sys.argv[1].split('.')\n"
@@ -76,15 +92,14 @@ def module_command(python: str, module: str, args: list[str]) -> list[str]:
         "    spec = where and PathFinder.find_spec('.'.join(parts[:i + 1]), list(where))\n"
         "sys.exit(0 if spec else 1)\n"
     )
+    existing = os.environ.get("PYTHONPATH")
+    env = {**os.environ, "PYTHONPATH": hiding + (os.pathsep + existing if existing else "")}
     try:
-        found = subprocess.run(
-            [python, "-c", finder, module], capture_output=True, timeout=60, check=False
+        return subprocess.run(
+            [python, "-c", finder, module, hiding], capture_output=True, timeout=60, check=False, env=env
         ).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
-        found = False
-    if not found:
-        raise GsupError(f"unknown module {module!r} for {python}")
-    return [python, "-m", module, *args]
+        return False
 
 
 def external_command(command: list[str]) -> list[str]:

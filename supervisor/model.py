@@ -14,6 +14,8 @@ are documented in README.md ("The JSON report").  Format history:
 * 1.4 — container mode: ``container`` (mode, via, pid1, zombies per parent, init,
   pre_stop), ``processes[].nspid``, ``actions[].dropped``, ``end.reaped_by`` ``"kernel"``
   (killed when PID 1 ended), ``end.source``.
+* 1.5 — servers in their own terms: ``processes[].kind``, ``reraised``, ``stop_at``,
+  ``sent[].via``, ``watched[].before_stop``.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ class Handler:
     runs: int = 1  # how many times it began (threading's callbacks can run twice)
     started: Optional[float] = None  # seconds since launch, when its (last) run began
     ended: Optional[float] = None  # seconds since launch, when that run ended or raised
+    before_stop: bool = False  # a watched call begun before the stop reached its process: start-up work
 
     @property
     def label(self) -> str:
@@ -134,7 +137,8 @@ class Handler:
                    where=str(record["where"]), status=str(record["status"]), order=_opt_int(record.get("order")),
                    duration=_opt_float(record.get("duration")), exception=_opt_str(record.get("exception")),
                    inherited=bool(record.get("inherited", False)), runs=int(record.get("runs", 1)),
-                   started=_opt_float(record.get("started")), ended=_opt_float(record.get("ended")))
+                   started=_opt_float(record.get("started")), ended=_opt_float(record.get("ended")),
+                   before_stop=bool(record.get("before_stop", False)))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "name": self.name, "module": self.module,
@@ -149,6 +153,8 @@ class Handler:
             out["started"] = round(self.started, 6)
         if self.ended is not None:
             out["ended"] = round(self.ended, 6)
+        if self.before_stop:
+            out["before_stop"] = True
         return out
 
 
@@ -297,18 +303,22 @@ class Stuck:
 
 @dataclass
 class Sent:
-    """A signal a process of the tree sent (``os.kill``/``os.killpg``), and when."""
+    """A signal a process of the tree sent, and when: to another process (``os.kill``), a
+    group (``os.killpg``), or itself (``signal.raise_signal``, ``signal.pthread_kill``,
+    ``os.kill`` of its own pid: ``pid`` is its own)."""
 
     pid: int  # the receiver; a negative number is a process group
     signal: str
     at: float  # seconds since launch
+    via: str = "kill"  # kill, killpg, raise_signal, pthread_kill
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Sent:
-        return cls(pid=int(record["pid"]), signal=str(record["signal"]), at=float(record["at"]))
+        return cls(pid=int(record["pid"]), signal=str(record["signal"]), at=float(record["at"]),
+                   via=str(record.get("via", "kill")))
 
     def to_json(self) -> dict[str, Any]:
-        return {"pid": self.pid, "signal": self.signal, "at": round(self.at, 6)}
+        return {"pid": self.pid, "signal": self.signal, "at": round(self.at, 6), "via": self.via}
 
 
 @dataclass
@@ -365,6 +375,9 @@ class Process:
     stacks_at: Optional[float] = None  # seconds since launch, when they were taken
     stuck: Optional[Stuck] = None  # where it was stuck then
     nspid: Optional[int] = None  # container mode: its pid inside the PID namespace (1: the main process)
+    kind: Optional[str] = None  # what the process is, when gsup knows the program ("gunicorn master")
+    reraised: Optional[str] = None  # the signal it sent itself after putting its default action back
+    stop_at: Optional[float] = None  # when it began to stop (seconds since launch): see report._stop_at
 
     @property
     def fired(self) -> list[str]:
@@ -396,6 +409,8 @@ class Process:
             stacks_at=_opt_float(record.get("stacks_at")),
             stuck=Stuck.from_json(record["stuck"]) if record.get("stuck") else None,
             nspid=_opt_int(record.get("nspid")),
+            kind=_opt_str(record.get("kind")), reraised=_opt_str(record.get("reraised")),
+            stop_at=_opt_float(record.get("stop_at")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -409,9 +424,13 @@ class Process:
             "signal_handlers": [s.to_json() for s in self.signal_handlers],
             "exception": self.exception, "atexit_ran": self.atexit_began,
             "opaque_handlers": self.opaque_handlers, "orphaned": self.orphaned,
-            "forked": self.forked, "explanation": self.explanation,
+            "forked": self.forked, "explanation": self.explanation, "kind": self.kind,
             "sent": [k.to_json() for k in self.sent],
         }
+        if self.reraised is not None:
+            out["reraised"] = self.reraised
+        if self.stop_at is not None:
+            out["stop_at"] = _round(self.stop_at)
         if not self.instrumented:
             out["uninstrumented_reason"] = self.uninstrumented_reason
         if self.unreadable_events:

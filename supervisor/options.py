@@ -94,14 +94,16 @@ def parse_watch(text: str) -> str:
 
 # The probe's built-in watch sets (``WATCH_PRESETS`` in _probe/_gsup_probe/__init__.py,
 # which cannot be imported from here: tests/test_watch.py keeps the two equal).
-WATCH_PRESETS = ("gunicorn", "asgi", "weakref", "logging", "futures")
+WATCH_PRESETS = ("gunicorn", "asgi", "aiohttp", "weakref", "logging", "futures")
 
 
 # The names each preset's calls are reported under (the probe's WATCH_PRESETS again):
 # what ``--expect 'parent: on_exit not run'`` may name although it never ran.
 PRESET_CALLS = {
     "gunicorn": ("on_exit", "worker_exit", "worker_int", "worker_abort", "child_exit"),
-    "asgi": ("LifespanOn.shutdown", "Server.shutdown", "Router.shutdown"),
+    "asgi": ("LifespanOn.startup", "LifespanOn.shutdown", "Server.shutdown", "Router.startup", "Router.shutdown",
+             "Lifespan.wait_for_startup", "Lifespan.wait_for_shutdown"),
+    "aiohttp": ("Application.startup", "Application.shutdown", "Application.cleanup"),
     "weakref": (),  # reported under each callback's own name
     "logging": ("shutdown",),
     "futures": ("ThreadPoolExecutor.shutdown", "ProcessPoolExecutor.shutdown"),

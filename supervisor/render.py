@@ -150,6 +150,8 @@ def container_text(report: Report) -> Text:
 def process_text(proc: Process) -> Text:
     inside = "" if proc.nspid is None else (" PID 1" if proc.nspid == 1 else f" (pid {proc.nspid} inside)")
     text = Text.assemble((f"{proc.pid}{inside} ", "bold"), (proc.role, "magenta"), "  ")
+    if proc.kind:
+        text.append(f"{proc.kind}  ", style="cyan")
     text.append(_short_argv(proc.argv), style="dim")
     text.append("\n")
     text.append_text(end_text(proc.end))
@@ -210,6 +212,8 @@ def handlers_text(handlers: list[Handler]) -> Text:
             label += f"  {handler.status}"
         elif handler.duration is not None and handler.duration >= 0.001:
             label += f"  {handler.duration * 1000:.0f} ms"
+        if handler.before_stop and handler.started is not None:
+            label += f"  at +{handler.started:.1f} s, during start-up"
         if handler.kind not in ("atexit", "watched"):  # watched calls have a heading of their own
             label += f"  ({handler.kind})"
         lines.append(Text(label, style=style))

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from supervisor import nspids, stacks, wording
 from supervisor.events import Event, Image
 from supervisor.explain import explain
+from supervisor.kinds import kinds
 from supervisor.model import (
     EXEC,
     EXITED,
@@ -136,6 +137,9 @@ def build(facts: RunFacts) -> Report:
     for proc in sorted(procs, key=lambda p: (p.pid != facts.root_pid, p.began, p.pid)):
         processes.extend(_entries(proc, facts, leftovers))
     _mark_orphans(processes, procs, facts)
+    found = kinds(processes, _uses(facts.images))
+    for process in processes:
+        process.kind = found.get(process.pid)
     _add_stacks(processes, facts)
     for process in processes:
         process.nspid = inside.get(process.pid)
@@ -178,6 +182,13 @@ def _container(facts: RunFacts, procs: list[_Proc]) -> Optional[Container]:
     return Container(mode="emulate" if facts.container == "emulate" else "namespace",
                      via=facts.container if facts.container != "emulate" else None,
                      pid1=facts.root_pid, zombies=zombies, init=facts.init, pre_stop=facts.pre_stop)
+def _uses(images: list[Image]) -> dict[int, set[str]]:
+    """pid -> the server frameworks its probe saw imported (``uses`` records)."""
+    found: dict[int, set[str]] = defaultdict(set)
+    for image in images:
+        for event in image.of_kind("uses"):
+            found[image.pid].add(str(event.get("fw")))
+    return found
 
 
 def _unrecorded(procs: list[_Proc], facts: RunFacts) -> list[str]:
@@ -416,10 +427,55 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     entry.watched, entry.watch_missing = _watched(image.events, facts.launched)
     entry.signal_handlers = _signal_handlers(image.events, entry, facts.launched)  # reads entry.exception
     entry.kills = [(int(e.get("pid", -e.get("pgid", 0))), int(e["sig"])) for e in image.of_kind("kill")]
-    entry.sent = [Sent(pid, signal_name(signum), float(e["t"]) - facts.launched)
-                  for (pid, signum), e in zip(entry.kills, image.of_kind("kill")) if signum]  # 0: a liveness check
+    entry.sent = [_sent(e, entry.pid, facts.launched) for e in image.of_kind("kill") if e.get("sig")]  # 0: liveness
+    entry.reraised = _reraised(image.events, proc.pid)
+    entry.stop_at = _stop_at(image.events, facts)
+    for call in entry.watched:
+        call.before_stop = call.started is not None and (entry.stop_at is None or call.started < entry.stop_at)
     _set_times(entry, image, proc, facts)
     return entry
+
+
+def _sent(event: Event, pid: int, launched: float) -> Sent:
+    """A kill/killpg/raise_signal/pthread_kill record as the report shows it (``pid``: the sender's,
+    the receiver of what it sent itself)."""
+    group = event.get("pgid")
+    receiver = -int(group) if isinstance(group, int) else int(event.get("pid", pid))
+    return Sent(receiver, signal_name(int(event["sig"])), float(event["t"]) - launched,
+                via=str(event.get("via") or ("killpg" if group is not None else "kill")))
+
+
+def _reraised(events: list[Event], pid: int) -> Optional[str]:
+    """The signal this process sent itself after one of its Python handlers for it ran
+    and its default action was put back (uvicorn's capture_signals, coverage.py's
+    SIGTERM handler): the last such, by name.  That is why such a process dies by the
+    signal with atexit never run, although its handler ran."""
+    installed: dict[int, str] = {}
+    handled: set[int] = set()
+    found: Optional[str] = None
+    for event in events:
+        kind, signum = event.get("k"), event.get("sig")
+        if not isinstance(signum, int):
+            continue
+        if kind in ("sig0", "sig"):
+            installed[signum] = str(event.get("handler"))
+        elif kind == "sigrun":
+            handled.add(signum)
+        elif kind == "kill" and event.get("pid") in (pid, 0) and signum in handled \
+                and installed.get(signum) == "SIG_DFL":
+            found = signal_name(signum)
+    return found
+
+
+def _stop_at(events: list[Event], facts: RunFacts) -> Optional[float]:
+    """When this process began to stop, seconds since launch: the first signal gsup sent
+    (to any process: a stop reaches workers through their master's pipes and events too,
+    hypercorn's worker through a multiprocessing Event), a Python signal handler's first
+    run, or its atexit phase or ``os._exit``, whichever came first.  Work done before is
+    start-up's."""
+    moments = [a.at for a in facts.actions]
+    moments += [float(e["t"]) - facts.launched for e in events if e.get("k") in ("sigrun", "exit", "os_exit")]
+    return min(moments) if moments else None
 
 
 def _handlers(events: list[Event], launched: float) -> list[Handler]:

@@ -34,7 +34,7 @@ Graph = Mapping[str, set[str]]
 # ones.  A dotted name stands for that module and everything below it (``supervisor._probe``).
 FLOORS: dict[str, tuple[str, ...]] = {
     "model": ("__init__", "errors", "model", "matrix_report", "wording", "strictjson"),  # plain data, no I/O
-    "parsing and probing": ("options", "stops", "expect", "explain", "schema", "events", "procfs", "signals",
+    "parsing and probing": ("options", "stops", "expect", "kinds", "explain", "schema", "events", "procfs", "signals",
                             "reaper", "readiness", "launch", "deep", "tree", "session", "discovery", "gsup_child",
                             "early_signals", "stacks", "_probe", "namespaces", "nspids", "containers"),
     "one run": ("guardian", "init", "hooks", "phases", "runner", "report", "control", "api"),

@@ -142,6 +142,25 @@ def test_module_run_imports_its_package_once(gsup: Gsup, program: Program, tmp_p
     assert "package init" not in missing.stdout
 
 
+def test_module_check_runs_none_of_the_programs_code(gsup: Gsup, tmp_path: Path) -> None:
+    """The check that ``-m MODULE`` exists runs the program's interpreter: its
+    ``sitecustomize`` (found on the program's path) must not run there, in a process
+    no report shows.  It runs once, in the program, and the report shows that process."""
+    site = tmp_path / "site"
+    site.mkdir()
+    marker = tmp_path / "ran"
+    (site / "sitecustomize.py").write_text(
+        f"import os\nfd = os.open({str(marker)!r}, os.O_WRONLY | os.O_APPEND | os.O_CREAT)\n"
+        "os.write(fd, open('/proc/self/cmdline', 'rb').read().replace(b'\\0', b' ') + b'\\n')\nos.close(fd)\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "mod.py").write_text("")
+    result = gsup.run("run", "--json", "--python", PYTHON, "-m", "pkg.mod", env={"PYTHONPATH": str(site)})
+    assert result.returncode == 0, result.stderr
+    python_runs = [line for line in marker.read_text().split("\n") if line and "bin/gsup " not in line]  # not gsup
+    assert python_runs == [f"{PYTHON} -m pkg.mod "], python_runs
+
+
 def test_everything_after_the_module_belongs_to_it(gsup: Gsup, tmp_path: Path) -> None:
     (tmp_path / "data.json").write_text('{"a": 1}')
     result = gsup.run("run", "-q", "--python", PYTHON, "-m", "json.tool", "--help")

@@ -86,7 +86,8 @@ def test_kill_child_explains_whose_handlers_ran(gsup: Gsup) -> None:
 def test_signal_to_parent_is_relayed_as_sigkill_by_the_parent(gsup: Gsup) -> None:
     report = one_shot(gsup, "TERM", "parent")
     parent, child = assert_two_processes(report)
-    assert f"by its parent (pid {parent['pid']})" in child["explanation"]
+    assert f"by its parent {parent['pid']} (werkzeug reloader)" in child["explanation"]
+    assert (parent["kind"], child["kind"]) == ("werkzeug reloader", "werkzeug server")
     [term] = [s for s in parent["signal_handlers"] if s["signal"] == "SIGTERM"]
     assert term["handler"] == "run_with_reloader.<locals>.<lambda>" and term["invoked"] is True
 
@@ -111,7 +112,8 @@ def test_ctrl_c_to_the_group_cuts_the_childs_slow_handler(gsup: Gsup) -> None:
     parent, child = assert_two_processes(report)
     assert parent["end"]["code"] == 0 and own_fired(parent) == ALL_RAN
     assert child["end"]["signal"] == "SIGKILL"
-    assert f"by its parent (pid {parent['pid']})" in child["explanation"]
+    assert f"by its parent {parent['pid']} (werkzeug reloader)" in child["explanation"]
+    assert (parent["kind"], child["kind"]) == ("werkzeug reloader", "werkzeug server")
     began = own_fired(child)
     assert began == ALL_RAN[: len(began)]
     assert statuses(child)["shutdown"] != "ran"

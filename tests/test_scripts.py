@@ -394,8 +394,9 @@ def test_handler_that_restores_the_default_and_reraises_is_still_shown_as_run(gs
     term = parent["signal_handlers"][-1]
     assert term == {"signal": "SIGTERM", "handler": "handle_exit", "invoked": True, "invocations": 1,
                     "times": term["times"]} and len(term["times"]) == 1  # when it ran: report 1.2
-    assert parent["explanation"] == ("got SIGTERM by gsup: its Python handler handle_exit ran, "
-                                     "then the process died by SIGTERM")
+    assert parent["reraised"] == "SIGTERM"
+    assert parent["explanation"] == ("got SIGTERM by gsup: its Python handler handle_exit ran, restored SIGTERM's "
+                                     "default and re-raised it: died by SIGTERM, so atexit did not run")
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])

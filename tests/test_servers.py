@@ -75,9 +75,11 @@ def end_of(proc: Proc) -> tuple[Any, ...]:
     return (end["how"], end["signal"] if end["how"] == "signaled" else end["code"])
 
 
-def calls(proc: Proc, module: str) -> list[tuple[str, str]]:
-    """(name, status) of the watched calls of ``module`` (a prefix), in the order they began."""
-    found = sorted((w for w in proc["watched"] if w["module"].startswith(module)), key=lambda w: w["order"])
+def calls(proc: Proc, module: str, startup: bool = False) -> list[tuple[str, str]]:
+    """(name, status) of the watched calls of ``module`` (a prefix) made while stopping (``startup``:
+    before the stop reached the process), in the order they began."""
+    found = sorted((w for w in proc["watched"] if w["module"].startswith(module)
+                    and bool(w.get("before_stop")) == startup), key=lambda w: w["order"])
     return [(w["name"], w["status"]) for w in found]
 
 
@@ -299,7 +301,12 @@ def test_gunicorn_term_before_the_worker_booted(gsup: Gsup, gunicorn: Callable[.
     assert f"SIGTERM to its child {worker['pid']}, SIGKILL to its child {worker['pid']}" in master["explanation"]
     assert end_of(worker) == ("signaled", "SIGKILL") and gunicorn_hooks(worker) == []
     assert handlers(worker)["conf_bye"] == "not-run"
-    assert f"killed with SIGKILL by its parent (pid {master['pid']})" in worker["explanation"], worker["explanation"]
+    # What ran before the SIGKILL is said, and why it came: the master's graceful_timeout.
+    assert worker["kind"] == "gunicorn worker" and master["kind"] == "gunicorn master"
+    explanation = worker["explanation"]
+    assert explanation.startswith(f"killed with SIGKILL by its parent {master['pid']} (gunicorn master), "), explanation
+    assert "s after the SIGTERM it had sent (gunicorn's graceful_timeout): its Python handler Arbiter.signal had " \
+           "run for SIGTERM, but it had not finished stopping" in explanation, explanation
     assert logged(tmp_path)[-2:] == [("on_exit", master["pid"]), ("conf_bye", master["pid"])]
     assert {pid for _, pid in logged(tmp_path)} == {master["pid"]}
 
@@ -384,7 +391,11 @@ def test_gunicorn_timed_out_workers_are_aborted(gsup: Gsup, gunicorn: Callable[.
     assert_worker_left(clean, ["worker_abort", "worker_exit"], "SIGABRT", "Worker.handle_abort")
     assert ran_hooks(killed) == ["worker_abort"] and handlers(killed)["conf_bye"] == "not-run"
     assert killed["end"]["reaped_by"] == f"parent {master_pid}"
-    assert f"killed with SIGKILL by its parent (pid {master_pid})" in killed["explanation"], killed["explanation"]
+    assert killed["explanation"].startswith(f"killed with SIGKILL by its parent {master_pid} (gunicorn master), "), \
+        killed["explanation"]
+    assert "after the SIGABRT it had sent: its Python handler Worker.handle_abort had run for SIGABRT and " \
+           "gunicorn.worker_abort had run, but it had not finished stopping" in killed["explanation"], \
+        killed["explanation"]
     for worker in (clean, killed):
         assert f"SIGABRT to its child {worker['pid']}" in master["explanation"], master["explanation"]
     assert f"SIGKILL to its child {killed['pid']}" in master["explanation"]
@@ -455,6 +466,7 @@ ASGI_APP = """
     """
 ASGI_READY = "lifespan startup complete"
 SHUTDOWN = [("Server.shutdown", "ran"), ("LifespanOn.shutdown", "ran")]  # the asgi preset's, in order
+STARTUP = [("LifespanOn.startup", "ran")]  # before the stop: start-up work, never counted as shutdown
 
 
 @pytest.fixture
@@ -496,9 +508,16 @@ def test_uvicorn_reloader_stopped(gsup: Gsup, uvicorn: Callable[[int], list[str]
     assert calls(reloader, "uvicorn") == [] and handlers(reloader)["_exit_function"] == "ran"
     assert f"SIGTERM to its child {server['pid']}" in reloader["explanation"], reloader["explanation"]
     assert end_of(server) == ("signaled", "SIGTERM") and server["end"]["reaped_by"] == f"parent {reloader['pid']}"
-    assert calls(server, "uvicorn") == SHUTDOWN
+    assert calls(server, "uvicorn") == SHUTDOWN and calls(server, "uvicorn", startup=True) == STARTUP
     assert invoked(server) == {"SIGTERM": ("Server.handle_exit", 1)}
-    assert "its Python handler Server.handle_exit ran, then the process died by SIGTERM" in server["explanation"]
+    assert server["kind"] == "uvicorn server" and reloader["kind"] == "uvicorn reloader"
+    assert tracker["kind"] == "multiprocessing resource tracker"
+    # capture_signals restored the default and re-raised: the report says so, and why atexit did not run.
+    assert server["reraised"] == "SIGTERM"
+    assert [(s["signal"], s["via"], s["pid"]) for s in server["sent"]] == [("SIGTERM", "raise_signal", server["pid"])]
+    assert (f"got SIGTERM by its parent {reloader['pid']} (uvicorn reloader): its Python handler Server.handle_exit "
+            "ran, restored SIGTERM's default and re-raised it: died by SIGTERM, so atexit did not run (uvicorn does "
+            "this on purpose; put cleanup in the lifespan shutdown)") in server["explanation"], server["explanation"]
     assert handlers(server) == {"_exit_function": "not-run", "shutdown": "not-run", "app_bye": "not-run"}
     assert_tracker_outlived_the_reloader(tracker)
     assert logged(tmp_path) == [("import", server["pid"]), ("startup", server["pid"]), ("shutdown", server["pid"])]

@@ -308,6 +308,7 @@ def apply_patches(os, events_dir):
     on_import = {
         "threading": handlers.patch_threading,
         "_posixsubprocess": lambda mod: _patch_fork_exec(mod, wrap),
+        "signal": lambda mod: _patch_signal_sends(mod, wrap),
     }
     if not PY311:
         on_import["threading"] = _both(on_import["threading"], _hide_probe_frames())
@@ -315,7 +316,8 @@ def apply_patches(os, events_dir):
         on_import["traceback"] = _patch_traceback
     rec.start(forked=False)
     try:
-        _patch_imports(_merged(_merged(on_import, _watch_patches(rec, os.environ)), _aio_patches(rec)))
+        _patch_imports(_merged(_merged(_merged(on_import, _framework_notes(rec)), _watch_patches(rec, os.environ)),
+                               _aio_patches(rec)))
         handlers.register_done()
         note_signal_handlers()
     finally:
@@ -589,13 +591,21 @@ def _run_exitfuncs_39(exits, real):
 
 
 def _handler_name(handler):
+    """A handler's name as a user wrote it: through ``functools.partial`` (asyncio.Runner's
+    SIGINT handler), bound methods and ``__wrapped__`` (``functools.wraps``), as atexit's are."""
     if handler == 0:
         return "SIG_DFL"
     if handler == 1:
         return "SIG_IGN"
     if handler is None:
         return "None"
-    return getattr(handler, "__qualname__", None) or type(handler).__qualname__
+    inner = innermost(handler)
+    for _ in range(5):
+        nxt = getattr(inner, "__wrapped__", None)
+        if nxt is None or nxt is inner or not callable(nxt):
+            break
+        inner = innermost(nxt)
+    return getattr(inner, "__qualname__", None) or type(inner).__qualname__
 
 
 def _patch_signals(rec):
@@ -796,11 +806,21 @@ class _Ways:
 
         return note
 
+    # Signals sent: receiver, signal and (the event's) time; a process sending one to
+    # itself is how servers re-raise after their own handler ran (uvicorn, coverage.py).
+
     def kill(self, pid, sig, *_, **__):
         self.rec.emit("kill", ',"pid":%d,"sig":%d' % (pid, sig))
 
     def killpg(self, pgid, sig, *_, **__):
         self.rec.emit("kill", ',"pgid":%d,"sig":%d' % (pgid, sig))
+
+    def raise_signal(self, sig, *_, **__):
+        self.rec.emit("kill", ',"pid":%d,"sig":%d,"via":"raise_signal"' % (self.rec.getpid(), sig))
+
+    def pthread_kill(self, thread_id, sig, *_, **__):
+        self.rec.emit("kill", ',"pid":%d,"sig":%d,"via":"pthread_kill","tid":%d'
+                      % (self.rec.getpid(), sig, thread_id))
 
     def reaped(self, pid, status):
         if pid > 0:
@@ -848,6 +868,18 @@ def _patch_os(rec):
     wrap("wait4", after=ways.reaped_pair)
     wrap("waitid", after=ways.waitid)
     return ways
+
+
+def _patch_signal_sends(signal, ways):
+    """``signal.raise_signal`` and ``signal.pthread_kill``, patched once ``signal`` is imported
+    (nothing at start-up: ``python -c pass`` never imports it), in ``signal`` and in ``_signal``,
+    where they come from (``replace``)."""
+    for name, note in (("raise_signal", ways.raise_signal), ("pthread_kill", ways.pthread_kill)):
+        real = getattr(signal, name, None)
+        if real is not None:
+            wrapper = _passthrough(real, name, before=note)
+            wrapper.__module__ = "signal"  # a Python function there says it is signal's (test_signal checks)
+            replace(signal, name, wrapper)
 
 
 def _patch_waitpid(os, ways):
@@ -1116,6 +1148,32 @@ def _patch_imports(patches):
     sys.meta_path.insert(0, _Finder(patches))
 
 
+# -- which server framework runs here: one line when its module is first imported -------
+
+# module -> framework: what tells gsup's report which process of a server's tree is which
+# (reloader, master, worker: ``supervisor/kinds.py``).  A module the process imported
+# before the probe ran (none of these) is noted at start.
+FRAMEWORKS = {
+    "werkzeug.serving": "werkzeug",
+    "django.core.management.commands.runserver": "django",
+    "uvicorn.server": "uvicorn",
+    "gunicorn.arbiter": "gunicorn",
+    "hypercorn.run": "hypercorn",
+    "aiohttp.web_runner": "aiohttp",
+    "celery.worker": "celery",
+}
+
+
+def _framework_notes(rec):
+    """module name -> patch writing ``{"k":"uses","fw":...}``, for ``_patch_imports`` (one
+    function for them all: a closure per module would cost start-up time in every process)."""
+
+    def note(module):
+        rec.emit("uses", ',"fw":"%s"' % FRAMEWORKS.get(module.__name__, "?"))
+
+    return dict.fromkeys(FRAMEWORKS, note)
+
+
 # -- what to watch: --watch MODULE:QUALNAME and the built-in sets ----------------------
 
 # Built-in watch sets, as data: preset -> {module: ((attribute path, naming), ...)}.
@@ -1126,10 +1184,13 @@ def _patch_imports(patches):
 WATCH_PRESETS = {
     "gunicorn": {"gunicorn.config": (("Config.__getattr__", "hooks"),)},
     "asgi": {
-        "uvicorn.lifespan.on": (("LifespanOn.shutdown", ""),),
+        "uvicorn.lifespan.on": (("LifespanOn.startup", ""), ("LifespanOn.shutdown", "")),
         "uvicorn.server": (("Server.shutdown", ""),),
-        "starlette.routing": (("Router.shutdown", ""),),
+        "starlette.routing": (("Router.startup", ""), ("Router.shutdown", "")),
+        "hypercorn.asyncio.lifespan": (("Lifespan.wait_for_startup", ""), ("Lifespan.wait_for_shutdown", "")),
     },
+    "aiohttp": {"aiohttp.web_app": (("Application.startup", ""), ("Application.shutdown", ""),
+                                    ("Application.cleanup", ""))},
     "weakref": {"weakref": (("finalize.__call__", "finalize"),)},
     "logging": {"logging": (("shutdown", ""),)},
     "futures": {
