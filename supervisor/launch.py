@@ -8,11 +8,13 @@ the experiment), and the probe through ``PYTHONPATH``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
+import termios
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,8 +172,8 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
     children, and a ``Popen`` object would try to reap its own.
     """
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
-    output = os.pipe2(os.O_CLOEXEC) if pipe_output else None
-    errors = os.pipe2(os.O_CLOEXEC) if pipe_output else None
+    output = output_channel(2 if stdout_to_stderr else 1) if pipe_output else None
+    errors = output_channel(2) if pipe_output else None
     actions = [(os.POSIX_SPAWN_DUP2, status_w, GUARDIAN_STATUS_FD)]
     if output is not None and errors is not None:
         actions += [(os.POSIX_SPAWN_DUP2, output[1], 4), (os.POSIX_SPAWN_DUP2, errors[1], 5)]
@@ -199,6 +201,28 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
     os.set_blocking(status_r, False)
     piped = (output[0], errors[0]) if output is not None and errors is not None else None
     return Launched(int(str(first["spawned"])), guardian, status_r, piped)
+
+
+def output_channel(destination: int) -> tuple[int, int]:
+    """(gsup's read end, the program's write end) for one output stream gsup passes on.
+
+    A terminal where ``destination`` is one, so the program behaves as it would
+    without gsup: line-buffered, in colour, as wide as the real terminal.  (Through
+    a pipe a Python buffers its prints until exit, and Flask drops its colours.)
+    Newlines stay newlines (no ``ONLCR``): the bytes gsup passes on are the
+    program's own.  A pipe elsewhere.
+    """
+    if not os.isatty(destination):
+        return os.pipe2(os.O_CLOEXEC)
+    reader, writer = os.openpty()
+    attributes = termios.tcgetattr(writer)
+    attributes[1] &= ~termios.ONLCR
+    termios.tcsetattr(writer, termios.TCSANOW, attributes)
+    try:
+        fcntl.ioctl(writer, termios.TIOCSWINSZ, fcntl.ioctl(destination, termios.TIOCGWINSZ, bytes(8)))
+    except OSError:
+        pass  # no size to copy: the program sees 80x24, as on a serial line
+    return reader, writer
 
 
 def _first_record(fd: int) -> dict[str, object]:

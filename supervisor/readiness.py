@@ -12,8 +12,10 @@ line while it passes through unchanged (see :class:`OutputPipe`).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -91,6 +93,9 @@ def _listening_inodes(port: int) -> set[str]:
 class OutputPipe:
     """One of the program's output streams, passed through byte for byte.
 
+    ``write`` puts the bytes on ``destination``: the live view's, which keeps its
+    table below them (see display.py), or a plain write.
+
     Everything read is written on at once, before any matching, so the output
     keeps its order and nothing waits on a line end; the program never blocks
     on a full pipe because gsup reads whenever it is readable.
@@ -99,6 +104,7 @@ class OutputPipe:
     fd: int
     destination: int
     readiness: Readiness
+    write: Callable[[int, bytes], None] = field(default=lambda fd, data: write_all(fd, data))
     pending: bytes = b""
     ended: bool = False
     pattern: Optional[re.Pattern[bytes]] = field(default=None, init=False)
@@ -117,12 +123,16 @@ class OutputPipe:
                 if not until_end:
                     return
                 chunk = b""  # nothing more can come: every writer is gone
+            except OSError as err:
+                if err.errno != errno.EIO:
+                    raise
+                chunk = b""  # a terminal's reader (see launch.output_channel) reads EIO where a pipe reads EOF
             if not chunk:
                 self.ended = True
                 self._match(self.pending, final=True)
                 os.close(self.fd)
                 return
-            _write_all(self.destination, chunk)
+            self.write(self.destination, chunk)
             self._match(chunk)
 
     def _match(self, chunk: bytes, final: bool = False) -> None:
@@ -145,7 +155,8 @@ class OutputPipe:
             os.close(self.fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``, waiting while ``fd`` is full; drop it if ``fd`` is gone."""
     view = memoryview(data)
     while view:
         try:

@@ -43,7 +43,7 @@ class Launched:
     root_pid: int
     guardian_pid: int
     statuses: Statuses
-    outputs: tuple[OutputPipe, ...]  # the program's stdout and stderr, when --ready-output reads them
+    outputs: tuple[OutputPipe, ...]  # the program's stdout and stderr, when --ready-output or the live view reads them
 
     def close(self) -> None:
         self.statuses.close()
@@ -57,12 +57,13 @@ def launch(plan: RunPlan, session: Session, readiness: Readiness, display: Displ
     deep = spawning.deep_site_dirs(plan.deep) if plan.deep else []
     at = time.monotonic()
     started = spawning.spawn(list(plan.argv), env, plan.json_stdout, session.dir, at,
-                             pipe_output=readiness.pattern is not None, closed=plan.closed_streams,
-                             deep=deep)
+                             pipe_output=readiness.pattern is not None or display.passes_output,
+                             closed=plan.closed_streams, deep=deep)
     outputs: tuple[OutputPipe, ...] = ()
     if started.output is not None:
         out, err = started.output
-        outputs = (OutputPipe(out, 2 if plan.json_stdout else 1, readiness), OutputPipe(err, 2, readiness))
+        outputs = (OutputPipe(out, 2 if plan.json_stdout else 1, readiness, display.output),
+                   OutputPipe(err, 2, readiness, display.output))
     statuses = GuardianStatuses(started.statuses, started.guardian, outputs, display)
     return Launched(at, started.pid, started.guardian, statuses, outputs)
 
