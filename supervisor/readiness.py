@@ -32,6 +32,10 @@ class Readiness:
     pattern: Optional[str] = None
     file: Optional[Path] = None
     output_seen: bool = False  # set by OutputPipe when ``pattern`` matched
+    # Output counts only while the target exists (see phases/ready.py): the pipe is
+    # shared, and a line printed before the target existed is not the target's.
+    target_exists: bool = True
+    early_output: bool = False  # a line matched before the target existed, and was not counted
 
     @property
     def wanted(self) -> bool:
@@ -146,6 +150,9 @@ class OutputPipe:
         # ``python -u``) would otherwise match ``^listening on \d+$`` on
         # "listening on 4" and be signalled before the rest of its line.
         if any(self.pattern.search(line) for line in lines):
+            if not self.readiness.target_exists:
+                self.readiness.early_output = True
+                return
             self.readiness.output_seen = True
             self.pending = b""
 
