@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
 
 import click
+from click.shell_completion import CompletionItem
 
 from supervisor import __version__
 from supervisor.errors import ExitCode, GsupError
@@ -99,6 +100,90 @@ def plug_std_streams() -> frozenset[int]:
     return frozenset(closed)
 
 
+# gsup's options end at the program: everything from SCRIPT (or ``--``) on is the program's,
+# and an unknown option before it is a typo (a usage error with click's "Did you mean").
+PROGRAM_SETTINGS: dict[str, Any] = {"allow_interspersed_args": False}
+
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[Any, Any]  # generic from click 8.2 on; 8.1 is supported too
+else:
+    _ParamType = click.ParamType
+
+
+class _Parsed(_ParamType):
+    """A value one of gsup's parsers accepts, checked while the command line is read
+    (a usage error, exit 2, before anything runs), with the values a shell can complete.
+
+    The value stays the text typed: the command parses it again where the context
+    is known (a ``pid:N`` target, a signal for ``gsup kill``)."""
+
+    def __init__(self, name: str, parse: Callable[[str], object], values: Callable[[], list[str]]) -> None:
+        self.name, self.parse, self.values = name, parse, values
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        try:
+            self.parse(value)
+        except GsupError as err:
+            self.fail(str(err), param, ctx)
+        return value
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        return [CompletionItem(v) for v in self.values() if v.lower().startswith(incomplete.lower())]
+
+
+def _signal(text: str) -> object:
+    from supervisor import options
+
+    return options.parse_signal(text)
+
+
+def _target(text: str) -> object:
+    from supervisor import options
+
+    return options.parse_target(text)
+
+
+def _stop(text: str) -> object:
+    from supervisor import stops
+
+    return stops.parse_stop(text)
+
+
+def _signal_names() -> list[str]:
+    import signal
+
+    return sorted(s.name[3:] for s in signal.Signals if not s.name.startswith("SIG_"))
+
+
+def _target_names() -> list[str]:
+    from supervisor import options
+
+    return [*options.TARGET_KINDS, "pid:"]
+
+
+def _stop_names() -> list[str]:
+    from supervisor import stops
+
+    return list(stops.PRESETS)
+
+
+SIGNAL = _Parsed("signal", _signal, _signal_names)
+TARGET = _Parsed("target", _target, _target_names)
+STOP = _Parsed("preset", _stop, _stop_names)
+
+
+class _Program(_ParamType):
+    """The program and its arguments, passed on untouched; a shell completes file names."""
+
+    name = "program"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        return value
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        return [CompletionItem(incomplete, type="file")]
+
+
 class _Command(click.Command):
     """gsup's options end where the program begins: at SCRIPT, at ``--``, or
     right after ``-m MODULE`` (so ``-m json.tool --help`` is the module's help).
@@ -112,6 +197,11 @@ class _Command(click.Command):
         index = len(original) - len(program) - 1
         ctx.meta["gsup.command"] = bool(program) and index >= 0 and original[index] == "--"
         return rest
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        """``[OPTIONS] PROGRAM [ARGS]...``: the program is required (SCRIPT, -m MODULE or -- COMMAND),
+        though click sees only a list that -m may leave empty."""
+        return [self.options_metavar or "[OPTIONS]", "PROGRAM [ARGS]..."]
 
     def _end_options_after_module(self, args: list[str]) -> list[str]:
         takes_value = {name for p in self.params if isinstance(p, click.Option) and not p.is_flag
@@ -129,10 +219,13 @@ class _Command(click.Command):
         return args
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.version_option(__version__, "-V", "--version", prog_name="gsup")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """gsup: which exit handlers run when a process tree gets a signal."""
+    if ctx.invoked_subcommand is None:  # bare ``gsup``: the help, exit 0 (not an error with the help inside)
+        click.echo(ctx.get_help())
 
 
 def program_options(func: Any) -> Any:
@@ -176,13 +269,14 @@ def program_options(func: Any) -> Any:
 
 
 @main.command(cls=_Command, help=RUN_HELP,
-              context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
-@click.option("-s", "--signal", "sig", metavar="SIG", help="Send this signal once: 9, KILL, SIGKILL, term...")
-@click.option("-t", "--target", metavar="WHO", help="parent (default), child, group, tree or pid:N.")
-@click.option("--stop", "stop", metavar="PRESET",
+              context_settings=PROGRAM_SETTINGS)
+@click.option("-s", "--signal", "sig", type=SIGNAL, metavar="SIG",
+              help="Send this signal once: 9, KILL, SIGKILL, term...")
+@click.option("-t", "--target", type=TARGET, metavar="WHO", help="parent (default), child, group, tree or pid:N.")
+@click.option("--stop", "stop", type=STOP, metavar="PRESET",
               help="A real stop sequence: docker, k8s, systemd, systemd-mixed, ctrl-c, timeout.")
 @program_options
-@click.argument("program", nargs=-1, type=click.UNPROCESSED)
+@click.argument("program", nargs=-1, type=_Program())
 @click.pass_context
 def run(ctx: click.Context, /, sig: Optional[str], target: Optional[str], stop: Optional[str], **params: Any) -> None:
     _guard(lambda: _run(ctx, sig, target, stop, params))
@@ -297,7 +391,7 @@ run: 2 (bad input: then nothing runs), 4, 3, then 1 (an expectation failed).
 
 
 @main.command(cls=_Command, help=MATRIX_HELP,
-              context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+              context_settings=PROGRAM_SETTINGS)
 @click.option("--signals", default="TERM,INT,KILL", show_default=True, metavar="SIGS",
               help="Comma-separated signals to send, one scenario per signal and target.")
 @click.option("--targets", default="parent,child", show_default=True, metavar="WHO",
@@ -305,7 +399,7 @@ run: 2 (bad input: then nothing runs), 4, 3, then 1 (an expectation failed).
 @click.option("-j", "--jobs", default=1, show_default=True, type=int, metavar="N",
               help="Run N scenarios side by side (only for programs without fixed ports).")
 @program_options
-@click.argument("program", nargs=-1, type=click.UNPROCESSED)
+@click.argument("program", nargs=-1, type=_Program())
 @click.pass_context
 def matrix(ctx: click.Context, /, signals: str, targets: str, jobs: int, **params: Any) -> None:
     _guard(lambda: _matrix(ctx, signals, targets, jobs, params))
@@ -330,9 +424,9 @@ def _matrix(ctx: click.Context, signals: str, targets: str, jobs: int, params: d
 
 
 @main.command()
-@click.option("-s", "--signal", "sig", default="TERM", show_default=True, metavar="SIG",
+@click.option("-s", "--signal", "sig", default="TERM", show_default=True, type=SIGNAL, metavar="SIG",
               help="Signal: 9, KILL, SIGKILL, term...")
-@click.option("-t", "--target", default="parent", show_default=True, metavar="WHO",
+@click.option("-t", "--target", default="parent", show_default=True, type=TARGET, metavar="WHO",
               help="parent, child (every direct child), group, tree or pid:N.")
 @click.option("--session", "session_id", metavar="ID", help="Which run (default: the newest live one; see gsup ps).")
 @click.option("--wait", is_flag=True, help="Wait for the targets to end and say what happened in them.")
