@@ -124,7 +124,7 @@ class _Parsed(_ParamType):
         try:
             self.parse(value)
         except GsupError as err:
-            self.fail(str(err), param, ctx)
+            raise click.UsageError(str(err), ctx) from err  # gsup's own message, which names the option
         return value
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
