@@ -323,7 +323,9 @@ def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
     module, python, program = params["module"], params["python"], list(params["program"])
     is_command = ctx.meta.get("gsup.command", False)
     needs_python = module is not None or not is_command or params["deep"]  # -m is parsed as a command too
-    interpreter = (launch.check_python(python) if python else launch.default_python()) if needs_python else ""
+    found = launch.find_python(python) if needs_python else None
+    interpreter = found.path if found is not None else ""
+    run_options.interpreter = found.found if found is not None else None
     if module is not None:
         run_options.argv = launch.module_command(interpreter, module, program)
     elif is_command:

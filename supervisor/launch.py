@@ -24,18 +24,73 @@ from supervisor.errors import GsupError
 PROBE_DIR = str(Path(__file__).resolve().parent / "_probe")
 
 
-def default_python() -> str:
-    """What typing ``python`` would run: the active virtualenv first, then PATH."""
+@dataclass(frozen=True)
+class Interpreter:
+    """The Python gsup launches, and how it was found (said in the report)."""
+
+    path: str
+    found: str  # "--python", "VIRTUAL_ENV", "PATH", then the shim it stood behind, if any
+
+
+def find_python(python: str | None) -> Interpreter:
+    """``--python``, else what typing ``python`` would run; a shim resolved to the real interpreter.
+
+    A pyenv or asdf shim is a shell script: launched as the program, its helper
+    processes (bash, ``pyenv exec``) became the tree's parent and child, ended
+    "unknown", and ``--target child`` hit a helper.  So gsup asks the shim once
+    which interpreter it runs (``sys.executable``) and launches that.
+    """
+    if python:
+        path, how = check_python(python), "--python"
+    else:
+        path, how = default_python()
+    if not _is_script(path):
+        return Interpreter(path, how)
+    real = _behind_shim(path)
+    return Interpreter(real, f"{how}: {path} is a shim ({_shim_kind(path)}), it runs {real}")
+
+
+def default_python() -> tuple[str, str]:
+    """What typing ``python`` would run: the active virtualenv first, then PATH; and which it was."""
     venv = os.environ.get("VIRTUAL_ENV")
     if venv and os.access(os.path.join(venv, "bin", "python"), os.X_OK):
-        return os.path.join(venv, "bin", "python")
+        return os.path.join(venv, "bin", "python"), "VIRTUAL_ENV"
     found = shutil.which("python") or shutil.which("python3")
     if found is None:
         raise GsupError("no `python` on PATH: pass --python PATH")
-    return found
+    return found, "PATH"
+
+
+def _is_script(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return file.read(2) == b"#!"
+    except OSError:
+        return False
+
+
+def _shim_kind(path: str) -> str:
+    parts = Path(path).parts
+    return next((tool for tool in ("pyenv", "asdf", "mise", "rtx") if any(tool in part for part in parts)),
+                "a script")
+
+
+def _behind_shim(shim: str) -> str:
+    """The interpreter a shim runs, as it says itself (in gsup's directory, whose version file it reads)."""
+    try:
+        asked = subprocess.run([shim, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True,
+                               timeout=60, check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise GsupError(f"{shim} is a shim and could not say which Python it runs: {err}") from err
+    real = asked.stdout.strip()
+    if asked.returncode != 0 or not real or not os.access(real, os.X_OK):
+        why = (asked.stderr.strip().splitlines() or [f"exit {asked.returncode}"])[-1]
+        raise GsupError(f"{shim} is a shim and could not say which Python it runs: {why}; pass --python PATH")
+    return real
 
 
 def check_python(python: str) -> str:
+    """``--python``: a path, or a name on PATH, that is an executable file."""
     resolved = python if "/" in python else shutil.which(python)
     if resolved is None or not os.path.isfile(resolved) or not os.access(resolved, os.X_OK):
         raise GsupError(f"--python {python}: not an executable file")

@@ -292,6 +292,7 @@ class Report:
     ready: Optional[Ready] = None  # --ready-*, if asked for
     stop: Optional[str] = None  # the --stop preset replayed, if any
     watching: list[str] = field(default_factory=list)  # names a watched call could be reported under
+    interpreter: Optional[str] = None  # how the Python of SCRIPT / -m was found ("PATH", a shim resolved)
 
     def roles(self, role: str) -> list[Process]:
         """Every process (image) with that role, in start order."""
@@ -333,6 +334,7 @@ class Report:
             ready=Ready.from_json(document["ready"]) if document.get("ready") else None,
             stop=_opt_str(document.get("stop")),
             watching=[str(n) for n in document.get("watching", [])],
+            interpreter=_opt_str(document.get("interpreter")),
         )
 
     @property
@@ -384,6 +386,7 @@ class Report:
             "ready": self.ready.to_json() if self.ready is not None else None,
             "stop": self.stop,
             "watching": self.watching,
+            "interpreter": self.interpreter,
         }
 
 

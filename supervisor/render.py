@@ -41,6 +41,8 @@ _MARK = {RAN: ("✓", "green"), RAISED: ("!", "red"), INTERRUPTED: ("✗", "yell
 def render(report: Report) -> RenderableType:
     head = Text.assemble(("gsup report", "bold"), ": ", " ".join(report.command))
     head.append(f"\nsession {report.session}, {report.duration:.2f}s", style="dim")
+    if report.interpreter is not None and " is a shim " in report.interpreter:
+        head.append(f"\npython: {report.interpreter.split(': ', 1)[-1]}", style="dim")
     parts: list[RenderableType] = [head]
     for action in report.actions:
         pids = ", ".join(map(str, action.pids)) or "nobody"

@@ -62,6 +62,7 @@ class RunFacts:
     watching: list[str] = field(default_factory=list)
     deep: Optional[str] = None  # --deep's interpreter: its -I/-E children load the probe too
     records_lost: Optional[str] = None  # why probe records may be missing (session dir deleted, disk full)
+    interpreter: Optional[str] = None  # how the program's Python was found, for SCRIPT and -m
 
     def adopted(self, ppid: Optional[int]) -> bool:
         """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
@@ -119,7 +120,7 @@ def build(facts: RunFacts) -> Report:
         command=facts.command, session=facts.session, started=facts.started_wall,
         duration=facts.finished - facts.launched, processes=processes, actions=facts.actions,
         leftovers=sorted(leftovers), incomplete=facts.incomplete + _unrecorded(procs, facts), version=facts.version,
-        ready=facts.ready, stop=facts.stop, watching=facts.watching,
+        ready=facts.ready, stop=facts.stop, watching=facts.watching, interpreter=facts.interpreter,
     )
 
 

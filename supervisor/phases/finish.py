@@ -65,7 +65,7 @@ def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], 
         actions=drained.actions, leftovers=leftovers,
         finished=drained.finished, incomplete=journal.incomplete, version=__version__, ready=ready,
         stop=plan.stop_name, watching=options.watching(plan.watch, plan.watch_presets), deep=plan.deep,
-        records_lost=lost,
+        records_lost=lost, interpreter=plan.interpreter,
     )
     built = report.build(facts)
     try:

@@ -36,6 +36,7 @@ class RunOptions:
     watch_presets: list[str] = field(default_factory=list)
     closed_streams: frozenset[int] = frozenset()  # gsup's own 0, 1, 2 that were closed: closed for the program too
     deep: Optional[str] = None  # --deep: the interpreter whose site-packages reaches -I/-E children
+    interpreter: Optional[str] = None  # how the program's Python was found (launch.Interpreter.found)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class RunPlan:
     watch: tuple[str, ...]
     watch_presets: tuple[str, ...]
     closed_streams: frozenset[int]
+    interpreter: Optional[str]
     deep: Optional[str]
 
     @classmethod
@@ -73,7 +75,7 @@ class RunPlan:
             ready_port=options.ready_port, ready_output=options.ready_output, ready_file=options.ready_file,
             ready_timeout=options.ready_timeout, watch=tuple(options.watch),
             watch_presets=tuple(options.watch_presets), closed_streams=options.closed_streams,
-            deep=options.deep)
+            deep=options.deep, interpreter=options.interpreter)
 
     @property
     def stop_name(self) -> Optional[str]:
