@@ -67,3 +67,20 @@ def test_supervisord_uninstalled_after_took_gsups_files_with_it(tmp_path: Path) 
     assert done.stderr.endswith("is incomplete (did `pip uninstall supervisor` remove Supervisord's files, which "
                                 "were gsup's too?): `pip install --force-reinstall gsup`\n")
     assert "Traceback" not in done.stderr
+
+
+def test_the_metadata_is_ready_to_publish() -> None:
+    """What PyPI and type checkers read; ``make package`` builds it and runs ``twine check --strict``."""
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["build-system"]["requires"] == ["setuptools>=77"]  # the SPDX license string needs 77
+    meta = project["project"]
+    assert meta["license"] == "MIT" and meta["license-files"] == ["LICENSE"] and (ROOT / "LICENSE").is_file()
+    assert meta["authors"]
+    classifiers = set(meta["classifiers"])
+    assert {f"Programming Language :: Python :: 3.{minor}" for minor in range(9, 14)} <= classifiers
+    assert {"Operating System :: POSIX :: Linux", "Environment :: Console", "Typing :: Typed"} <= classifiers
+    assert (ROOT / "supervisor" / "py.typed").is_file()
+    assert "py.typed" in project["tool"]["setuptools"]["package-data"]["supervisor"]
+    manifest = (ROOT / "MANIFEST.in").read_text()
+    assert "graft tests" in manifest and "graft examples" in manifest
