@@ -273,20 +273,25 @@ def program_options(func: Any) -> Any:
 @click.option("-s", "--signal", "sig", type=SIGNAL, metavar="SIG",
               help="Send this signal once: 9, KILL, SIGKILL, term...")
 @click.option("-t", "--target", type=TARGET, metavar="WHO", help="parent (default), child, group, tree or pid:N.")
+@click.option("--stdin", "stdin", metavar="null|tty|FILE",
+              help="The program's stdin: /dev/null, the terminal (its group in the foreground: it reads it and gets "
+                   "Ctrl-C itself), or a file.  [default: gsup's stdin]")
 @click.option("--stop", "stop", type=STOP, metavar="PRESET",
               help="A real stop sequence: docker, k8s, systemd, systemd-mixed, ctrl-c, timeout.")
 @program_options
 @click.argument("program", nargs=-1, type=_Program())
 @click.pass_context
-def run(ctx: click.Context, /, sig: Optional[str], target: Optional[str], stop: Optional[str], **params: Any) -> None:
-    _guard(lambda: _run(ctx, sig, target, stop, params))
+def run(ctx: click.Context, /, sig: Optional[str], target: Optional[str], stop: Optional[str], stdin: Optional[str],
+        **params: Any) -> None:
+    _guard(lambda: _run(ctx, sig, target, stop, stdin, params))
 
 
-def _run(ctx: click.Context, sig: Optional[str], target: Optional[str], stop: Optional[str],
+def _run(ctx: click.Context, sig: Optional[str], target: Optional[str], stop: Optional[str], stdin: Optional[str],
          params: dict[str, Any]) -> None:
-    from supervisor import options, stops
+    from supervisor import launch, options, stops
 
     run_options = build_run_options(ctx, params)
+    run_options.stdin = launch.parse_stdin(stdin) if stdin is not None else None
     if stop is not None:
         if sig is not None or target is not None:
             raise GsupError("--stop sets the signal and target itself: drop --signal/--target")

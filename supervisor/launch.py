@@ -97,6 +97,24 @@ def check_python(python: str) -> str:
     return resolved
 
 
+def parse_stdin(text: str) -> str:
+    """``--stdin``: ``null`` (/dev/null), ``tty`` (the terminal gsup is in the foreground of), or a readable file."""
+    if text == "null":
+        return os.devnull
+    if text == "tty":
+        try:
+            foreground = os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+        except OSError:
+            foreground = False
+        if not foreground:
+            raise GsupError("--stdin tty: gsup's stdin is not a terminal it runs in the foreground of")
+        return text
+    path = Path(text)
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise GsupError(f"--stdin {text}: not a readable file (or use null, tty)")
+    return str(path.absolute())
+
+
 def script_command(python: str, script: str, args: list[str]) -> list[str]:
     path = Path(script)
     try:
@@ -217,11 +235,12 @@ class Launched:
 
 def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_dir: Path,
           launched: float, pipe_output: bool = False, closed: frozenset[int] = frozenset(),
-          deep: Sequence[str] = ()) -> Launched:
+          deep: Sequence[str] = (), stdin: str | None = None) -> Launched:
     """Start the guardian, which starts ``argv`` in a new process group with
     default signal state; returns once the program runs (or raises GsupError).
     ``closed``: gsup's standard streams that were closed (see :func:`closed_for_program`).
     ``deep``: site-packages directories that deep.py overlays first (``--deep``).
+    ``stdin``: a file the program reads instead of gsup's stdin (``--stdin null`` is /dev/null).
 
     ``posix_spawn`` rather than ``Popen``: gsup is the only reaper of its
     children, and a ``Popen`` object would try to reap its own.
@@ -229,7 +248,9 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     output = output_channel(2 if stdout_to_stderr else 1) if pipe_output else None
     errors = output_channel(2) if pipe_output else None
-    actions = [(os.POSIX_SPAWN_DUP2, status_w, GUARDIAN_STATUS_FD)]
+    actions: list[tuple[int | str, ...]] = [(os.POSIX_SPAWN_DUP2, status_w, GUARDIAN_STATUS_FD)]
+    if stdin is not None:
+        actions.append((os.POSIX_SPAWN_OPEN, 0, stdin, os.O_RDONLY, 0))
     if output is not None and errors is not None:
         actions += [(os.POSIX_SPAWN_DUP2, output[1], 4), (os.POSIX_SPAWN_DUP2, errors[1], 5)]
     command = [sys.executable, "-I", "-S", GUARDIAN, str(os.getpid()), repr(launched), str(session_dir.absolute()),

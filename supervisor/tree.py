@@ -118,6 +118,10 @@ class Tree:
         """Was one of ``pids`` on a CPU or in disk I/O at the last look (still importing, see ``busy``)?"""
         return any(self._states.get(key) in (b"R", b"D") for key in self._states if key.pid in pids)
 
+    def stopped(self) -> list[Seen]:
+        """The live processes stopped (state T) at the last look: by job control or SIGSTOP."""
+        return [seen for key, seen in self.history.items() if self._states.get(key) == b"T"]
+
     def live(self) -> list[Seen]:
         return [s for s in self.history.values() if s.alive]
 

@@ -488,3 +488,38 @@ def test_a_shim_that_cannot_say_its_interpreter_is_one_line_exit_2(gsup: Gsup, p
     assert result.returncode == 2
     assert result.stderr == (f"gsup: error: {broken} is a shim and could not say which Python it runs: "
                              "pyenv: version `3.99` is not installed; pass --python PATH\n")
+
+
+def test_stdin_from_a_file_and_from_null(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    script = program("import sys; print(repr(sys.stdin.read()))")
+    given = tmp_path / "answers.txt"
+    given.write_text("bob\n")
+    assert gsup.run("run", "-q", "--python", PYTHON, "--stdin", str(given), str(script)).stdout.startswith("'bob\\n'\n")
+    assert gsup.run("run", "-q", "--python", PYTHON, "--stdin", "null", str(script)).stdout.startswith("''\n")
+
+
+@pytest.mark.parametrize(("stdin", "message"), [
+    ("missing.txt", "--stdin missing.txt: not a readable file (or use null, tty)"),
+    ("tty", "--stdin tty: gsup's stdin is not a terminal it runs in the foreground of"),
+])
+def test_bad_stdin_is_one_line_exit_2(gsup: Gsup, program: Program, stdin: str, message: str) -> None:
+    result = gsup.run("run", "--python", PYTHON, "--stdin", stdin, str(program("pass")))
+    assert (result.returncode, result.stderr) == (2, f"gsup: error: {message}\n")
+
+
+def test_a_stopped_program_gets_sigcont_after_the_signal_and_acts_on_it(gsup: Gsup, program: Program) -> None:
+    """SIGTERM to a stopped process stays pending; the grace's SIGKILL used to be what ended it."""
+    script = program("""
+        import atexit, os, signal, sys
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        atexit.register(print, "cleaned up")
+        os.kill(os.getpid(), signal.SIGSTOP)
+    """)
+    result = gsup.run("run", "--json", "--python", PYTHON, "--signal", "TERM", "--grace", "60s", str(script))
+    assert result.returncode == 0, result.stderr
+    report = result.report
+    assert [(a["signal"], a["by"]) for a in report["actions"]] == [("SIGTERM", "gsup"), ("SIGCONT", "gsup")]
+    parent = role(report, "parent")
+    assert parent["end"]["how"] == "exited" and statuses(parent, "builtins") == {"print": "ran"}
+    assert f"pid {parent['pid']} (parent) is stopped (SIGSTOP or SIGTSTP)" in result.stderr
+    assert report["duration"] < 30

@@ -102,10 +102,12 @@ def test_live_view_on_a_terminal(gsup: Gsup, program: Program, tmp_path: Path) -
     assert "gsup report" in text and "SIGTERM" in text
 
 
-def tmux_screen(gsup: Gsup, tmp_path: Path, argv: list[str], width: int, env: dict[str, str]) -> str:
+def tmux_screen(gsup: Gsup, tmp_path: Path, argv: list[str], width: int, env: dict[str, str],
+                answer: tuple[Path, str] | None = None) -> str:
     """Run ``argv`` in a tmux terminal ``width`` columns wide; what it left on the screen (and its
     scrollback), once it has ended.  A real terminal: cursor moves and erasures are applied, so an
-    overwritten line is gone here as it is for the user."""
+    overwritten line is gone here as it is for the user.  ``answer``: once that file exists, type
+    that line."""
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed (.ci/run installs it)")
     done = tmp_path / f"done-{width}"
@@ -116,6 +118,9 @@ def tmux_screen(gsup: Gsup, tmp_path: Path, argv: list[str], width: int, env: di
     tmux = ["tmux", "-L", f"gsup-test-{os.getpid()}-{width}", "-f", "/dev/null"]
     subprocess.run([*tmux, "new-session", "-d", "-x", str(width), "-y", "30", "sh", str(script)], check=True)
     try:
+        if answer is not None:
+            wait_until(answer[0].exists, timeout=60, what="the program to ask")
+            subprocess.run([*tmux, "send-keys", answer[1], "Enter"], check=True)
         wait_until(done.exists, timeout=90, what="gsup to end in tmux")
         screen = subprocess.run([*tmux, "capture-pane", "-p", "-J", "-S", "-", "-E", "-"], check=True,
                                 capture_output=True, text=True).stdout
@@ -152,6 +157,38 @@ def test_the_live_view_keeps_every_line_the_program_printed(gsup: Gsup, program:
     assert screen.count("gsup session") == 1, screen  # one table left: the final frame
     assert "exited with code 0 │" in screen and "│ running" not in screen, screen
     assert "gsup report" in screen
+
+
+ASKS = """
+    import atexit
+    atexit.register(print, "bye from atexit")
+    open({asking!r}, "w").close()
+    print("hello " + input("name? "))
+"""
+
+
+def test_a_program_stopped_by_sigttin_is_said_and_the_signal_still_reaches_it(gsup: Gsup, program: Program,
+                                                                             tmp_path: Path) -> None:
+    """It read the terminal from its own process group: stopped.  gsup says why and how to fix it,
+    and its TERM is followed by SIGCONT (a stopped process acts on nothing else), not left to the grace."""
+    script = program(ASKS.format(asking=str(tmp_path / "asking")))
+    env = {k: v for k, v in gsup.env.items() if k in ("GSUP_HOME", "PATH", "HOME", "NO_COLOR")}
+    screen = tmux_screen(gsup, tmp_path, [*GSUP, "run", "--python", PYTHON, "--signal", "TERM", "--after", "2s",
+                                          "--grace", "30s", str(script)], 200, {**env, "TERM": "xterm"})
+    assert "(parent) is stopped, most likely by SIGTTIN: it read from the terminal while in the background" in screen
+    assert "give it stdin with --stdin null or --stdin FILE, or the terminal with --stdin tty" in screen
+    assert "gsup: sent SIGCONT to parent" in screen and "killed by SIGTERM" in screen, screen
+
+
+def test_stdin_tty_gives_the_program_the_terminal(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    asking = tmp_path / "asking"
+    script = program(ASKS.format(asking=str(asking)))
+    env = {k: v for k, v in gsup.env.items() if k in ("GSUP_HOME", "PATH", "HOME", "NO_COLOR")}
+    screen = tmux_screen(gsup, tmp_path, [*GSUP, "run", "--python", PYTHON, "--stdin", "tty", str(script)], 120,
+                         {**env, "TERM": "xterm"}, answer=(asking, "bob"))
+    lines = [line.rstrip() for line in screen.splitlines()]
+    assert "name? bob" in lines and "hello bob" in lines and "bye from atexit" in lines, screen
+    assert "is stopped" not in screen
 
 
 def test_commands_in_the_live_table_are_shortened_at_a_word() -> None:

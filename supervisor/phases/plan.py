@@ -37,6 +37,7 @@ class RunOptions:
     closed_streams: frozenset[int] = frozenset()  # gsup's own 0, 1, 2 that were closed: closed for the program too
     deep: Optional[str] = None  # --deep: the interpreter whose site-packages reaches -I/-E children
     interpreter: Optional[str] = None  # how the program's Python was found (launch.Interpreter.found)
+    stdin: Optional[str] = None  # --stdin: None (gsup's own), "tty" (the terminal, in the foreground), or a file
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class RunPlan:
     watch_presets: tuple[str, ...]
     closed_streams: frozenset[int]
     interpreter: Optional[str]
+    stdin: Optional[str]
     deep: Optional[str]
 
     @classmethod
@@ -75,7 +77,7 @@ class RunPlan:
             ready_port=options.ready_port, ready_output=options.ready_output, ready_file=options.ready_file,
             ready_timeout=options.ready_timeout, watch=tuple(options.watch),
             watch_presets=tuple(options.watch_presets), closed_streams=options.closed_streams,
-            deep=options.deep, interpreter=options.interpreter)
+            deep=options.deep, interpreter=options.interpreter, stdin=options.stdin)
 
     @property
     def stop_name(self) -> Optional[str]:
