@@ -417,8 +417,9 @@ def _matrix(ctx: click.Context, signals: str, targets: str, jobs: int, params: d
     from supervisor import matrix_view, scenarios
 
     run_options = build_run_options(ctx, params)
+    given = ctx.get_parameter_source("targets") is not click.core.ParameterSource.DEFAULT
     plan = scenarios.make_plan(signals, targets, jobs, params, ctx.meta.get("gsup.command", False),
-                               run_options.argv)
+                               run_options.argv, targets_given=given)
     progress = matrix_view.make_progress(params["quiet"], len(plan.scenarios))
     result = scenarios.execute(plan, scenarios.log_directory(), progress)
     matrix_view.show(result, params["as_json"])
@@ -509,7 +510,7 @@ def _print_report(report: Report, as_json: bool) -> None:
     else:
         from supervisor.render import StdoutConsole, render
 
-        StdoutConsole(highlight=False).print(render(report))
+        StdoutConsole(highlight=False).print_lines(render(report))
 
 
 @main.command()

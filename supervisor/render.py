@@ -33,6 +33,14 @@ class StdoutConsole(Console):
     def on_broken_pipe(self) -> None:
         raise BrokenPipeError
 
+    def print_lines(self, renderable: RenderableType) -> None:
+        """``print``, without the trailing spaces rich leaves where it wraps or pads (a table's
+        title, a wrapped line): piped output is compared, diffed and stored in CI logs."""
+        with self.capture() as capture:
+            self.print(renderable)
+        self.file.write("".join(line.rstrip(" ") + "\n" for line in capture.get().splitlines()))
+        self.file.flush()
+
 
 _MARK = {RAN: ("✓", "green"), RAISED: ("!", "red"), INTERRUPTED: ("✗", "yellow"),
          NOT_RUN: ("·", "dim"), UNREGISTERED: ("-", "dim")}
