@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +32,10 @@ class Readiness:
     port: Optional[int] = None
     pattern: Optional[str] = None
     file: Optional[Path] = None
-    output_seen: bool = False  # set by OutputPipe when ``pattern`` matched
-    # Output counts only while the target exists (see phases/ready.py): the pipe is
-    # shared, and a line printed before the target existed is not the target's.
-    target_exists: bool = True
-    early_output: bool = False  # a line matched before the target existed, and was not counted
+    # time.monotonic() when OutputPipe last read a line matching ``pattern``: the pipe is
+    # shared, so a line read before the target started is not the target's (phases/ready.py)
+    matched_at: Optional[float] = None
+    ready: bool = False  # the wait is over: OutputPipe stops matching
 
     @property
     def wanted(self) -> bool:
@@ -51,8 +51,10 @@ class Readiness:
             parts.append(f"file {self.file}")
         return " and ".join(parts)
 
-    def holds(self, pids: list[int]) -> bool:
-        if self.pattern is not None and not self.output_seen:
+    def holds(self, pids: list[int], since: float = 0.0) -> bool:
+        """Every condition holds for ``pids``; ``since``: when the first of them started (a
+        matching line read before that was another process's)."""
+        if self.pattern is not None and (self.matched_at is None or self.matched_at < since):
             return False
         if self.file is not None and not self.file.exists():
             return False
@@ -140,7 +142,7 @@ class OutputPipe:
             self._match(chunk)
 
     def _match(self, chunk: bytes, final: bool = False) -> None:
-        if self.pattern is None or self.readiness.output_seen:
+        if self.pattern is None or self.readiness.ready:
             return
         *lines, self.pending = (self.pending + chunk).split(b"\n")
         if final or len(self.pending) > MAX_LINE:
@@ -150,11 +152,7 @@ class OutputPipe:
         # ``python -u``) would otherwise match ``^listening on \d+$`` on
         # "listening on 4" and be signalled before the rest of its line.
         if any(self.pattern.search(line) for line in lines):
-            if not self.readiness.target_exists:
-                self.readiness.early_output = True
-                return
-            self.readiness.output_seen = True
-            self.pending = b""
+            self.readiness.matched_at = time.monotonic()
 
     def close(self) -> None:
         if not self.ended:

@@ -171,4 +171,4 @@ def test_ready_output_from_the_parent_does_not_count_for_the_child(gsup: Gsup) -
                       "--target", "child", "--signal", "TERM", APP, env={"PORT": str(port)})
     assert result.returncode == 4, result.stderr
     assert "but no child process yet: waiting for it" in result.stderr
-    assert "the matching line came before the child process existed, so it was not its" in result.stderr
+    assert "the matching line came before the child process started, so it was not its" in result.stderr

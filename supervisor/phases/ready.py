@@ -33,6 +33,7 @@ def wait_until_ready(plan: RunPlan, readiness: Readiness, loop: EventLoop, actor
     scoped = _ForTarget(plan, readiness, loop.tree, display)
     for now in turns(loop, actor, lambda: timeout_at, expecting=True):
         if scoped.holds(now):
+            readiness.ready = True
             display.note(f"ready after {now - launched:.2f}s: {readiness.describe()}{scoped.whose()}")
             return ReadyResult(at=now)
         if now >= timeout_at:
@@ -45,14 +46,23 @@ def wait_until_ready(plan: RunPlan, readiness: Readiness, loop: EventLoop, actor
     return ReadyResult()
 
 
+# A line read this long after the target started (its start is known to a clock tick,
+# 10 ms) was not written by its parent just before starting it.
+WRITER_MARGIN = 0.1
+
+
 class _ForTarget:
     """The ``--ready-*`` conditions, held by the signal's target (and what it started).
 
     A Flask debug app's reloader parent prints the banner and opens the socket
     before its child exists; ready on those, ``-t child`` was signalled before it
     had registered a handler.  So: the port must be held by the target or a
-    descendant, a line counts only once the target exists, and a target still on a
-    CPU (importing) gets up to ``--settle`` more to finish starting.
+    descendant, and a target still on a CPU (importing) gets up to ``--settle`` more
+    to finish starting.  Which process wrote a line cannot be known (they share the
+    pipe), so a line counts if gsup read it once it had seen the target, or well
+    after the target started (:data:`WRITER_MARGIN`): the reloader's banner, printed
+    just before it starts the child, does not; a gunicorn worker's, read before gsup's
+    next look at the tree, does.
     """
 
     def __init__(self, plan: RunPlan, readiness: Readiness, tree: Tree, display: Display) -> None:
@@ -60,15 +70,16 @@ class _ForTarget:
         self.readiness, self.tree, self.display = readiness, tree, display
         self.held_since: Optional[float] = None
         self.said_waiting = False
+        self.since: Optional[float] = None  # when the target (its first process) started
 
     def holds(self, now: float) -> bool:
         scope = scope_of(self.target, self.tree)
-        self.readiness.target_exists = scope is not None
         if scope is None:
             self._say_waiting()
             return False
         pids = [p.pid for p in scope]
-        if not self.readiness.holds(pids):
+        self.since = min(min(p.first_seen for p in scope), min(p.started for p in scope) + WRITER_MARGIN)
+        if not self.readiness.holds(pids, self.since):
             self.held_since = None
             return False
         self.held_since = self.held_since if self.held_since is not None else now
@@ -76,8 +87,7 @@ class _ForTarget:
 
     def _say_waiting(self) -> None:
         """Once: the condition holds elsewhere in the tree, but the target is not there yet."""
-        elsewhere = self.readiness.early_output or (
-            self.readiness.pattern is None and self.readiness.holds([p.pid for p in self.tree.live()]))
+        elsewhere = self.readiness.holds([p.pid for p in self.tree.live()])
         if elsewhere and not self.said_waiting:
             self.said_waiting = True
             self.display.note(f"{self.readiness.describe()}, but no {self.target} process yet: waiting for it")
@@ -87,8 +97,9 @@ class _ForTarget:
         return f" (in the {self.target} process)" if scoped else ""
 
     def early(self) -> str:
-        if self.readiness.early_output:
-            return f"; the matching line came before the {self.target} process existed, so it was not its"
+        matched = self.readiness.matched_at
+        if matched is not None and (self.since is None or matched < self.since):
+            return f"; the matching line came before the {self.target} process started, so it was not its"
         return ""
 
 
