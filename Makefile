@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install only-supervisor demo test lint stress storm transparency versions bench atlas atlas-check screenshots clean
+.PHONY: help install only-supervisor demo test lint stress storm transparency versions package bench atlas atlas-check screenshots clean
 
 help:  ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -12,16 +12,19 @@ help:  ## List the commands
 $(STAMP): pyproject.toml Makefile  # the recipe is part of the install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,browser,containers,frameworks]' --config-settings editable_mode=compat
+	# setuptools' note "Editable installation ... folders with the same name ... may take precedence" is
+	# what only-supervisor settles (its .pth then names the package alone): silenced, and only that one.
+	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip install --quiet -e '.[test,browser,containers,frameworks]'
 	$(MAKE) --no-print-directory only-supervisor
 	$(BIN)/python -m compileall -q supervisor  # an editable install is not compiled, and PYTHONDONTWRITEBYTECODE may be set
 	touch $(STAMP)
 
 install: $(STAMP)  ## Create .venv/ and install gsup with its test, browser and frameworks extras
 
-# compat mode's .pth (no import hook in every start-up of the venv) names the whole checkout, so
-# `import tests` or `import benchmark` anywhere would find gsup's own.  It names instead a directory
-# holding one symlink, `supervisor`: the package alone, still editable (new modules show at once).
+# An editable install's .pth loads an import hook in every start-up of the venv (setuptools' default
+# mode), or names the whole checkout (its deprecated compat mode, which warns), so that `import tests`
+# or `import benchmark` anywhere would find gsup's own.  It names instead a directory holding one
+# symlink, `supervisor`: the package alone, still editable (new modules show at once).
 only-supervisor:
 	mkdir -p $(VENV)/gsup-path
 	ln -sfn $(CURDIR)/supervisor $(VENV)/gsup-path/supervisor
@@ -56,6 +59,9 @@ lint: $(STAMP)  ## ruff and mypy --strict
 
 versions: $(STAMP)  ## gsup on each pyenv CPython 3.9-3.13: pip install . in .venv-versions/, a smoke run
 	$(BIN)/python .ci/versions.py
+
+package: $(STAMP)  ## Build sdist+wheel, twine check, install the wheel in a fresh venv, run the sdist's tests
+	$(BIN)/python .ci/package.py
 
 bench: $(STAMP)  ## Measure start-up, probe cost, idle CPU, latency, scale; writes docs/benchmarks.md
 	$(BIN)/python -m compileall -q supervisor  # start-up figures must not include compiling a changed module

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
 
 import click
+from click.shell_completion import CompletionItem
 
 from supervisor import __version__
 from supervisor.errors import ExitCode, GsupError
@@ -104,6 +105,88 @@ def plug_std_streams() -> frozenset[int]:
 
 
 OPTIONAL_VALUE = {"--container": "namespace", "--init": "auto"}  # options whose value is optional: bare, they mean this
+# gsup's options end at the program: everything from SCRIPT (or ``--``) on is the program's,
+# and an unknown option before it is a typo (a usage error with click's "Did you mean").
+PROGRAM_SETTINGS: dict[str, Any] = {"allow_interspersed_args": False}
+
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[Any, Any]  # generic from click 8.2 on; 8.1 is supported too
+else:
+    _ParamType = click.ParamType
+
+
+class _Parsed(_ParamType):
+    """A value one of gsup's parsers accepts, checked while the command line is read
+    (a usage error, exit 2, before anything runs), with the values a shell can complete.
+
+    The value stays the text typed: the command parses it again where the context
+    is known (a ``pid:N`` target, a signal for ``gsup kill``)."""
+
+    def __init__(self, name: str, parse: Callable[[str], object], values: Callable[[], list[str]]) -> None:
+        self.name, self.parse, self.values = name, parse, values
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        try:
+            self.parse(value)
+        except GsupError as err:
+            raise click.UsageError(str(err), ctx) from err  # gsup's own message, which names the option
+        return value
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        return [CompletionItem(v) for v in self.values() if v.lower().startswith(incomplete.lower())]
+
+
+def _signal(text: str) -> object:
+    from supervisor import options
+
+    return options.parse_signal(text)
+
+
+def _target(text: str) -> object:
+    from supervisor import options
+
+    return options.parse_target(text)
+
+
+def _stop(text: str) -> object:
+    from supervisor import stops
+
+    return stops.parse_stop(text)
+
+
+def _signal_names() -> list[str]:
+    import signal
+
+    return sorted(s.name[3:] for s in signal.Signals if not s.name.startswith("SIG_"))
+
+
+def _target_names() -> list[str]:
+    from supervisor import options
+
+    return [*options.TARGET_KINDS, "pid:"]
+
+
+def _stop_names() -> list[str]:
+    from supervisor import stops
+
+    return list(stops.PRESETS)
+
+
+SIGNAL = _Parsed("signal", _signal, _signal_names)
+TARGET = _Parsed("target", _target, _target_names)
+STOP = _Parsed("preset", _stop, _stop_names)
+
+
+class _Program(_ParamType):
+    """The program and its arguments, passed on untouched; a shell completes file names."""
+
+    name = "program"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
+        return value
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+        return [CompletionItem(incomplete, type="file")]
 
 
 class _Command(click.Command):
@@ -119,6 +202,11 @@ class _Command(click.Command):
         index = len(original) - len(program) - 1
         ctx.meta["gsup.command"] = bool(program) and index >= 0 and original[index] == "--"
         return rest
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        """``[OPTIONS] PROGRAM [ARGS]...``: the program is required (SCRIPT, -m MODULE or -- COMMAND),
+        though click sees only a list that -m may leave empty."""
+        return [self.options_metavar or "[OPTIONS]", "PROGRAM [ARGS]..."]
 
     def _end_options_after_module(self, args: list[str]) -> list[str]:
         takes_value = {name for p in self.params if isinstance(p, click.Option) and not p.is_flag
@@ -138,10 +226,13 @@ class _Command(click.Command):
         return args
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.version_option(__version__, "-V", "--version", prog_name="gsup")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """gsup: which exit handlers run when a process tree gets a signal."""
+    if ctx.invoked_subcommand is None:  # bare ``gsup``: the help, exit 0 (not an error with the help inside)
+        click.echo(ctx.get_help())
 
 
 def program_options(func: Any) -> Any:
@@ -196,10 +287,14 @@ def program_options(func: Any) -> Any:
 
 
 @main.command(cls=_Command, help=RUN_HELP,
-              context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
-@click.option("-s", "--signal", "sig", metavar="SIG", help="Send this signal once: 9, KILL, SIGKILL, term...")
-@click.option("-t", "--target", metavar="WHO", help="parent (default), child, group, tree or pid:N.")
-@click.option("--stop", "stop", metavar="PRESET",
+              context_settings=PROGRAM_SETTINGS)
+@click.option("-s", "--signal", "sig", type=SIGNAL, metavar="SIG",
+              help="Send this signal once: 9, KILL, SIGKILL, term...")
+@click.option("-t", "--target", type=TARGET, metavar="WHO", help="parent (default), child, group, tree or pid:N.")
+@click.option("--stdin", "stdin", metavar="null|tty|FILE",
+              help="The program's stdin: /dev/null, the terminal (its group in the foreground: it reads it and gets "
+                   "Ctrl-C itself), or a file.  [default: gsup's stdin]")
+@click.option("--stop", "stop", type=STOP, metavar="PRESET",
               help="A real stop sequence: docker, k8s, docker-init, systemd, systemd-mixed, ctrl-c, timeout.")
 @click.option("--dockerfile", "dockerfile", metavar="PATH",
               help="Run its ENTRYPOINT/CMD as PID 1 and stop it as docker stop does (STOPSIGNAL, --time, --init).")
@@ -209,15 +304,16 @@ def program_options(func: Any) -> Any:
 @click.option("--timeline/--no-timeline", "timeline", default=None,
               help="Show (or hide) the report's chronology.  [default: shown up to 40 moments]")
 @program_options
-@click.argument("program", nargs=-1, type=click.UNPROCESSED)
+@click.argument("program", nargs=-1, type=_Program())
 @click.pass_context
-def run(ctx: click.Context, /, sig: Optional[str], target: Optional[str], stop: Optional[str], **params: Any) -> None:
-    _guard(lambda: _run(ctx, sig, target, stop, params))
+def run(ctx: click.Context, /, sig: Optional[str], target: Optional[str], stop: Optional[str], stdin: Optional[str],
+        **params: Any) -> None:
+    _guard(lambda: _run(ctx, sig, target, stop, stdin, params))
 
 
-def _run(ctx: click.Context, sig: Optional[str], target: Optional[str], stop: Optional[str],
+def _run(ctx: click.Context, sig: Optional[str], target: Optional[str], stop: Optional[str], stdin: Optional[str],
          params: dict[str, Any]) -> None:
-    from supervisor import options, stops
+    from supervisor import launch, options, stops
 
     replayed = _replayed(ctx, params, sig, target, stop)
     run_options = build_run_options(ctx, params)
@@ -227,6 +323,7 @@ def _run(ctx: click.Context, sig: Optional[str], target: Optional[str], stop: Op
         run_options.stop_signal = options.parse_signal(replayed.stop_signal) if replayed.stop_signal else None
         run_options.grace = run_options.grace if run_options.grace is not None else replayed.grace
         run_options.pre_stop = replayed.pre_stop
+    run_options.stdin = launch.parse_stdin(stdin) if stdin is not None else None
     if stop is not None:
         if sig is not None or target is not None:
             raise GsupError("--stop sets the signal and target itself: drop --signal/--target")
@@ -298,7 +395,9 @@ def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
     module, python, program = params["module"], params["python"], list(params["program"])
     is_command = ctx.meta.get("gsup.command", False)
     needs_python = module is not None or not is_command or params["deep"]  # -m is parsed as a command too
-    interpreter = (launch.check_python(python) if python else launch.default_python()) if needs_python else ""
+    found = launch.find_python(python) if needs_python else None
+    interpreter = found.path if found is not None else ""
+    run_options.interpreter = found.found if found is not None else None
     if module is not None:
         run_options.argv = launch.module_command(interpreter, module, program)
     elif is_command:
@@ -371,7 +470,7 @@ run: 2 (bad input: then nothing runs), 4, 3, then 1 (an expectation failed).
 
 
 @main.command(cls=_Command, help=MATRIX_HELP,
-              context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True})
+              context_settings=PROGRAM_SETTINGS)
 @click.option("--signals", default="TERM,INT,KILL", show_default=True, metavar="SIGS",
               help="Comma-separated signals to send, one scenario per signal and target.")
 @click.option("--targets", default="parent,child", show_default=True, metavar="WHO",
@@ -379,7 +478,7 @@ run: 2 (bad input: then nothing runs), 4, 3, then 1 (an expectation failed).
 @click.option("-j", "--jobs", default=1, show_default=True, type=int, metavar="N",
               help="Run N scenarios side by side (only for programs without fixed ports).")
 @program_options
-@click.argument("program", nargs=-1, type=click.UNPROCESSED)
+@click.argument("program", nargs=-1, type=_Program())
 @click.pass_context
 def matrix(ctx: click.Context, /, signals: str, targets: str, jobs: int, **params: Any) -> None:
     _guard(lambda: _matrix(ctx, signals, targets, jobs, params))
@@ -390,8 +489,9 @@ def _matrix(ctx: click.Context, signals: str, targets: str, jobs: int, params: d
     from supervisor import exports, matrix_view, scenarios
 
     run_options = build_run_options(ctx, params)
+    given = ctx.get_parameter_source("targets") is not click.core.ParameterSource.DEFAULT
     plan = scenarios.make_plan(signals, targets, jobs, params, ctx.meta.get("gsup.command", False),
-                               run_options.argv)
+                               run_options.argv, targets_given=given)
     progress = matrix_view.make_progress(params["quiet"], len(plan.scenarios))
     result = scenarios.execute(plan, scenarios.log_directory(), progress)
     matrix_view.show(result, params["as_json"])
@@ -405,9 +505,9 @@ def _matrix(ctx: click.Context, signals: str, targets: str, jobs: int, params: d
 
 
 @main.command()
-@click.option("-s", "--signal", "sig", default="TERM", show_default=True, metavar="SIG",
+@click.option("-s", "--signal", "sig", default="TERM", show_default=True, type=SIGNAL, metavar="SIG",
               help="Signal: 9, KILL, SIGKILL, term...")
-@click.option("-t", "--target", default="parent", show_default=True, metavar="WHO",
+@click.option("-t", "--target", default="parent", show_default=True, type=TARGET, metavar="WHO",
               help="parent, child (every direct child), group, tree or pid:N.")
 @click.option("--session", "session_id", metavar="ID", help="Which run (default: the newest live one; see gsup ps).")
 @click.option("--wait", is_flag=True, help="Wait for the targets to end and say what happened in them.")
@@ -527,7 +627,7 @@ def _print_report(report: Report, as_json: bool, timeline: Optional[bool] = None
     else:
         from supervisor.render import StdoutConsole, render
 
-        StdoutConsole(highlight=False).print(render(report, timeline))
+        StdoutConsole(highlight=False).print_lines(render(report, timeline))
 
 
 @main.command()

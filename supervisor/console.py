@@ -17,7 +17,28 @@ from __future__ import annotations
 import os
 import sys
 
-from supervisor import __version__
+# Supervisord's pip package is also called ``supervisor``: installed in the same
+# environment, it writes its files into this folder (its __init__.py, options.py,
+# events.py replace gsup's), and uninstalling it deletes them.  Neither may fail
+# silently: one line, exit 2, before anything of the folder is imported.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_SUPERVISORD = os.path.join(_HERE, "supervisord.py")  # Supervisord ships it, gsup never does
+
+
+def _clash(why: str) -> None:
+    sys.stderr.write(f"gsup: error: {why}\n")
+    sys.exit(2)
+
+
+if os.path.exists(_SUPERVISORD):
+    _clash(f"Supervisord (the pip package `supervisor`) is installed in the same environment and shares gsup's "
+           f"package folder {_HERE}, so both are broken; run gsup from its own environment (`pipx install gsup`, "
+           f"or a separate venv), or `pip uninstall supervisor` then `pip install --force-reinstall gsup`")
+try:
+    from supervisor import __version__
+except ImportError:
+    _clash(f"gsup's package folder {_HERE} is incomplete (did `pip uninstall supervisor` remove Supervisord's "
+           f"files, which were gsup's too?): `pip install --force-reinstall gsup`")
 
 TYPE_CHECKING = False  # typing itself costs a tenth of Python's start-up; mypy knows this name
 if TYPE_CHECKING:

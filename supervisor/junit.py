@@ -2,11 +2,13 @@
 
 The shape is the one Jenkins, GitLab and GitHub test reporters read::
 
-    <testsuite name="gsup" tests=".." failures=".." errors=".." time="..">
+    <testsuite name="gsup" tests=".." failures=".." errors=".." skipped=".." time=".."
+               timestamp="2026-12-05T03:30:00" hostname="ci-runner-7">
       <testcase classname="python app.py" name="SIGKILL→child" time="..">
         <failure type="expectation" message="child: shutdown ran">expected: ..
     observed: ..</failure>          one per failed --expect
         <error type="incomplete" message="report incomplete: ..">..</error>
+        <skipped message="no child process"/>   a matrix scenario that could not happen
         <system-out>pid role: explanation, one line per process</system-out>
       </testcase>
     </testsuite>
@@ -18,8 +20,11 @@ A case with an ``<error>`` counts as an error even if it also has failures, so
 from __future__ import annotations
 
 import signal
+import socket
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
@@ -39,29 +44,44 @@ def scenario_name(sig: Optional[signal.Signals], target: Optional[Target], stop:
     return "run"
 
 
-def build(cases: Sequence[Case], errors: Optional[Mapping[str, str]] = None) -> ET.Element:
+def build(cases: Sequence[Case], errors: Optional[Mapping[str, str]] = None,
+          skipped: Optional[Mapping[str, str]] = None) -> ET.Element:
     """The ``<testsuite>`` element; ``errors`` maps a scenario name to a problem that
-    is not in its report (e.g. the signal was never sent), shown as an ``<error>``."""
+    is not in its report (e.g. the signal was never sent), shown as an ``<error>``;
+    ``skipped`` one that could not happen and is no failure (a matrix's "no child process").
+    ``timestamp`` (when the first run started, UTC) and ``hostname`` are what dashboards
+    sort and group by."""
     suite = ET.Element("testsuite", name="gsup")
-    failed = errored = 0
+    counts = {"error": 0, "failure": 0, "skipped": 0}
     for name, report in cases:
-        case = _testcase(name, report, (errors or {}).get(name))
+        reason = (skipped or {}).get(name)
+        case = _skipped(name, report, reason) if reason else _testcase(name, report, (errors or {}).get(name))
         suite.append(case)
-        if case.find("error") is not None:
-            errored += 1
-        elif case.find("failure") is not None:
-            failed += 1
+        kind = next((k for k in ("skipped", "error", "failure") if case.find(k) is not None), None)
+        if kind is not None:
+            counts[kind] += 1
     suite.set("tests", str(len(cases)))
-    suite.set("failures", str(failed))
-    suite.set("errors", str(errored))
-    suite.set("skipped", "0")
+    suite.set("failures", str(counts["failure"]))
+    suite.set("errors", str(counts["error"]))
+    suite.set("skipped", str(counts["skipped"]))
     suite.set("time", f"{sum(report.duration for _, report in cases):.3f}")
+    first = min((report.started for _, report in cases), default=time.time())
+    suite.set("timestamp", datetime.fromtimestamp(first, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+    suite.set("hostname", socket.gethostname())
     return suite
 
 
-def write(path: str | Path, cases: Sequence[Case], errors: Optional[Mapping[str, str]] = None) -> None:
+def _skipped(name: str, report: Report, reason: str) -> ET.Element:
+    case = ET.Element("testcase", classname=_command(report.command), name=name, time=f"{report.duration:.3f}")
+    ET.SubElement(case, "skipped", message=reason)
+    ET.SubElement(case, "system-out").text = _system_out(report)
+    return case
+
+
+def write(path: str | Path, cases: Sequence[Case], errors: Optional[Mapping[str, str]] = None,
+          skipped: Optional[Mapping[str, str]] = None) -> None:
     """Write the XML file; GsupError (exit 2) with one line if it cannot be written."""
-    tree = ET.ElementTree(build(cases, errors))
+    tree = ET.ElementTree(build(cases, errors, skipped))
     ET.indent(tree)
     try:
         tree.write(path, encoding="utf-8", xml_declaration=True)

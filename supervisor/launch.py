@@ -8,12 +8,14 @@ the experiment), and the probe through ``PYTHONPATH``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import termios
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,22 +25,95 @@ from supervisor.errors import GsupError
 PROBE_DIR = str(Path(__file__).resolve().parent / "_probe")
 
 
-def default_python() -> str:
-    """What typing ``python`` would run: the active virtualenv first, then PATH."""
+@dataclass(frozen=True)
+class Interpreter:
+    """The Python gsup launches, and how it was found (said in the report)."""
+
+    path: str
+    found: str  # "--python", "VIRTUAL_ENV", "PATH", then the shim it stood behind, if any
+
+
+def find_python(python: str | None) -> Interpreter:
+    """``--python``, else what typing ``python`` would run; a shim resolved to the real interpreter.
+
+    A pyenv or asdf shim is a shell script: launched as the program, its helper
+    processes (bash, ``pyenv exec``) became the tree's parent and child, ended
+    "unknown", and ``--target child`` hit a helper.  So gsup asks the shim once
+    which interpreter it runs (``sys.executable``) and launches that.
+    """
+    if python:
+        path, how = check_python(python), "--python"
+    else:
+        path, how = default_python()
+    if not _is_script(path):
+        return Interpreter(path, how)
+    real = _behind_shim(path)
+    return Interpreter(real, f"{how}: {path} is a shim ({_shim_kind(path)}), it runs {real}")
+
+
+def default_python() -> tuple[str, str]:
+    """What typing ``python`` would run: the active virtualenv first, then PATH; and which it was."""
     venv = os.environ.get("VIRTUAL_ENV")
     if venv and os.access(os.path.join(venv, "bin", "python"), os.X_OK):
-        return os.path.join(venv, "bin", "python")
+        return os.path.join(venv, "bin", "python"), "VIRTUAL_ENV"
     found = shutil.which("python") or shutil.which("python3")
     if found is None:
         raise GsupError("no `python` on PATH: pass --python PATH")
-    return found
+    return found, "PATH"
+
+
+def _is_script(path: str) -> bool:
+    try:
+        with open(path, "rb") as file:
+            return file.read(2) == b"#!"
+    except OSError:
+        return False
+
+
+def _shim_kind(path: str) -> str:
+    parts = Path(path).parts
+    return next((tool for tool in ("pyenv", "asdf", "mise", "rtx") if any(tool in part for part in parts)),
+                "a script")
+
+
+def _behind_shim(shim: str) -> str:
+    """The interpreter a shim runs, as it says itself (in gsup's directory, whose version file it reads)."""
+    try:
+        asked = subprocess.run([shim, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True,
+                               timeout=60, check=False, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise GsupError(f"{shim} is a shim and could not say which Python it runs: {err}") from err
+    real = asked.stdout.strip()
+    if asked.returncode != 0 or not real or not os.access(real, os.X_OK):
+        why = (asked.stderr.strip().splitlines() or [f"exit {asked.returncode}"])[-1]
+        raise GsupError(f"{shim} is a shim and could not say which Python it runs: {why}; pass --python PATH")
+    return real
 
 
 def check_python(python: str) -> str:
+    """``--python``: a path, or a name on PATH, that is an executable file."""
     resolved = python if "/" in python else shutil.which(python)
     if resolved is None or not os.path.isfile(resolved) or not os.access(resolved, os.X_OK):
         raise GsupError(f"--python {python}: not an executable file")
     return resolved
+
+
+def parse_stdin(text: str) -> str:
+    """``--stdin``: ``null`` (/dev/null), ``tty`` (the terminal gsup is in the foreground of), or a readable file."""
+    if text == "null":
+        return os.devnull
+    if text == "tty":
+        try:
+            foreground = os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+        except OSError:
+            foreground = False
+        if not foreground:
+            raise GsupError("--stdin tty: gsup's stdin is not a terminal it runs in the foreground of")
+        return text
+    path = Path(text)
+    if not path.is_file() or not os.access(path, os.R_OK):
+        raise GsupError(f"--stdin {text}: not a readable file (or use null, tty)")
+    return str(path.absolute())
 
 
 def script_command(python: str, script: str, args: list[str]) -> list[str]:
@@ -176,20 +251,23 @@ class Launched:
 
 def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_dir: Path,
           launched: float, pipe_output: bool = False, closed: frozenset[int] = frozenset(),
-          deep: Sequence[str] = (), namespace: str | None = None) -> Launched:
+          deep: Sequence[str] = (), namespace: str | None = None, stdin: str | None = None) -> Launched:
     """Start the guardian, which starts ``argv`` in a new process group with
     default signal state; returns once the program runs (or raises GsupError).
     ``closed``: gsup's standard streams that were closed (see :func:`closed_for_program`).
     ``deep``: site-packages directories that deep.py overlays first (``--deep``).
     ``namespace``: ``pid`` to start ``argv`` as PID 1 of a new PID namespace (container mode).
+    ``stdin``: a file the program reads instead of gsup's stdin (``--stdin null`` is /dev/null).
 
     ``posix_spawn`` rather than ``Popen``: gsup is the only reaper of its
     children, and a ``Popen`` object would try to reap its own.
     """
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
-    output = os.pipe2(os.O_CLOEXEC) if pipe_output else None
-    errors = os.pipe2(os.O_CLOEXEC) if pipe_output else None
-    actions = [(os.POSIX_SPAWN_DUP2, status_w, GUARDIAN_STATUS_FD)]
+    output = output_channel(2 if stdout_to_stderr else 1) if pipe_output else None
+    errors = output_channel(2) if pipe_output else None
+    actions: list[tuple[int | str, ...]] = [(os.POSIX_SPAWN_DUP2, status_w, GUARDIAN_STATUS_FD)]
+    if stdin is not None:
+        actions.append((os.POSIX_SPAWN_OPEN, 0, stdin, os.O_RDONLY, 0))
     if output is not None and errors is not None:
         actions += [(os.POSIX_SPAWN_DUP2, output[1], 4), (os.POSIX_SPAWN_DUP2, errors[1], 5)]
     command = [sys.executable, "-I", "-S", GUARDIAN, str(os.getpid()), repr(launched), str(session_dir.absolute()),
@@ -218,6 +296,28 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
     piped = (output[0], errors[0]) if output is not None and errors is not None else None
     made = first.get("namespace")
     return Launched(int(str(first["spawned"])), guardian, status_r, piped, str(made) if made else None)
+
+
+def output_channel(destination: int) -> tuple[int, int]:
+    """(gsup's read end, the program's write end) for one output stream gsup passes on.
+
+    A terminal where ``destination`` is one, so the program behaves as it would
+    without gsup: line-buffered, in colour, as wide as the real terminal.  (Through
+    a pipe a Python buffers its prints until exit, and Flask drops its colours.)
+    Newlines stay newlines (no ``ONLCR``): the bytes gsup passes on are the
+    program's own.  A pipe elsewhere.
+    """
+    if not os.isatty(destination):
+        return os.pipe2(os.O_CLOEXEC)
+    reader, writer = os.openpty()
+    attributes = termios.tcgetattr(writer)
+    attributes[1] &= ~termios.ONLCR
+    termios.tcsetattr(writer, termios.TCSANOW, attributes)
+    try:
+        fcntl.ioctl(writer, termios.TIOCSWINSZ, fcntl.ioctl(destination, termios.TIOCGWINSZ, bytes(8)))
+    except OSError:
+        pass  # no size to copy: the program sees 80x24, as on a serial line
+    return reader, writer
 
 
 def _first_record(fd: int) -> dict[str, object]:

@@ -52,6 +52,7 @@ class ScenarioResult:
     ok: bool
     error: Optional[str] = None  # gsup's one-line message for this run, if it gave one
     log: Optional[str] = None  # the file holding the run's stderr (the program's output)
+    skipped: Optional[str] = None  # why it did not happen and is no failure ("no child process")
 
     @property
     def name(self) -> str:
@@ -60,14 +61,15 @@ class ScenarioResult:
     def to_json(self) -> dict[str, Any]:
         s = self.scenario
         return {"name": s.name, "signal": s.signal, "target": s.target, "stop": s.stop,
-                "exit_code": self.exit_code, "ok": self.ok, "error": self.error, "log": self.log}
+                "exit_code": self.exit_code, "ok": self.ok, "error": self.error, "log": self.log,
+                "skipped": self.skipped}
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> ScenarioResult:
         scenario = Scenario(str(record["name"]), _opt(record.get("signal")), _opt(record.get("target")),
                             _opt(record.get("stop")))
         return cls(scenario, int(record["exit_code"]), bool(record["ok"]), _opt(record.get("error")),
-                   _opt(record.get("log")))
+                   _opt(record.get("log")), _opt(record.get("skipped")))
 
 
 @dataclass
@@ -100,7 +102,7 @@ class MatrixReport:
     @property
     def exit_code(self) -> int:
         """What ``gsup matrix`` exits with: the most serious of the runs' codes."""
-        codes = {s.exit_code for s in self.scenarios}
+        codes = {s.exit_code for s in self.scenarios if s.skipped is None}
         for code in SEVERITY:
             if code in codes:
                 return int(code)

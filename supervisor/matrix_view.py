@@ -9,7 +9,7 @@ import re
 import sys
 
 from rich import progress
-from rich.console import Console
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -58,14 +58,19 @@ def show(result: MatrixReport, as_json: bool) -> None:
     if as_json:
         print(strictjson.dumps(result.to_json(), indent=2))
         return
-    StdoutConsole(highlight=False).print(table(result))
+    StdoutConsole(highlight=False).print_lines(Group(heading(result), table(result)))
+
+
+def heading(result: MatrixReport) -> Text:
+    """The line above the table: a line of its own, since a table's title is padded to the
+    table's width with spaces, which piped output kept as trailing whitespace."""
+    return Text(f"gsup matrix: {_short(result.command)}  ({result.duration:.1f}s)", style="italic")
 
 
 def table(result: MatrixReport) -> Table:
     """A row per scenario; per role, how the process ended and which handlers ran (✓) or not (✗)."""
     roles = _roles(result.runs)
-    title = f"gsup matrix: {_short(result.command)}  ({result.duration:.1f}s)"
-    grid = Table(title=title, title_justify="left", show_lines=True)
+    grid = Table(show_lines=True)
     grid.add_column("scenario", no_wrap=True)
     for role in roles:
         grid.add_column(role)
@@ -133,6 +138,8 @@ def _shown(handlers: list[Handler]) -> list[Handler]:
 
 
 def _verdict(scenario: ScenarioResult, run: Report) -> Text:
+    if scenario.skipped is not None:
+        return Text(scenario.skipped, style="dim")
     if scenario.ok:
         return Text("ok", style="green")
     lines = []
@@ -188,5 +195,6 @@ def make_progress(quiet: bool, total: int) -> Progress:
 
 def write_junit(path: str, result: MatrixReport) -> None:
     """``--junit``: one test case per scenario (``supervisor/junit.py``)."""
-    errors = {s.name: s.error for s in result.scenarios if s.error}
-    junit.write(path, [(s.name, run) for s, run in zip(result.scenarios, result.runs)], errors)
+    errors = {s.name: s.error for s in result.scenarios if s.error and s.skipped is None}
+    skipped = {s.name: s.skipped for s in result.scenarios if s.skipped is not None}
+    junit.write(path, [(s.name, run) for s, run in zip(result.scenarios, result.runs)], errors, skipped)

@@ -16,14 +16,20 @@ are documented in README.md ("The JSON report").  Format history:
   (killed when PID 1 ended), ``end.source``.
 * 1.5 — servers in their own terms: ``processes[].kind``, ``reraised``, ``stop_at``,
   ``sent[].via``, ``watched[].before_stop``.
+* 1.6 — ``interpreter`` (how the program's Python was found); ``fired`` names a handler
+  that is not the script's own as ``module.qualname`` (``logging.shutdown``).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 SCHEMA = "gsup.report/1"
+
+# where a handler's code lives when it is not the program's own: the standard library, an installed package
+_LIBRARY = re.compile(r"/(site|dist)-packages/|/lib/python\d+\.\d+/|/lib/pypy")
 
 # end.how values
 EXITED, SIGNALED, OS_EXIT, EXEC, LEFT_RUNNING, UNKNOWN = (
@@ -126,10 +132,19 @@ class Handler:
 
     @property
     def label(self) -> str:
-        """The program's own handlers by name; library ones with their module."""
+        """The name it is known by, unambiguous: a script's own (``__main__``) by its
+        qualname, any other with its module (``app.db.close``, ``logging.shutdown``)."""
         if self.module in ("__main__", "__mp_main__", ""):
             return self.name
         return f"{self.module}.{self.name}"
+
+    @property
+    def own(self) -> bool:
+        """The program's own code: neither the standard library nor an installed package."""
+        if self.module in ("__main__", "__mp_main__"):
+            return True
+        path = self.where.rsplit(":", 1)[0]
+        return bool(path) and not path.startswith("<") and _LIBRARY.search(path) is None
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Handler:
@@ -381,8 +396,18 @@ class Process:
 
     @property
     def fired(self) -> list[str]:
-        began = [h for h in self.handlers if h.order is not None]
-        return [h.name for h in sorted(began, key=lambda h: h.order or 0)]
+        """Every exit handler that began, in the order it began, by :attr:`Handler.label`:
+        the app's ``shutdown`` and ``logging.shutdown`` no longer look the same."""
+        return [h.label for h in self._began()]
+
+    @property
+    def own_fired(self) -> list[str]:
+        """:attr:`fired` without the standard library's and installed packages' handlers:
+        what a test of the program's own cleanup asserts on."""
+        return [h.label for h in self._began() if h.own]
+
+    def _began(self) -> list[Handler]:
+        return sorted((h for h in self.handlers if h.order is not None), key=lambda h: h.order or 0)
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Process:
@@ -513,7 +538,7 @@ class Container:
         return out
 
 
-@dataclass
+@dataclass(repr=False)
 class Report:
     """Everything one run established, ready to print or serialise."""
 
@@ -532,6 +557,7 @@ class Report:
     watching: list[str] = field(default_factory=list)  # names a watched call could be reported under
     grace: Optional[Grace] = None  # the grace window, once one began
     container: Optional[Container] = None  # --container (or a docker/k8s stop): PID 1 of a PID namespace
+    interpreter: Optional[str] = None  # how the Python of SCRIPT / -m was found ("PATH", a shim resolved)
 
     def roles(self, role: str) -> list[Process]:
         """Every process (image) with that role, in start order."""
@@ -575,6 +601,7 @@ class Report:
             watching=[str(n) for n in document.get("watching", [])],
             grace=Grace.from_json(document["grace"]) if document.get("grace") else None,
             container=Container.from_json(document["container"]) if document.get("container") else None,
+            interpreter=_opt_str(document.get("interpreter")),
         )
 
     @property
@@ -586,8 +613,27 @@ class Report:
     @property
     def ok(self) -> bool:
         """Complete, ready if asked for, and every ``--expect`` held: what CI wants to know in one bit."""
-        ready = self.ready is None or self.ready.ok
-        return not self.incomplete and ready and all(e.ok for e in self.expectations)
+        return not self.problems
+
+    @property
+    def problems(self) -> list[str]:
+        """Why the run is not :attr:`ok`, one line each (empty when it is)."""
+        out = [f"incomplete: {why}" for why in self.incomplete]
+        if self.ready is not None and not self.ready.ok:
+            out.append(f"never ready: {self.ready.condition}")
+        out += [f"expectation {e.text!r} failed: expected {e.expected}; observed {e.observed}"
+                for e in self.expectations if not e.ok]
+        return out
+
+    def assert_ok(self) -> None:
+        """Raise AssertionError listing :attr:`problems`: ``report.assert_ok()`` in a test says why."""
+        if self.problems:
+            raise AssertionError("gsup run not ok:\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+    def __repr__(self) -> str:
+        """Short, with the reasons: ``assert report.ok`` failing prints this, not every field."""
+        roles = ", ".join(f"{p.pid} {p.role}" for p in self.processes)
+        return f"<Report {self.session} [{roles}] ok={self.ok} problems={self.problems!r}>"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -609,6 +655,7 @@ class Report:
             "watching": self.watching,
             "grace": self.grace.to_json() if self.grace is not None else None,
             "container": self.container.to_json() if self.container is not None else None,
+            "interpreter": self.interpreter,
         }
 
 

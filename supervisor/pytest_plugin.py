@@ -2,7 +2,7 @@
 
     def test_child_cleans_up(gsup):
         report = gsup.run("app.py", signal="TERM", target="child")
-        assert "close_db" in report.role("child").fired
+        assert report.role("child").own_fired == ["close_db"]
 
 Installed with gsup (entry point ``pytest11``), so every test suite of an
 environment that has gsup can use it.  This module is imported by every pytest

@@ -12,8 +12,11 @@ line while it passes through unchanged (see :class:`OutputPipe`).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -29,7 +32,10 @@ class Readiness:
     port: Optional[int] = None
     pattern: Optional[str] = None
     file: Optional[Path] = None
-    output_seen: bool = False  # set by OutputPipe when ``pattern`` matched
+    # time.monotonic() when OutputPipe last read a line matching ``pattern``: the pipe is
+    # shared, so a line read before the target started is not the target's (phases/ready.py)
+    matched_at: Optional[float] = None
+    ready: bool = False  # the wait is over: OutputPipe stops matching
 
     @property
     def wanted(self) -> bool:
@@ -45,8 +51,10 @@ class Readiness:
             parts.append(f"file {self.file}")
         return " and ".join(parts)
 
-    def holds(self, pids: list[int]) -> bool:
-        if self.pattern is not None and not self.output_seen:
+    def holds(self, pids: list[int], since: float = 0.0) -> bool:
+        """Every condition holds for ``pids``; ``since``: when the first of them started (a
+        matching line read before that was another process's)."""
+        if self.pattern is not None and (self.matched_at is None or self.matched_at < since):
             return False
         if self.file is not None and not self.file.exists():
             return False
@@ -91,6 +99,9 @@ def _listening_inodes(port: int) -> set[str]:
 class OutputPipe:
     """One of the program's output streams, passed through byte for byte.
 
+    ``write`` puts the bytes on ``destination``: the live view's, which keeps its
+    table below them (see display.py), or a plain write.
+
     Everything read is written on at once, before any matching, so the output
     keeps its order and nothing waits on a line end; the program never blocks
     on a full pipe because gsup reads whenever it is readable.
@@ -99,6 +110,7 @@ class OutputPipe:
     fd: int
     destination: int
     readiness: Readiness
+    write: Callable[[int, bytes], None] = field(default=lambda fd, data: write_all(fd, data))
     pending: bytes = b""
     ended: bool = False
     pattern: Optional[re.Pattern[bytes]] = field(default=None, init=False)
@@ -117,16 +129,20 @@ class OutputPipe:
                 if not until_end:
                     return
                 chunk = b""  # nothing more can come: every writer is gone
+            except OSError as err:
+                if err.errno != errno.EIO:
+                    raise
+                chunk = b""  # a terminal's reader (see launch.output_channel) reads EIO where a pipe reads EOF
             if not chunk:
                 self.ended = True
                 self._match(self.pending, final=True)
                 os.close(self.fd)
                 return
-            _write_all(self.destination, chunk)
+            self.write(self.destination, chunk)
             self._match(chunk)
 
     def _match(self, chunk: bytes, final: bool = False) -> None:
-        if self.pattern is None or self.readiness.output_seen:
+        if self.pattern is None or self.readiness.ready:
             return
         *lines, self.pending = (self.pending + chunk).split(b"\n")
         if final or len(self.pending) > MAX_LINE:
@@ -136,8 +152,7 @@ class OutputPipe:
         # ``python -u``) would otherwise match ``^listening on \d+$`` on
         # "listening on 4" and be signalled before the rest of its line.
         if any(self.pattern.search(line) for line in lines):
-            self.readiness.output_seen = True
-            self.pending = b""
+            self.readiness.matched_at = time.monotonic()
 
     def close(self) -> None:
         if not self.ended:
@@ -145,7 +160,8 @@ class OutputPipe:
             os.close(self.fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``, waiting while ``fd`` is full; drop it if ``fd`` is gone."""
     view = memoryview(data)
     while view:
         try:

@@ -41,6 +41,14 @@ class StdoutConsole(Console):
     def on_broken_pipe(self) -> None:
         raise BrokenPipeError
 
+    def print_lines(self, renderable: RenderableType) -> None:
+        """``print``, without the trailing spaces rich leaves where it wraps or pads (a table's
+        title, a wrapped line): piped output is compared, diffed and stored in CI logs."""
+        with self.capture() as capture:
+            self.print(renderable)
+        self.file.write("".join(line.rstrip(" ") + "\n" for line in capture.get().splitlines()))
+        self.file.flush()
+
 
 _MARK = {RAN: ("✓", "green"), RAISED: ("!", "red"), INTERRUPTED: ("✗", "yellow"),
          NOT_RUN: ("·", "dim"), UNREGISTERED: ("-", "dim")}
@@ -55,6 +63,8 @@ def render(report: Report, timeline: Optional[bool] = None) -> RenderableType:
     None shows it when the run has at most CHRONOLOGY_LIMIT moments."""
     head = Text.assemble(("gsup report", "bold"), ": ", " ".join(report.command))
     head.append(f"\nsession {report.session}, {report.duration:.2f}s", style="dim")
+    if report.interpreter is not None and " is a shim " in report.interpreter:
+        head.append(f"\npython: {report.interpreter.split(': ', 1)[-1]}", style="dim")
     parts: list[RenderableType] = [head]
     for action in report.actions:
         dropped = f" — {_dropped(report)} (PID 1, no handler)" if action.dropped else ""

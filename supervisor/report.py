@@ -79,6 +79,7 @@ class RunFacts:
     zombies: dict[int, int] = field(default_factory=dict)  # parent pid -> most zombie children at one look
     init: Optional[str] = None  # tini or gsup-init: PID 1 above the program (--init, --stop docker-init)
     pre_stop: Optional[dict[str, object]] = None  # a pod's preStop hook as run (hooks.py)
+    interpreter: Optional[str] = None  # how the program's Python was found, for SCRIPT and -m
 
     def adopted(self, ppid: Optional[int]) -> bool:
         """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
@@ -150,7 +151,7 @@ def build(facts: RunFacts) -> Report:
         leftovers=sorted(leftovers), incomplete=facts.incomplete + _unrecorded(procs, facts), version=facts.version,
         ready=facts.ready, stop=facts.stop, watching=facts.watching,
         grace=Grace(facts.grace[0], facts.grace[1] - facts.launched) if facts.grace is not None else None,
-        container=_container(facts, procs),
+        container=_container(facts, procs), interpreter=facts.interpreter,
     )
 
 
@@ -333,17 +334,18 @@ def _image_before_the_probe(proc: _Proc) -> Optional[list[str]]:
 def _outside_argv(proc: _Proc, facts: RunFacts) -> list[str]:
     """The argv of a process the probe never ran in, from the best witness there is.
 
-    A command line read from /proc, else what its parent recorded starting,
-    else (for the process gsup launched) gsup's own command.  The kernel's short
-    name comes last: a shell read while it ended has no command line left and
-    reads as ``sh``, which is no argv.
+    For the process gsup launched, the argv it launched, recorded at launch: a
+    later read of /proc could be a retitled program or a shell caught as it
+    ended.  For any other, a command line read from /proc, else what its parent
+    recorded starting.  The kernel's short name comes last: a shell read while
+    it ended has no command line left and reads as ``sh``, which is no argv.
     """
+    if proc.pid == facts.root_pid and facts.command:
+        return list(facts.command)
     if proc.seen is not None and proc.seen.argv:
         return list(proc.seen.argv)
     if proc.spawn_argv:
         return list(proc.spawn_argv)
-    if proc.pid == facts.root_pid:
-        return list(facts.command)
     return [proc.seen.name] if proc.seen is not None and proc.seen.name else []
 
 

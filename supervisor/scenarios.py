@@ -94,6 +94,7 @@ class Plan:
     command: list[str]  # the argv each run launches (for the document)
     jobs: int = 1
     extra: dict[str, list[str]] = field(default_factory=dict)  # flags for one scenario only
+    child_asked: bool = True  # --targets named child: a program without one fails that scenario
 
     def argv(self, scenario: Scenario) -> list[str]:
         return [*self.gsup_run, *scenario.flags(), *self.extra.get(scenario.name, []), *self.program]
@@ -155,7 +156,7 @@ def run_all(plan: Plan, log_dir: Path, progress: Progress) -> list[tuple[Scenari
             for ended in [r for r in running if r.proc.poll() is not None]:
                 running.remove(ended)
                 os.close(ended.pidfd)
-                done[ended.index] = _finish(ended, plan.command)
+                done[ended.index] = _finish(ended, plan.command, plan.child_asked)
                 progress.finished(*done[ended.index])
     finally:
         end_gsup([r.proc for r in running])
@@ -176,7 +177,7 @@ def _start(index: int, scenario: Scenario, argv: list[str], log_dir: Path) -> _R
         raise
 
 
-def _finish(ended: _Running, command: list[str]) -> tuple[ScenarioResult, Report]:
+def _finish(ended: _Running, command: list[str], child_asked: bool = True) -> tuple[ScenarioResult, Report]:
     code = int(ended.proc.returncode)
     try:
         error = error_line(ended.log.read_text(errors="replace"))
@@ -191,8 +192,19 @@ def _finish(ended: _Running, command: list[str]) -> tuple[ScenarioResult, Report
         why = f"gsup run gave no report (exit {code}{': ' + error if error else ''}); its output: {ended.log}"
         report = Report(command=command, session=f"{ended.proc.pid}-0", started=time.time(), duration=0.0,
                         processes=[], actions=[], leftovers=[], incomplete=[why], version=__version__)
+    if not child_asked and _no_child(ended.scenario, code, error):
+        return ScenarioResult(ended.scenario, code, True, error, str(ended.log), skipped=NO_CHILD), report
     result = ScenarioResult(ended.scenario, code, code == 0 and report.ok, error, str(ended.log))
     return result, report
+
+
+NO_CHILD = "no child process"
+
+
+def _no_child(scenario: Scenario, code: int, error: str | None) -> bool:
+    """The default targets' child scenario on a program that started no child: nothing to test, no failure."""
+    return scenario.target == "child" and scenario.stop is None and code == 2 and error is not None \
+        and error.startswith("--signal was never sent: no child process appeared")
 
 
 def log_directory() -> Path:
@@ -218,7 +230,7 @@ _SHARED = (("python", "--python"), ("after", "--after"), ("grace", "--grace"), (
 
 
 def make_plan(signals: str, targets: str, jobs: int, params: dict[str, Any], is_command: bool,
-              command: list[str]) -> Plan:
+              command: list[str], targets_given: bool = True) -> Plan:
     """The plan for ``gsup matrix``'s options (``params`` as ``program_options`` gives them)."""
     if jobs < 1:
         raise GsupError(f"invalid --jobs {jobs}: use 1 or more")
@@ -240,4 +252,5 @@ def make_plan(signals: str, targets: str, jobs: int, params: dict[str, Any], is_
         raise GsupError("--time goes with gsup run --stop docker (in a matrix, use --grace)")
     module, program = params["module"], list(params["program"])
     program = ["-m", module, *program] if module is not None else ["--", *program] if is_command else program
-    return Plan(scenarios, [*GSUP, "run", "--json", "-q", *flags], program, command, jobs, extra)
+    return Plan(scenarios, [*GSUP, "run", "--json", "-q", *flags], program, command, jobs, extra,
+                child_asked=targets_given)

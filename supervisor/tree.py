@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import psutil
 
@@ -135,6 +136,14 @@ class Tree:
         """
         return any(state in (b"R", b"D") for state in self._states.values())
 
+    def starting(self, pids: list[int]) -> bool:
+        """Was one of ``pids`` on a CPU or in disk I/O at the last look (still importing, see ``busy``)?"""
+        return any(self._states.get(key) in (b"R", b"D") for key in self._states if key.pid in pids)
+
+    def stopped(self) -> list[Seen]:
+        """The live processes stopped (state T) at the last look: by job control or SIGSTOP."""
+        return [seen for key, seen in self.history.items() if self._states.get(key) == b"T"]
+
     def live(self) -> list[Seen]:
         return [s for s in self.history.values() if s.alive]
 
@@ -170,6 +179,26 @@ def resolve_target(target: Target, live: list[Seen], root_pid: int, tree: Tree) 
         if not chosen:
             raise GsupError(f"pid {target.pid} is not in the tree; the tree is: {describe_live(live, tree)}")
     return chosen
+
+
+def scope_of(target: Optional[Target], tree: Tree) -> Optional[list[Seen]]:
+    """The live processes ``target`` names and their descendants: where a ``--ready-*``
+    condition must hold.  None while the target does not exist (yet)."""
+    live = tree.live()
+    try:
+        roots = resolve_target(target, live, tree.root_pid, tree) if target is not None else \
+            [p for p in live if p.pid == tree.root_pid]
+    except GsupError:
+        return None
+    if not roots:
+        return None
+    scope = {p.pid: p for p in roots}
+    grown = True
+    while grown:
+        below = {p.pid: p for p in live if p.ppid in scope and p.pid not in scope}
+        scope.update(below)
+        grown = bool(below)
+    return list(scope.values())
 
 
 def deliver(tree: Tree, target: Target, signum: int, pgid: int) -> list[Seen]:

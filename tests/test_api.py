@@ -121,3 +121,40 @@ def test_matrix_bad_input_raises(bound: api.Gsup, program: Program) -> None:
     with pytest.raises(api.RunError, match="a pid belongs to one run") as raised:
         bound.matrix(program(FORKED), targets="pid:1")
     assert raised.value.exit_code == ExitCode.USAGE
+
+
+def test_fired_names_library_handlers_with_their_module_and_own_fired_leaves_them_out(
+        bound: api.Gsup, program: Program, tmp_path: Path) -> None:
+    """The app's ``shutdown`` and ``logging.shutdown`` used to read the same: ``shutdown``."""
+    (tmp_path / "app_db.py").write_text("def close():\n    pass\n")
+    script = program(f"""
+        import atexit, logging, sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import app_db
+        atexit.register(app_db.close)
+        @atexit.register
+        def shutdown():
+            pass
+    """)
+    parent = bound.run(script).role("parent")
+    assert parent.fired == ["shutdown", "app_db.close", "logging.shutdown"]
+    assert parent.own_fired == ["shutdown", "app_db.close"]
+    assert parent.to_json()["fired"] == parent.fired
+
+
+def test_a_report_that_is_not_ok_says_why(bound: api.Gsup, program: Program) -> None:
+    report = bound.run(program(FORKED), signal="KILL", target="child", grace=2, settle="200ms",
+                       expect=["child: child_cleanup ran", "parent: exit 0"])
+    [problem] = report.problems
+    assert problem.startswith("expectation 'child: child_cleanup ran' failed: expected every child ran child_cleanup;"
+                              " observed child (pid ")
+    with pytest.raises(AssertionError, match="gsup run not ok:\n  - expectation 'child: child_cleanup ran' failed"):
+        report.assert_ok()
+    shown = repr(report)  # what pytest prints for a failing ``assert report.ok``
+    assert len(shown) < 400 and "ok=False" in shown and "child_cleanup" in shown
+
+
+def test_an_ok_report_has_no_problems(bound: api.Gsup, program: Program) -> None:
+    report = bound.run(program("pass\n"))
+    assert report.ok and report.problems == []
+    report.assert_ok()

@@ -285,3 +285,51 @@ def test_any_session_id_is_no_such_session(gsup: Gsup, program: Program, bad: st
     for args in (["kill", "--session", bad], ["report", bad], ["report", "--json", bad]):
         message = assert_usage_error(gsup.run(*args), "no such session")
         assert len(message) < 120, message
+
+
+@pytest.mark.parametrize(("command", "typo", "meant"), [
+    ("run", "--sigal", "--signal"), ("matrix", "--signal", "--signals"), ("run", "--grase", "--grace")])
+def test_an_unknown_option_before_the_program_is_a_typo_not_a_file(gsup: Gsup, program: Program, command: str,
+                                                                  typo: str, meant: str) -> None:
+    """Everything from the program on is the program's; before it, an unknown option is a usage error."""
+    script = program("open('ran', 'w').close()")
+    result = gsup.run(command, typo, "KILL", "--python", PYTHON, str(script))
+    assert_usage_error(result, f"No such option '{typo}'", f"Did you mean '{meant}'?")
+    assert not (gsup.workdir / "ran").exists() and not (script.parent / "ran").exists()
+
+
+def test_options_after_the_program_are_the_programs(gsup: Gsup, program: Program) -> None:
+    script = program("import sys; print(sys.argv[1:])")
+    result = gsup.run("run", "-q", "--python", PYTHON, str(script), "--sigal", "-x")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("['--sigal', '-x']\n")
+
+
+def test_bare_gsup_prints_the_help_and_succeeds(gsup: Gsup) -> None:
+    result = gsup.run()
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("Usage: gsup [OPTIONS] [COMMAND] [ARGS]...") and "Commands:" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "matrix"])
+def test_usage_shows_the_program_as_required(gsup: Gsup, command: str) -> None:
+    result = gsup.run(command, "--help")
+    assert result.stdout.startswith(f"Usage: gsup {command} [OPTIONS] PROGRAM [ARGS]...\n")
+
+
+@pytest.mark.parametrize(("words", "offered"), [
+    ("gsup run --stop d", ["docker"]),
+    ("gsup run -s SIGTE", []),  # names are offered as typed most often: TERM, not SIGTERM
+    ("gsup run -s TE", ["TERM"]),
+    ("gsup run -t ", ["parent", "child", "group", "tree", "pid:"]),
+    ("gsup kill --target ch", ["child"]),
+])
+def test_shell_completion_offers_presets_signals_and_targets(gsup: Gsup, words: str, offered: list[str]) -> None:
+    env = {"_GSUP_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split(" ")) - 1)}
+    result = gsup.run(env=env)
+    assert result.stdout.split() == [f"plain,{value}" for value in offered]
+
+
+def test_shell_completion_offers_files_for_the_program(gsup: Gsup) -> None:
+    env = {"_GSUP_COMPLETE": "bash_complete", "COMP_WORDS": "gsup run ap", "COMP_CWORD": "2"}
+    assert gsup.run(env=env).stdout.split() == ["file,ap"]

@@ -151,3 +151,26 @@ def test_child_killed_at_once_is_reported_as_killed_before_its_probe(gsup: Gsup)
     if not child["instrumented"]:
         assert child["uninstrumented_reason"].startswith("it ended ")
         assert child["uninstrumented_reason"].endswith("after it started, before the probe's first record")
+
+
+def test_ready_port_waits_for_the_target_child_not_the_reloaders_socket(gsup: Gsup) -> None:
+    """The reloader parent opens the socket and the child inherits it: ready is when the *child*
+    holds it and has finished starting, so its handlers are registered when the TERM comes
+    (it came at 0.13 s, to a child with no handler yet, and the parent exited 241)."""
+    port = free_port()
+    report = gsup.report("--ready-port", str(port), "--target", "child", "--signal", "TERM", APP,
+                         env={"PORT": str(port)})
+    parent, child = assert_two_processes(report)
+    assert child["end"]["how"] == "exited" and child["end"]["code"] == 0
+    assert statuses(child) == dict.fromkeys(ALL_RAN, "ran")
+    assert parent["end"]["code"] == 0
+
+
+def test_ready_output_from_the_parent_does_not_count_for_the_child(gsup: Gsup) -> None:
+    """'Running on' is the reloader parent's banner, printed before the child exists: not the child's."""
+    port = free_port()
+    result = gsup.run("run", "--json", "--python", PYTHON, "--ready-output", "Running on", "--ready-timeout", "3s",
+                      "--target", "child", "--signal", "TERM", APP, env={"PORT": str(port)})
+    assert result.returncode == 4, result.stderr
+    assert "but no child process yet: waiting for it" in result.stderr
+    assert "the matching line came before the child process started, so it was not its" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -158,3 +159,23 @@ def test_gsup_run_cannot_write_junit(gsup: Gsup, program: Program, tmp_path: Pat
     assert error_lines(result.stderr) == [f"gsup: error: cannot write --junit {str(path)!r}: No such file or directory"]
     assert result.report["expectations"][0]["ok"] is True  # the report is still printed
     assert not path.parent.exists()
+
+
+def test_the_suite_says_when_and_where_it_ran(tmp_path: Path) -> None:
+    report = flask_like()
+    report.started = 1796441400.5  # 2026-12-05 03:30:00.5 UTC
+    path = tmp_path / "junit.xml"
+    junit.write(path, [("SIGKILL→child", report)])
+    root = read_back(path)
+    assert root.get("timestamp") == "2026-12-05T03:30:00"
+    assert root.get("hostname") == socket.gethostname()
+
+
+def test_a_skipped_scenario_is_skipped_not_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "junit.xml"
+    junit.write(path, [("SIGTERM→parent", flask_like()), ("SIGTERM→child", flask_like())],
+                errors={}, skipped={"SIGTERM→child": "no child process"})
+    root = read_back(path)
+    assert (root.get("tests"), root.get("skipped"), root.get("errors")) == ("2", "1", "0")
+    [skipped] = [c for c in root.iter("testcase") if c.find("skipped") is not None]
+    assert skipped.get("name") == "SIGTERM→child" and skipped.find("skipped").get("message") == "no child process"

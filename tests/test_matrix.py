@@ -176,3 +176,37 @@ def test_table_shows_watched_calls_and_who_ended_a_survivor(gsup: Gsup, program:
     lines = [line.strip("│ ").split("│") for line in result.stdout.splitlines() if "│" in line]
     cells = [cell.strip() for line in lines for cell in line]
     assert "SIGKILL (grace)" in cells and "✓ cleanup()" in cells and "✗ mod.cleanup" in cells, result.stdout
+
+
+ONE_PROCESS = "import time; time.sleep(2)"
+
+
+def test_default_matrix_of_a_one_process_program_has_no_child_scenarios_to_fail(gsup: Gsup, program: Program,
+                                                                                tmp_path: Path) -> None:
+    """The default targets are parent,child: a program that starts no child is no error (exit 0),
+    its child scenarios say "no child process"; piped, the table has no trailing spaces."""
+    script = program(ONE_PROCESS)
+    junit_file = tmp_path / "junit.xml"
+    result = gsup.run("matrix", "-q", "--python", PYTHON, "--signals", "TERM", "--junit", str(junit_file),
+                      str(script))
+    assert result.returncode == 0, result.stderr
+    assert "no child process" in result.stdout
+    assert [line for line in result.stdout.splitlines() if line != line.rstrip()] == []
+    assert 'skipped="1"' in junit_file.read_text()
+    document = gsup.run("matrix", "-q", "--json", "--python", PYTHON, "--signals", "TERM", str(script)).report
+    assert [(s["name"], s["ok"], s["skipped"]) for s in document["scenarios"]] == [
+        ("SIGTERM→parent", True, None), ("SIGTERM→child", True, "no child process")]
+
+
+def test_a_child_asked_for_explicitly_is_still_an_error_when_missing(gsup: Gsup, program: Program) -> None:
+    result = gsup.run("matrix", "-q", "--python", PYTHON, "--signals", "TERM", "--targets", "child",
+                      str(program(ONE_PROCESS)))
+    assert result.returncode == 2
+    assert "SIGTERM→child: --signal was never sent: no child process appeared" in result.stderr
+
+
+def test_a_piped_run_report_has_no_trailing_spaces(gsup: Gsup, program: Program) -> None:
+    result = gsup.run("run", "--python", PYTHON, "--", "sh", "-c", "true")
+    assert result.returncode == 0, result.stderr
+    assert "not seen by the probe" in result.stdout
+    assert [line for line in result.stdout.splitlines() if line != line.rstrip()] == []

@@ -45,6 +45,17 @@ def test_a_shell_read_as_it_ended_keeps_the_command_gsup_launched() -> None:
     assert report.processes[0].argv == COMMAND
 
 
+def test_the_launched_process_keeps_the_argv_gsup_launched_whatever_proc_says() -> None:
+    """gsup records what it launched; /proc is read only for processes it did not start.
+
+    A read of ``/proc/<pid>/cmdline`` is a later witness: a retitled program, a
+    shell read as it ended, an exec in progress each tell something else.
+    """
+    for read_back in (["sh"], ["retitled"], ["python3", "-I", "-S", "guardian.py"]):
+        report = build(facts(seen=[seen(ROOT, read_back, "sh", 50.0)], statuses=[ExitStatus(ROOT, 0, None, 50.02)]))
+        assert report.processes[0].argv == COMMAND
+
+
 def test_a_child_read_amid_its_exec_keeps_what_its_parent_started() -> None:
     argv = ["/usr/bin/python3", "-I", "-c", "pass"]
     report = build(facts(images=[spawner(argv, 50.2)], seen=[seen(CHILD, [], "python3", 50.2, ppid=ROOT)],

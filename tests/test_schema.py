@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -367,3 +369,31 @@ def lone_surrogates_in(text: str) -> list[str]:
     from tests.helpers import lone_surrogates
 
     return lone_surrogates(json.loads(text))
+
+
+def test_the_matrix_schema_embeds_the_report_schema_as_shipped() -> None:
+    """One file validates a matrix alone; its copy of report-1.json cannot drift from the real one."""
+    assert schema.load("matrix")["$defs"]["report"] == schema.load("report"), \
+        "refresh $defs.report of supervisor/schemas/matrix-1.json from report-1.json"
+
+
+@pytest.mark.parametrize("printed", [True, False])
+def test_check_jsonschema_validates_a_matrix_from_another_directory(gsup: Gsup, program: Program, tmp_path: Path,
+                                                                    printed: bool) -> None:
+    """``gsup schema matrix > m.json`` (or the shipped file), then check-jsonschema anywhere: the
+    report schema's ``$ref`` resolved against the current directory and failed."""
+    result = gsup.run("matrix", "-q", "--json", "--python", PYTHON, "--signals", "TERM", "--targets", "parent",
+                      str(program("import time; time.sleep(30)")))
+    assert result.returncode == 0, result.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "out.json").write_text(result.stdout)
+    if printed:
+        (elsewhere / "m.json").write_text(gsup.run("schema", "matrix").stdout)
+        schemafile = "m.json"
+    else:
+        schemafile = str(SCHEMA_DIR / "matrix-1.json")
+    checker = Path(sys.executable).with_name("check-jsonschema")
+    done = subprocess.run([str(checker), "--schemafile", schemafile, "out.json"], cwd=elsewhere, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr

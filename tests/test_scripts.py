@@ -6,6 +6,7 @@ documented behaviour (see shared/design/exit-semantics.md, section 3).
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -447,3 +448,81 @@ def test_an_uninstrumented_image_before_an_exec_is_reported(gsup: Gsup, program:
     assert (before["instrumented"], before["argv"][1], before["end"]["how"]) == (False, "-I", "exec")
     assert before["end"]["exec"][1:] == ["-c", "pass"]
     assert (after["instrumented"], after["argv"][1:], after["end"]["how"]) == (True, ["-c", "pass"], "exited")
+
+
+def write_shim(directory: Path, real: str) -> Path:
+    """A ``python`` like pyenv's shim: a shell script whose helpers run as its children, then exec."""
+    directory.mkdir()
+    shim = directory / "python"
+    shim.write_text(f"#!/bin/sh\nversion=$(sh -c 'echo 3; sleep 0.1')\nexec {real} \"$@\"\n")
+    shim.chmod(0o755)
+    return shim
+
+
+def test_a_shim_on_path_is_resolved_to_the_interpreter_behind_it(gsup: Gsup, program: Program,
+                                                                tmp_path: Path) -> None:
+    """The shim's helpers were the tree's child and grandchild ("unknown" endings), and -t child hit them."""
+    shim = write_shim(tmp_path / "shims", PYTHON)
+    script = program("import atexit; atexit.register(print, 'bye')")
+    env = {"PATH": f"{shim.parent}:{os.environ['PATH']}", "VIRTUAL_ENV": ""}
+    result = gsup.run("run", "--json", str(script), env=env)
+    assert result.returncode == 0, result.stderr
+    report = result.report
+    assert [(p["role"], p["instrumented"]) for p in report["processes"]] == [("parent", True)]
+    assert report["command"][0] == PYTHON
+    assert report["interpreter"] == f"PATH: {shim} is a shim (a script), it runs {PYTHON}"
+
+
+def test_a_shim_given_as_python_is_resolved_too(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    shim = write_shim(tmp_path / "shims", PYTHON)
+    result = gsup.run("run", "--json", "--python", str(shim), str(program("pass")))
+    assert result.returncode == 0, result.stderr
+    report = result.report
+    assert report["command"][0] == PYTHON and report["interpreter"].startswith(f"--python: {shim} is a shim")
+    assert len(report["processes"]) == 1
+
+
+def test_a_shim_that_cannot_say_its_interpreter_is_one_line_exit_2(gsup: Gsup, program: Program,
+                                                                  tmp_path: Path) -> None:
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\necho 'pyenv: version `3.99` is not installed' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    result = gsup.run("run", "--python", str(broken), str(program("pass")))
+    assert result.returncode == 2
+    assert result.stderr == (f"gsup: error: {broken} is a shim and could not say which Python it runs: "
+                             "pyenv: version `3.99` is not installed; pass --python PATH\n")
+
+
+def test_stdin_from_a_file_and_from_null(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    script = program("import sys; print(repr(sys.stdin.read()))")
+    given = tmp_path / "answers.txt"
+    given.write_text("bob\n")
+    assert gsup.run("run", "-q", "--python", PYTHON, "--stdin", str(given), str(script)).stdout.startswith("'bob\\n'\n")
+    assert gsup.run("run", "-q", "--python", PYTHON, "--stdin", "null", str(script)).stdout.startswith("''\n")
+
+
+@pytest.mark.parametrize(("stdin", "message"), [
+    ("missing.txt", "--stdin missing.txt: not a readable file (or use null, tty)"),
+    ("tty", "--stdin tty: gsup's stdin is not a terminal it runs in the foreground of"),
+])
+def test_bad_stdin_is_one_line_exit_2(gsup: Gsup, program: Program, stdin: str, message: str) -> None:
+    result = gsup.run("run", "--python", PYTHON, "--stdin", stdin, str(program("pass")))
+    assert (result.returncode, result.stderr) == (2, f"gsup: error: {message}\n")
+
+
+def test_a_stopped_program_gets_sigcont_after_the_signal_and_acts_on_it(gsup: Gsup, program: Program) -> None:
+    """SIGTERM to a stopped process stays pending; the grace's SIGKILL used to be what ended it."""
+    script = program("""
+        import atexit, os, signal, sys
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        atexit.register(print, "cleaned up")
+        os.kill(os.getpid(), signal.SIGSTOP)
+    """)
+    result = gsup.run("run", "--json", "--python", PYTHON, "--signal", "TERM", "--grace", "60s", str(script))
+    assert result.returncode == 0, result.stderr
+    report = result.report
+    assert [(a["signal"], a["by"]) for a in report["actions"]] == [("SIGTERM", "gsup"), ("SIGCONT", "gsup")]
+    parent = role(report, "parent")
+    assert parent["end"]["how"] == "exited" and statuses(parent, "builtins") == {"print": "ran"}
+    assert f"pid {parent['pid']} (parent) is stopped (SIGSTOP or SIGTSTP)" in result.stderr
+    assert report["duration"] < 30

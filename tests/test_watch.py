@@ -194,7 +194,7 @@ def test_presets_finalize_logging_and_executor(gsup: Gsup, program: Program) -> 
     # the finalizer left for exit runs inside weakref's own atexit handler, after logging's explicit call
     order = {w["name"]: w["order"] for w in proc["watched"]}
     assert order["collected"] < order["ThreadPoolExecutor.shutdown"] < order["shutdown"] < order["at_exit"]
-    assert "finalize._exitfunc" in proc["fired"]
+    assert "weakref.finalize._exitfunc" in proc["fired"]
 
 
 @pytest.mark.parametrize(("presets", "modules"), [

@@ -69,6 +69,7 @@ def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], 
         stop=plan.stop_name, watching=options.watching(plan.watch, plan.watch_presets), deep=plan.deep,
         records_lost=lost, grace=acted.grace, container=launched.container if launched is not None else None,
         zombies=dict(drained.zombies), init=launched.init if launched is not None else None, pre_stop=acted.pre_stop,
+        interpreter=plan.interpreter,
     )
     built = report.build(facts)
     try:

@@ -23,6 +23,7 @@ from supervisor.phases.display import Display
 from supervisor.phases.journal import Journal
 from supervisor.phases.start import Launched
 from supervisor.reaper import ExitStatus
+from supervisor.signals import Identity
 from supervisor.tree import Tree
 
 FAST_LOOK = 0.05  # seconds between tree snapshots while something is expected
@@ -93,6 +94,7 @@ class EventLoop:
         self.last_change = launched.at  # when the tree last changed: a signal waits for it to settle
         self.next_look = 0.0
         self.events_size = 0
+        self.said_stopped: set[Identity] = set()
 
     def turns(self, *alarms: Alarm) -> Iterator[float]:
         """``now``, once per turn while a process is left; between turns, sleep until a
@@ -124,8 +126,19 @@ class EventLoop:
             self.events_size, self.last_change = size, now
         if settling and self.tree.busy():
             self.last_change = now
+        self._say_stopped()
         busy = expecting or now - self.last_change < QUIET_AFTER
         self.next_look = now + (FAST_LOOK if busy else SLOW_LOOK)
+
+    def _say_stopped(self) -> None:
+        """Once per process: it is stopped, why it most likely is, and the way out.  A stopped
+        process acts on no signal but SIGKILL and SIGCONT, so Ctrl-C seemed to do nothing and
+        the grace ran out."""
+        for seen in self.tree.stopped():
+            if seen.identity in self.said_stopped:
+                continue
+            self.said_stopped.add(seen.identity)
+            self.display.note(stopped_note(seen.pid, self.tree.role(seen.pid, seen.ppid)))
 
     def reap_after_failure(self) -> None:
         """After a failure, still collect the statuses of what was just killed."""
@@ -165,6 +178,19 @@ class EventLoop:
         for output in self.launched.outputs:
             output.pump()
         self.own.clear()
+
+
+def stopped_note(pid: int, role: str) -> str:
+    """Why a process of the tree is stopped, as far as /proc tells: its stdin is a terminal or not."""
+    try:
+        reads_terminal = os.readlink(f"/proc/{pid}/fd/0").startswith(("/dev/pts/", "/dev/tty"))
+    except OSError:
+        reads_terminal = False
+    if reads_terminal:
+        return (f"pid {pid} ({role}) is stopped, most likely by SIGTTIN: it read from the terminal while in the "
+                "background (gsup runs it in a process group of its own); give it stdin with --stdin null or "
+                "--stdin FILE, or the terminal with --stdin tty")
+    return f"pid {pid} ({role}) is stopped (SIGSTOP or SIGTSTP): it acts on no signal but SIGKILL until SIGCONT"
 
 
 def _dir_size(path: os.PathLike[str] | str) -> int:

@@ -42,6 +42,8 @@ class RunOptions:
     init: Optional[str] = None  # --init: auto, tini or gsup: an init as PID 1 above the program (docker-init: auto)
     stop_signal: Optional[Signals] = None  # a Dockerfile's STOPSIGNAL, in place of the preset's signal
     pre_stop: Optional[PreStop] = None  # a pod's lifecycle.preStop, run before the preset's signal
+    interpreter: Optional[str] = None  # how the program's Python was found (launch.Interpreter.found)
+    stdin: Optional[str] = None  # --stdin: None (gsup's own), "tty" (the terminal, in the foreground), or a file
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class RunPlan:
     watch: tuple[str, ...]
     watch_presets: tuple[str, ...]
     closed_streams: frozenset[int]
+    interpreter: Optional[str]
+    stdin: Optional[str]
     deep: Optional[str]
     container: Optional[str]  # NAMESPACE: PID 1 of a real PID namespace; EMULATE: its rules modelled; None
     init: Optional[str]  # auto (tini, else gsup's init.py), tini or gsup: PID 1 above the program; None: no init
@@ -83,7 +87,8 @@ class RunPlan:
             ready_timeout=options.ready_timeout, watch=tuple(options.watch),
             watch_presets=tuple(options.watch_presets), closed_streams=options.closed_streams,
             deep=options.deep, container=_container(options.container, stop, options.init),
-            init=options.init or ("auto" if stop is not None and stop.init else None), pre_stop=options.pre_stop)
+            init=options.init or ("auto" if stop is not None and stop.init else None), pre_stop=options.pre_stop,
+            interpreter=options.interpreter, stdin=options.stdin)
 
     @property
     def stop_name(self) -> Optional[str]:

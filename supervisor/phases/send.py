@@ -22,6 +22,9 @@ from supervisor.phases.start import Launched
 from supervisor.signals import Identity
 from supervisor.tree import Seen, Tree, deliver, resolve_target
 
+# after these a stopped process is left as it is: they stop it, continue it, or kill it anyway
+_NO_WAKING = {signal.SIGKILL, signal.SIGCONT, signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU}
+
 
 class Sender:
     """Sends signals within one tree and records them."""
@@ -43,9 +46,21 @@ class Sender:
         else:
             reached = deliver(self.tree, target, signum, self.launched.root_pid)
         pids = sorted(p.pid for p in reached)
-        return self._record(signum, str(target), pids, by,
-                            group=self.launched.root_pid if target.kind == "group" else None, sent_at=sent_at,
-                            dropped=dropped if dropped and dropped[0] in pids else [])
+        action = self._record(signum, str(target), pids, by,
+                              group=self.launched.root_pid if target.kind == "group" else None, sent_at=sent_at,
+                              dropped=dropped if dropped and dropped[0] in pids else [])
+        if signum not in _NO_WAKING:
+            self._wake_stopped(action)
+        return action
+
+    def _wake_stopped(self, first: Action) -> None:
+        """SIGCONT to the processes that got ``first`` while stopped, as a shell's ``kill`` does
+        for a stopped job: a stopped process acts on no signal but SIGKILL until continued, so
+        a TERM or a Ctrl-C to a program stopped by SIGTTIN waited for the grace's SIGKILL."""
+        sent_at = time.monotonic()
+        woken = [p.pid for p in self.tree.stopped() if p.pid in first.pids and signals.send(p.identity, signal.SIGCONT)]
+        if woken:
+            self._record(signal.SIGCONT, first.target, sorted(woken), first.by, group=first.group, sent_at=sent_at)
 
     def _deliver_but_to_pid1(self, target: Target, signum: signal.Signals) -> list[Seen]:
         """``--container=emulate``: the kernel would drop it for PID 1, so PID 1 does not get

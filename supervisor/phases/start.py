@@ -12,6 +12,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Optional, Protocol
 
 from supervisor import launch as spawning
-from supervisor import reaper, signals
+from supervisor import procfs, reaper, signals
 from supervisor.errors import GsupError
 from supervisor.phases.display import Display
 from supervisor.phases.plan import RunPlan
@@ -49,15 +50,61 @@ class Launched:
     root_pid: int
     guardian_pid: int
     statuses: Statuses
-    outputs: tuple[OutputPipe, ...]  # the program's stdout and stderr, when --ready-output reads them
+    outputs: tuple[OutputPipe, ...]  # the program's stdout and stderr, when --ready-output or the live view reads them
     container: Optional[str] = None  # how the program is PID 1: "root" or "user-namespace" (a real
     # PID namespace, made that way), "emulate" (its rules modelled), None (an ordinary child)
     init: Optional[str] = None  # the init that is PID 1 above the program: "tini" or "gsup-init"
+    terminal: Optional[Terminal] = None  # --stdin tty: the terminal the program has, given back at the end
 
     def close(self) -> None:
+        if self.terminal is not None:
+            self.terminal.take_back()
         self.statuses.close()
         for output in self.outputs:
             output.close()
+
+
+TTY = "tty"
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """``--stdin tty``: the program's process group in the terminal's foreground, as a shell
+    gives it to a foreground job, so it reads the terminal and gets Ctrl-C itself.
+
+    gsup runs the program in a process group of its own (``--target group``, a
+    forwarded Ctrl-C that never hits gsup), so by default a program that reads
+    the terminal is a background job: SIGTTIN stops it.
+    """
+
+    fd: int
+    gsup_group: int
+
+    @classmethod
+    def give(cls, program_group: int) -> Terminal:
+        terminal = cls(0, os.getpgrp())
+        terminal._set_foreground(program_group)
+        if spawning_state(program_group) == b"T":
+            os.killpg(program_group, signal.SIGCONT)  # it read before it had the terminal: SIGTTIN stopped it
+        return terminal
+
+    def take_back(self) -> None:
+        self._set_foreground(self.gsup_group)
+
+    def _set_foreground(self, group: int) -> None:
+        """``tcsetpgrp``, with SIGTTOU held: gsup is a background job while the program has the terminal."""
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+        try:
+            os.tcsetpgrp(self.fd, group)
+        except OSError:
+            pass  # the terminal went away, or the group ended: nothing to give or take back
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def spawning_state(pid: int) -> Optional[bytes]:
+    info = procfs.stat(pid)
+    return info.state if info is not None else None
 
 
 def launch(plan: RunPlan, session: Session, readiness: Readiness, display: Display) -> Launched:
@@ -67,15 +114,19 @@ def launch(plan: RunPlan, session: Session, readiness: Readiness, display: Displ
     init, argv = with_init(list(plan.argv), plan.init) if plan.init else (None, list(plan.argv))
     at = time.monotonic()
     started = spawning.spawn(argv, env, plan.json_stdout, session.dir, at,
-                             pipe_output=readiness.pattern is not None, closed=plan.closed_streams,
-                             deep=deep, namespace="pid" if plan.namespace else None)
+                             pipe_output=readiness.pattern is not None or display.passes_output,
+                             closed=plan.closed_streams, deep=deep, namespace="pid" if plan.namespace else None,
+                             stdin=plan.stdin if plan.stdin != TTY else None)
     outputs: tuple[OutputPipe, ...] = ()
     if started.output is not None:
         out, err = started.output
-        outputs = (OutputPipe(out, 2 if plan.json_stdout else 1, readiness), OutputPipe(err, 2, readiness))
+        outputs = (OutputPipe(out, 2 if plan.json_stdout else 1, readiness, display.output),
+                   OutputPipe(err, 2, readiness, display.output))
     statuses = GuardianStatuses(started.statuses, started.guardian, outputs, display)
     container = started.namespace if plan.namespace else plan.container
-    return Launched(at, started.pid, started.guardian, statuses, outputs, container, init)
+    terminal = Terminal.give(started.pid) if plan.stdin == TTY else None
+    return Launched(at, started.pid, started.guardian, statuses, outputs, container=container, init=init,
+                    terminal=terminal)
 
 
 def with_init(argv: list[str], which: str) -> tuple[str, list[str]]:
