@@ -294,7 +294,7 @@ def test_an_unknown_option_before_the_program_is_a_typo_not_a_file(gsup: Gsup, p
     """Everything from the program on is the program's; before it, an unknown option is a usage error."""
     script = program("open('ran', 'w').close()")
     result = gsup.run(command, typo, "KILL", "--python", PYTHON, str(script))
-    assert_usage_error(result, f"No such option '{typo}'", f"Did you mean '{meant}'?")
+    assert_usage_error(result, f"No such option '{typo}'", "Did you mean", f"'{meant}'")  # one of, or alone
     assert not (gsup.workdir / "ran").exists() and not (script.parent / "ran").exists()
 
 
@@ -318,7 +318,7 @@ def test_usage_shows_the_program_as_required(gsup: Gsup, command: str) -> None:
 
 
 @pytest.mark.parametrize(("words", "offered"), [
-    ("gsup run --stop d", ["docker"]),
+    ("gsup run --stop d", ["docker", "docker-init"]),
     ("gsup run -s SIGTE", []),  # names are offered as typed most often: TERM, not SIGTERM
     ("gsup run -s TE", ["TERM"]),
     ("gsup run -t ", ["parent", "child", "group", "tree", "pid:"]),
