@@ -1,17 +1,17 @@
 """What gsup says while a program runs: a live rich tree on a terminal, plain
 lines otherwise (CI logs, pipes).  Both write to stderr only, so stdout stays
 the program's (or, with --json, the report's).
+
+rich is imported only when stderr may be a terminal: importing it costs more
+than Python's own start-up, and a run in CI or a script never draws.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, Optional
-
-from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 from supervisor import events
 from supervisor.model import Action
@@ -20,6 +20,9 @@ from supervisor.signals import signal_name
 from supervisor.tree import Seen, Tree
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from supervisor.session import Session
 
 LIVE_REFRESH = 0.5  # seconds: the live view re-reads handler counts this often
@@ -75,6 +78,8 @@ class LiveDisplay(PlainDisplay):
     """A table of the tree that redraws in place: pid, role, state, handlers, command."""
 
     def __init__(self, console: Console) -> None:
+        from rich.live import Live
+
         super().__init__()
         self.console = console
         self.live = Live(console=console, auto_refresh=False, transient=False)
@@ -106,6 +111,8 @@ class LiveDisplay(PlainDisplay):
             self.close()
 
     def _table(self, session: Session, tree: Tree) -> Table:
+        from rich.table import Table
+
         registered: dict[int, int] = {}
         for image in events.read_all(session.events_dir):
             registered[image.pid] = len(image.of_kind("reg", "inherit"))
@@ -129,7 +136,21 @@ class LiveDisplay(PlainDisplay):
 
 
 def make_display(quiet: bool, console: Optional[Console] = None) -> PlainDisplay:
-    console = console or Console(stderr=True)
-    if not quiet and console.is_terminal:
-        return LiveDisplay(console)
-    return PlainDisplay(quiet)
+    if quiet or (console is None and not may_be_terminal()):
+        return PlainDisplay(quiet)
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    return LiveDisplay(console) if console.is_terminal else PlainDisplay(quiet)
+
+
+def may_be_terminal() -> bool:
+    """Could rich's ``Console(stderr=True).is_terminal`` be true?  False only where it
+    cannot be (no tty, none of the variables that force one), so rich decides the rest."""
+    if os.environ.get("TTY_COMPATIBLE", "") not in ("", "0") or os.environ.get("FORCE_COLOR") is not None:
+        return True
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except ValueError:  # a closed stream
+        return False
