@@ -13,17 +13,16 @@ import sys
 import time
 from typing import TYPE_CHECKING, Optional
 
-from supervisor import events
 from supervisor.model import Action
 from supervisor.reaper import ExitStatus
 from supervisor.signals import signal_name
-from supervisor.tree import Seen, Tree
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
     from supervisor.session import Session
+    from supervisor.tree import Seen, Tree
 
 LIVE_REFRESH = 0.5  # seconds: the live view re-reads handler counts this often
 
@@ -112,6 +111,8 @@ class LiveDisplay(PlainDisplay):
 
     def _table(self, session: Session, tree: Tree) -> Table:
         from rich.table import Table
+
+        from supervisor import events
 
         registered: dict[int, int] = {}
         for image in events.read_all(session.events_dir):

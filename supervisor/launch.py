@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,6 +147,7 @@ def deep_site_dirs(python: str) -> list[str]:
 GUARDIAN = str(Path(__file__).resolve().with_name("guardian.py"))
 DEEP = str(Path(__file__).resolve().with_name("deep.py"))
 GUARDIAN_STATUS_FD = 3  # guardian.py's STATUS_FD; its program output pipes are 4 and 5
+GUARDIAN_ENDS_TREE = signal.SIGUSR1  # guardian.py's ON_GSUP_DEATH: end the tree as if gsup had died
 
 
 @dataclass
@@ -160,11 +162,13 @@ class Launched:
 
 def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_dir: Path,
           launched: float, pipe_output: bool = False, closed: frozenset[int] = frozenset(),
-          deep: Sequence[str] = ()) -> Launched:
+          deep: Sequence[str] = (), meanwhile: Callable[[], None] = lambda: None) -> Launched:
     """Start the guardian, which starts ``argv`` in a new process group with
     default signal state; returns once the program runs (or raises GsupError).
     ``closed``: gsup's standard streams that were closed (see :func:`closed_for_program`).
     ``deep``: site-packages directories that deep.py overlays first (``--deep``).
+    ``meanwhile``: gsup's own work done while the guardian starts (a Python start-up
+    of its own), rather than before or after it; if it raises, the guardian is killed.
 
     ``posix_spawn`` rather than ``Popen``: gsup is the only reaper of its
     children, and a ``Popen`` object would try to reap its own.
@@ -188,6 +192,15 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
     finally:
         for fd in (status_w, *(output or ())[1:], *(errors or ())[1:]):
             os.close(fd)
+    try:
+        meanwhile()
+    except BaseException:
+        _first_record(status_r)  # by then its handler is in place: it kills the tree, reaps it and exits
+        os.kill(guardian, GUARDIAN_ENDS_TREE)
+        os.waitpid(guardian, 0)
+        for fd in (status_r, *(output or ())[:1], *(errors or ())[:1]):
+            os.close(fd)
+        raise
     first = _first_record(status_r)
     if "spawned" not in first:
         os.close(status_r)

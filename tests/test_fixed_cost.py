@@ -7,6 +7,8 @@ is one line on its stderr (the guardian runs with ``-I`` and prints none).
 
 from __future__ import annotations
 
+import subprocess
+
 from tests.helpers import PYTHON, Gsup, Program
 
 ONE_HANDLER = """
@@ -28,3 +30,14 @@ def test_a_run_off_a_terminal_never_imports_rich(gsup: Gsup, program: Program) -
     modules = imported(result.stderr)
     assert "supervisor.runner" in modules
     assert not [m for m in modules if m.split(".")[0] == "rich"]
+
+
+def test_what_launching_needs_loads_no_psutil_and_no_report() -> None:
+    """Launch early, import late (supervisor/runner.py): the modules a run imports before the
+    guardian starts leave psutil, the tree and the report to be imported while it starts."""
+    late = ("psutil", "supervisor.tree", "supervisor.report", "supervisor.explain", "supervisor.phases.act")
+    code = ("import sys\nimport supervisor.cli, supervisor.display, supervisor.runner\n"
+            "from supervisor import expect, launch, options, stops\n"
+            f"print(' '.join(m for m in {late!r} if m in sys.modules))")
+    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == []

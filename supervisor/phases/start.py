@@ -12,6 +12,7 @@ import json
 import os
 import select
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Optional, Protocol
 
@@ -51,14 +52,16 @@ class Launched:
             output.close()
 
 
-def launch(plan: RunPlan, session: Session, readiness: Readiness, display: Display) -> Launched:
-    """Start ``plan.argv`` with the probe injected; GsupError if it cannot start."""
+def launch(plan: RunPlan, session: Session, readiness: Readiness, display: Display,
+           meanwhile: Callable[[], None] = lambda: None) -> Launched:
+    """Start ``plan.argv`` with the probe injected; GsupError if it cannot start.
+    ``meanwhile`` runs while the guardian starts the program (see launch.spawn)."""
     env = spawning.probe_env(dict(os.environ), session.events_dir, plan.watch, plan.watch_presets)
     deep = spawning.deep_site_dirs(plan.deep) if plan.deep else []
     at = time.monotonic()
     started = spawning.spawn(list(plan.argv), env, plan.json_stdout, session.dir, at,
                              pipe_output=readiness.pattern is not None, closed=plan.closed_streams,
-                             deep=deep)
+                             deep=deep, meanwhile=meanwhile)
     outputs: tuple[OutputPipe, ...] = ()
     if started.output is not None:
         out, err = started.output
