@@ -1,4 +1,4 @@
-"""Who belongs to the tree, seen from outside with psutil, and remembered.
+"""Who belongs to the tree, seen from outside (``/proc``, read as psutil reads it), and remembered.
 
 ``Process.children()`` cannot see a descendant whose parent already died, and
 a short-lived process can come and go between two looks.  So the tree is
@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-
-import psutil
 
 from supervisor import procfs, signals
 from supervisor.errors import GsupError
@@ -45,7 +43,7 @@ class Seen:
     @property
     def starttime(self) -> int:
         """Clock ticks since boot, the probe's way of naming the same process."""
-        return round((self.create_time - psutil.boot_time()) * CLOCK_TICKS)
+        return round((self.create_time - procfs.boot_time()) * CLOCK_TICKS)
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -32,6 +32,16 @@ def test_a_run_off_a_terminal_never_imports_rich(gsup: Gsup, program: Program) -
     assert not [m for m in modules if m.split(".")[0] == "rich"]
 
 
+def test_a_run_never_imports_psutil(gsup: Gsup, program: Program) -> None:
+    """The tree is read from /proc (supervisor/procfs.py, held to psutil's arithmetic by
+    tests/test_ps_fast.py): importing psutil cost about as much as Python's start-up."""
+    result = gsup.run("run", "--json", "--python", PYTHON, str(program(ONE_HANDLER)),
+                      env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "supervisor.tree" in imported(result.stderr)
+    assert "psutil" not in imported(result.stderr)
+
+
 def test_what_launching_needs_loads_no_psutil_and_no_report() -> None:
     """Launch early, import late (supervisor/runner.py): the modules a run imports before the
     guardian starts leave psutil, the tree and the report to be imported while it starts."""
