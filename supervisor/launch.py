@@ -145,6 +145,11 @@ def deep_site_dirs(python: str) -> list[str]:
 
 
 GUARDIAN = str(Path(__file__).resolve().with_name("guardian.py"))
+# Runs guardian.py (its path, argv[1], stays in its command line) as a module, from its compiled
+# bytecode: as a script it would be compiled again on every run.  The directory goes last on
+# sys.path, so that none of gsup's modules can shadow the standard library's.
+GUARDIAN_LOADER = ("import os, sys; sys.path.append(os.path.dirname(sys.argv.pop(1))); import guardian; "
+                   "os._exit(guardian.main(sys.argv[1:]))")
 DEEP = str(Path(__file__).resolve().with_name("deep.py"))
 GUARDIAN_STATUS_FD = 3  # guardian.py's STATUS_FD; its program output pipes are 4 and 5
 GUARDIAN_ENDS_TREE = signal.SIGUSR1  # guardian.py's ON_GSUP_DEATH: end the tree as if gsup had died
@@ -179,7 +184,7 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
     actions = [(os.POSIX_SPAWN_DUP2, status_w, GUARDIAN_STATUS_FD)]
     if output is not None and errors is not None:
         actions += [(os.POSIX_SPAWN_DUP2, output[1], 4), (os.POSIX_SPAWN_DUP2, errors[1], 5)]
-    command = [sys.executable, "-I", "-S", GUARDIAN, str(os.getpid()), repr(launched), str(session_dir.absolute()),
+    command = [sys.executable, "-I", "-S", "-c", GUARDIAN_LOADER, GUARDIAN, str(os.getpid()), repr(launched), str(session_dir.absolute()),
                "1" if stdout_to_stderr else "0",
                ",".join(map(str, sorted(closed_for_program(closed, stdout_to_stderr, pipe_output)))) or "-",
                "--", *argv]

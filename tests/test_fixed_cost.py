@@ -7,8 +7,12 @@ is one line on its stderr (the guardian runs with ``-I`` and prints none).
 
 from __future__ import annotations
 
+import json
 import subprocess
 
+import pytest
+
+from supervisor import guardian, launch
 from tests.helpers import PYTHON, Gsup, Program
 
 ONE_HANDLER = """
@@ -51,3 +55,21 @@ def test_what_launching_needs_loads_no_psutil_and_no_report() -> None:
             f"print(' '.join(m for m in {late!r} if m in sys.modules))")
     done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.split() == []
+
+
+def test_the_guardian_starts_the_program_before_importing_json() -> None:
+    """json imports re (~6 ms before the program could start); the guardian's status lines
+    need neither, and the loader imports it as a module, from its compiled bytecode."""
+    code = (f"import sys\nsys.argv[1:] = [{launch.GUARDIAN!r}]\n{launch.GUARDIAN_LOADER.split('; import')[0]}\n"
+            "import guardian\nprint(guardian.__file__, 're' in sys.modules, 'json' in sys.modules)")
+    done = subprocess.run([PYTHON, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == [launch.GUARDIAN, "False", "False"]
+
+
+@pytest.mark.parametrize("record", [
+    {"spawned": 12, "at": 1.5}, {"pid": 3, "code": None, "signal": 9, "at": 12345.678901234},
+    {"empty": True, "at": 0.1}, {"error": 'no "such" file \u00e9', "at": 2.0},
+    {"signal": "SIGKILL", "signum": 9, "target": "tree", "pids": [1, 2], "at": 0.5, "by": "guardian"},
+])
+def test_the_guardians_lines_are_json_dumps(record: dict[str, object]) -> None:
+    assert guardian.dumps(record) == json.dumps(record)
