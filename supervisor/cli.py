@@ -246,7 +246,6 @@ def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str]) -> None
     """Run, print the report, write --junit, then exit by priority (README "Exit codes"):
     2 (signal never sent, --junit unwritable), 4 (not ready), 3 (incomplete), 1 (an --expect failed)."""
     from supervisor import expect, runner
-    from supervisor import junit as junit_xml
     from supervisor.display import make_display
 
     expectations = expect.parse_all(run_options.expect)
@@ -258,6 +257,8 @@ def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str]) -> None
         click.echo(f"gsup: stdout was closed: the report is saved, see `gsup report {report.session}`", err=True)
     junit_error: Optional[GsupError] = None
     if junit is not None:
+        from supervisor import junit as junit_xml
+
         name = junit_xml.scenario_name(run_options.signal, run_options.target, run_options.stop)
         problem = outcome.shot_error or outcome.not_ready
         try:

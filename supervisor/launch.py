@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.errors import GsupError
+
+# shutil and subprocess are imported where they are used: a run of a script with --python
+# PATH needs neither, and together they cost a quarter of Python's start-up before the launch.
 
 PROBE_DIR = str(Path(__file__).resolve().parent / "_probe")
 
@@ -28,14 +29,21 @@ def default_python() -> str:
     venv = os.environ.get("VIRTUAL_ENV")
     if venv and os.access(os.path.join(venv, "bin", "python"), os.X_OK):
         return os.path.join(venv, "bin", "python")
-    found = shutil.which("python") or shutil.which("python3")
+    found = which("python") or which("python3")
     if found is None:
         raise GsupError("no `python` on PATH: pass --python PATH")
     return found
 
 
+def which(name: str) -> str | None:
+    """``shutil.which``; shutil is imported only when a name must be searched on PATH."""
+    import shutil
+
+    return shutil.which(name)
+
+
 def check_python(python: str) -> str:
-    resolved = python if "/" in python else shutil.which(python)
+    resolved = python if "/" in python else which(python)
     if resolved is None or not os.path.isfile(resolved) or not os.access(resolved, os.X_OK):
         raise GsupError(f"--python {python}: not an executable file")
     return resolved
@@ -66,6 +74,8 @@ def module_command(python: str, module: str, args: list[str]) -> list[str]:
     walks the package path without importing anything: ``find_spec`` on a
     dotted name would run the parent packages' ``__init__`` outside gsup.
     """
+    import subprocess
+
     finder = (
         "import sys\n"
         "from importlib.machinery import PathFinder\n"
@@ -92,7 +102,7 @@ def external_command(command: list[str]) -> list[str]:
     if not command:
         raise GsupError("nothing to run: give SCRIPT, -m MODULE or -- COMMAND")
     program = command[0]
-    resolved = program if "/" in program else shutil.which(program)
+    resolved = program if "/" in program else which(program)
     if resolved is None or not os.path.isfile(resolved):
         raise GsupError(f"{program}: command not found")
     if not os.access(resolved, os.X_OK):
@@ -133,6 +143,8 @@ def closed_for_program(closed: frozenset[int], stdout_to_stderr: bool, piped: bo
 def deep_site_dirs(python: str) -> list[str]:
     """The site-packages directory ``--deep`` overlays for ``python`` (see deep.py):
     the first one that exists, as that interpreter sees it with ``-I`` (a venv's own)."""
+    import subprocess
+
     ask = "import json, site; print(json.dumps(site.getsitepackages()))"
     try:
         found = subprocess.run([python, "-I", "-c", ask], capture_output=True, timeout=60, check=False)
@@ -184,7 +196,8 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
     actions = [(os.POSIX_SPAWN_DUP2, status_w, GUARDIAN_STATUS_FD)]
     if output is not None and errors is not None:
         actions += [(os.POSIX_SPAWN_DUP2, output[1], 4), (os.POSIX_SPAWN_DUP2, errors[1], 5)]
-    command = [sys.executable, "-I", "-S", "-c", GUARDIAN_LOADER, GUARDIAN, str(os.getpid()), repr(launched), str(session_dir.absolute()),
+    command = [sys.executable, "-I", "-S", "-c", GUARDIAN_LOADER, GUARDIAN, str(os.getpid()), repr(launched),
+               str(session_dir.absolute()),
                "1" if stdout_to_stderr else "0",
                ",".join(map(str, sorted(closed_for_program(closed, stdout_to_stderr, pipe_output)))) or "-",
                "--", *argv]

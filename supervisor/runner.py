@@ -9,7 +9,7 @@ late Ctrl-C cannot lose it.
 
 Launch early, import late: only what starting the program needs is imported
 with this module.  What watches, acts and reports (psutil, the tree, the report
-and its explanations) is imported by :func:`_import_the_rest` while the guardian
+and its explanations) is imported by :func:`_while_launching` while the guardian
 starts the program, so for a short program gsup's imports overlap its start-up
 instead of preceding it (issue 17: gsup run's fixed cost).
 """
@@ -86,9 +86,10 @@ def run(options: RunOptions, display: Display) -> Outcome:
         raise
 
 
-def _import_the_rest() -> None:
-    """Everything a run needs once the program is started: imported while the guardian
-    starts it (see the module docstring), so that the phases below find it loaded."""
+def _while_launching() -> None:
+    """gsup's work that can wait until the guardian starts the program: old sessions
+    pruned, and everything a run needs from then on imported (see the module docstring)."""
+    sessions.prune(keep=sessions.KEEP_ENDED)
     import supervisor.phases.act
     import supervisor.phases.finish
     import supervisor.phases.ready
@@ -104,7 +105,7 @@ def _run(plan: RunPlan, journal: Journal, display: Display) -> Outcome:
         watch: Optional[_Watch] = None
         ready: Optional[ReadyResult] = None
         try:
-            launched = start.launch(plan, journal.session, readiness, display, meanwhile=_import_the_rest)
+            launched = start.launch(plan, journal.session, readiness, display, meanwhile=_while_launching)
             pipes.callback(launched.close)
             from supervisor.phases.act import act
             from supervisor.phases.ready import wait_until_ready

@@ -26,30 +26,32 @@ def imported(stderr: str) -> list[str]:
     return [line.rsplit("|", 1)[1].strip() for line in stderr.splitlines() if line.startswith("import time:")][1:]
 
 
-def test_a_run_off_a_terminal_never_imports_rich(gsup: Gsup, program: Program) -> None:
-    """rich draws the live view; a run in CI or a script (stderr no terminal) never draws."""
+@pytest.fixture
+def run_imports(gsup: Gsup, program: Program) -> list[str]:
+    """What ``gsup run --json --python PY prog.py`` imports, stderr no terminal, no --junit."""
     result = gsup.run("run", "--json", "--python", PYTHON, str(program(ONE_HANDLER)),
                       env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0, result.stderr
     modules = imported(result.stderr)
-    assert "supervisor.runner" in modules
-    assert not [m for m in modules if m.split(".")[0] == "rich"]
+    assert "supervisor.runner" in modules and "supervisor.tree" in modules
+    return modules
 
 
-def test_a_run_never_imports_psutil(gsup: Gsup, program: Program) -> None:
-    """The tree is read from /proc (supervisor/procfs.py, held to psutil's arithmetic by
-    tests/test_ps_fast.py): importing psutil cost about as much as Python's start-up."""
-    result = gsup.run("run", "--json", "--python", PYTHON, str(program(ONE_HANDLER)),
-                      env={"PYTHONPROFILEIMPORTTIME": "1"})
-    assert result.returncode == 0, result.stderr
-    assert "supervisor.tree" in imported(result.stderr)
-    assert "psutil" not in imported(result.stderr)
+@pytest.mark.parametrize(("module", "why"), [
+    ("rich", "it draws the live view, and a run in CI or a script (stderr no terminal) never draws"),
+    ("psutil", "the tree is read from /proc (procfs.py, held to psutil's arithmetic by test_ps_fast)"),
+    ("subprocess", "only -m's pre-flight check and --deep run a child of gsup's own"),
+    ("supervisor.junit", "only --junit writes XML"),
+])
+def test_a_run_never_imports_what_it_does_not_use(run_imports: list[str], module: str, why: str) -> None:
+    assert not [m for m in run_imports if m == module or m.startswith(module + ".")], why
 
 
 def test_what_launching_needs_loads_no_psutil_and_no_report() -> None:
     """Launch early, import late (supervisor/runner.py): the modules a run imports before the
     guardian starts leave psutil, the tree and the report to be imported while it starts."""
-    late = ("psutil", "supervisor.tree", "supervisor.report", "supervisor.explain", "supervisor.phases.act")
+    late = ("psutil", "supervisor.tree", "supervisor.report", "supervisor.explain", "supervisor.phases.act",
+            "shutil", "subprocess")
     code = ("import sys\nimport supervisor.cli, supervisor.display, supervisor.runner\n"
             "from supervisor import expect, launch, options, stops\n"
             f"print(' '.join(m for m in {late!r} if m in sys.modules))")
