@@ -66,6 +66,7 @@ BENCHES: dict[str, list[tuple[str, Bench]]] = {
         ("exit-to-report latency", runs.latency),
         ("scale", runs.scale),
         ("seed scenario", runs.seed),
+        ("matrix", runs.matrix),
     ],
 }
 

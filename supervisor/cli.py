@@ -152,7 +152,7 @@ def program_options(func: Any) -> Any:
                      help="With --stop timeout: coreutils' -k (same as --grace)."),
         click.option("--settle", default="500ms", show_default=True, metavar="DURATION",
                      help="Without --after or --ready-*: how long the tree must be quiet before the signal."),
-        click.option("--ready-port", "ready_port", type=int, metavar="PORT",
+        click.option("--ready-port", "ready_port", metavar="PORT",
                      help="Ready once some process of the tree listens on this TCP port."),
         click.option("--ready-output", "ready_output", metavar="REGEX",
                      help="Ready once the program prints a line matching REGEX (output still passes through)."),
@@ -289,8 +289,10 @@ process ended and which exit handlers ran in each scenario.
 
 Every signal of --signals goes to every target of --targets, each scenario in a
 fresh tree; a stop preset in --targets (docker, k8s, systemd, ...) is one
-scenario of its own.  Scenarios run one at a time (servers bind fixed ports)
-unless --jobs says otherwise.  The options of gsup run apply to every run;
+scenario of its own.  Scenarios run --jobs at a time (default: one per core),
+each in a private network namespace, so a server's fixed port never clashes
+(--network shared: the host's network; then {port} in the program's arguments
+or --ready-* becomes a free port per scenario).  The options of gsup run apply to every run;
 --expect must hold in each.  The program's output goes to one log file per
 scenario, named when a scenario fails.  Exits as gsup run would for the worst
 run: 2 (bad input: then nothing runs), 4, 3, then 1 (an expectation failed).
@@ -303,22 +305,29 @@ run: 2 (bad input: then nothing runs), 4, 3, then 1 (an expectation failed).
               help="Comma-separated signals to send, one scenario per signal and target.")
 @click.option("--targets", default="parent,child", show_default=True, metavar="WHO",
               help="Comma-separated: parent, child, group, tree, or a --stop preset (a scenario of its own).")
-@click.option("-j", "--jobs", default=1, show_default=True, type=int, metavar="N",
-              help="Run N scenarios side by side (only for programs without fixed ports).")
+@click.option("-j", "--jobs", default=None, type=int, metavar="N",
+              help="Run N scenarios side by side.  [default: the number of cores]")
+@click.option("--network", default="isolated", show_default=True, type=click.Choice(["isolated", "shared"]),
+              help="isolated: each scenario in a private network namespace; shared: the host's ({port}).")
 @program_options
 @click.argument("program", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def matrix(ctx: click.Context, /, signals: str, targets: str, jobs: int, **params: Any) -> None:
-    _guard(lambda: _matrix(ctx, signals, targets, jobs, params))
+def matrix(ctx: click.Context, /, signals: str, targets: str, jobs: Optional[int], network: str,
+           **params: Any) -> None:
+    _guard(lambda: _matrix(ctx, signals, targets, jobs, network, params))
 
 
-def _matrix(ctx: click.Context, signals: str, targets: str, jobs: int, params: dict[str, Any]) -> None:
+def _matrix(ctx: click.Context, signals: str, targets: str, jobs: Optional[int], network: str,
+            params: dict[str, Any]) -> None:
     """Check everything, run every scenario, show the table (or JSON), exit as the runs did."""
     from supervisor import matrix_view, scenarios
 
-    run_options = build_run_options(ctx, params)
+    run_options = build_run_options(ctx, scenarios.with_port(params, scenarios.SAMPLE_PORT))
     plan = scenarios.make_plan(signals, targets, jobs, params, ctx.meta.get("gsup.command", False),
                                run_options.argv)
+    note = scenarios.isolate(plan, network, jobs_asked=jobs)
+    if note is not None:
+        click.echo(f"gsup: {note}", err=True)
     progress = matrix_view.make_progress(params["quiet"], len(plan.scenarios))
     result = scenarios.execute(plan, scenarios.log_directory(), progress)
     matrix_view.show(result, params["as_json"])

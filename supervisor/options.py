@@ -68,7 +68,13 @@ def parse_target(text: str) -> Target:
     raise GsupError(f"invalid target {text!r}: use parent, child, group, tree or pid:N")
 
 
-def parse_port(port: int) -> int:
+def parse_port(text: int | str) -> int:
+    """A TCP port, 1-65535.  ``{port}`` is gsup matrix's placeholder, replaced before a run."""
+    try:
+        port = int(text)
+    except ValueError:
+        hint = " (a placeholder of gsup matrix only)" if text == "{port}" else ""
+        raise GsupError(f"invalid port {text!r}: use 1-65535{hint}") from None
     if not 0 < port < 65536:
         raise GsupError(f"invalid port {port}: use 1-65535")
     return port
