@@ -97,6 +97,8 @@ class Handler:
     exception: Optional[str] = None
     inherited: bool = False  # registered in the parent before a fork
     runs: int = 1  # how many times it began (threading's callbacks can run twice)
+    started: Optional[float] = None  # seconds since launch, when its (last) run began
+    ended: Optional[float] = None  # seconds since launch, when that run ended or raised
 
     @property
     def label(self) -> str:
@@ -110,7 +112,8 @@ class Handler:
         return cls(kind=str(record["kind"]), name=str(record["name"]), module=str(record["module"]),
                    where=str(record["where"]), status=str(record["status"]), order=_opt_int(record.get("order")),
                    duration=_opt_float(record.get("duration")), exception=_opt_str(record.get("exception")),
-                   inherited=bool(record.get("inherited", False)), runs=int(record.get("runs", 1)))
+                   inherited=bool(record.get("inherited", False)), runs=int(record.get("runs", 1)),
+                   started=_opt_float(record.get("started")), ended=_opt_float(record.get("ended")))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "name": self.name, "module": self.module,
@@ -121,6 +124,10 @@ class Handler:
             out["inherited"] = True
         if self.runs > 1:
             out["runs"] = self.runs
+        if self.started is not None:
+            out["started"] = round(self.started, 6)
+        if self.ended is not None:
+            out["ended"] = round(self.ended, 6)
         return out
 
 
@@ -132,17 +139,23 @@ class SignalHandler:
     handler: str
     invoked: Optional[bool]
     invocations: int = 0
+    times: list[float] = field(default_factory=list)  # seconds since launch, one per invocation seen
+
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> SignalHandler:
         invoked = record.get("invoked")
         return cls(signal=str(record["signal"]), handler=str(record["handler"]),
                    invoked=bool(invoked) if invoked is not None else None,
-                   invocations=int(record.get("invocations", 0)))
+                   invocations=int(record.get("invocations", 0)),
+                   times=[float(t) for t in record.get("times", [])])
 
     def to_json(self) -> dict[str, Any]:
-        return {"signal": self.signal, "handler": self.handler, "invoked": self.invoked,
-                "invocations": self.invocations}
+        out: dict[str, Any] = {"signal": self.signal, "handler": self.handler, "invoked": self.invoked,
+                               "invocations": self.invocations}
+        if self.times:
+            out["times"] = [round(t, 6) for t in self.times]
+        return out
 
 
 @dataclass

@@ -303,16 +303,17 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     exit_event = image.first("exit")
     entry.atexit_began = exit_event is not None
     entry.exception = exit_event.get("exc") if exit_event else None
-    entry.handlers = _handlers(image.events)
-    entry.watched, entry.watch_missing = _watched(image.events)
-    entry.signal_handlers = _signal_handlers(image.events, entry)  # reads entry.exception
+    entry.handlers = _handlers(image.events, facts.launched)
+    entry.watched, entry.watch_missing = _watched(image.events, facts.launched)
+    entry.signal_handlers = _signal_handlers(image.events, entry, facts.launched)  # reads entry.exception
     entry.kills = [(int(e.get("pid", -e.get("pgid", 0))), int(e["sig"])) for e in image.of_kind("kill")]
     _set_times(entry, image, proc, facts)
     return entry
 
 
-def _handlers(events: list[Event]) -> list[Handler]:
-    """Replay reg/inherit/unreg/begin/end/raise events into handler outcomes."""
+def _handlers(events: list[Event], launched: float) -> list[Handler]:
+    """Replay reg/inherit/unreg/begin/end/raise events into handler outcomes,
+    each run placed in time on the report's clock (seconds since ``launched``)."""
     handlers: dict[int, Handler] = {}
     order = 0
     for event in events:
@@ -332,17 +333,28 @@ def _handlers(events: list[Event]) -> list[Handler]:
         elif kind == "begin" and handler.order is None:
             order += 1
             handler.order, handler.status = order, INTERRUPTED
+            handler.started = _since(event, launched)
         elif kind == "begin":  # run again (threading's callbacks, when a first _shutdown() raised)
             handler.runs += 1
             handler.status, handler.exception = INTERRUPTED, None
+            handler.started, handler.ended = _since(event, launched), None
         elif kind == "raise":
             handler.status, handler.exception = RAISED, str(event.get("exc"))
+            handler.ended = _since(event, launched)
         elif kind == "end" and handler.status != RAISED:
             handler.status, handler.duration = RAN, float(event.get("dur", 0.0))
+            handler.ended = _since(event, launched)
     return list(handlers.values())
 
 
-def _watched(events: list[Event]) -> tuple[list[Handler], list[str]]:
+def _since(event: Event, launched: float) -> Optional[float]:
+    """An event's time on the report's clock: every probe event carries ``t``,
+    CLOCK_MONOTONIC, which is system-wide, so gsup's launch time subtracts."""
+    moment = event.get("t")
+    return float(moment) - launched if isinstance(moment, (int, float)) else None
+
+
+def _watched(events: list[Event], launched: float) -> tuple[list[Handler], list[str]]:
     """Calls of watched functions from watch.begin/end/raise events, and the
     ``MODULE:QUALNAME`` the probe could not find.  An end without a begin in this
     image belongs to a call begun before a fork: it is the parent's call."""
@@ -354,17 +366,19 @@ def _watched(events: list[Event]) -> tuple[list[Handler], list[str]]:
             missing.append(f"{event.get('module')}:{event.get('qualname')}")
         elif kind == "watch.begin" and isinstance(cid, int) and cid not in calls:
             calls[cid] = Handler(kind="watched", name=str(event.get("name", "?")), module=str(event.get("module", "")),
-                                 where=str(event.get("where", "")), status=INTERRUPTED, order=len(calls) + 1)
+                                 where=str(event.get("where", "")), status=INTERRUPTED, order=len(calls) + 1,
+                                 started=_since(event, launched))
         elif kind in ("watch.end", "watch.raise") and isinstance(cid, int) and cid in calls:
             call = calls[cid]
             call.status, call.duration = (RAN if kind == "watch.end" else RAISED), float(event.get("dur", 0.0))
+            call.ended = _since(event, launched)
             if kind == "watch.raise":
                 message = str(event.get("msg") or "")
                 call.exception = f"{event.get('exc')}: {message}" if message else str(event.get("exc"))
     return list(calls.values()), missing
 
 
-def _signal_handlers(events: list[Event], entry: Process) -> list[SignalHandler]:
+def _signal_handlers(events: list[Event], entry: Process, launched: float) -> list[SignalHandler]:
     """Per signal, the last Python handler installed and every earlier one that
     ran, each with its runs.
 
@@ -377,6 +391,7 @@ def _signal_handlers(events: list[Event], entry: Process) -> list[SignalHandler]
     """
     installed: dict[int, str] = {}
     runs: dict[tuple[int, str], int] = defaultdict(int)
+    times: dict[tuple[int, str], list[float]] = defaultdict(list)
     order: list[tuple[int, str]] = []
     for event in events:
         signum = event.get("sig")
@@ -386,6 +401,9 @@ def _signal_handlers(events: list[Event], entry: Process) -> list[SignalHandler]
             installed[signum] = str(event.get("handler"))
         elif event.get("k") == "sigrun" and signum in installed:
             runs[(signum, installed[signum])] += 1
+            moment = _since(event, launched)
+            if moment is not None:
+                times[(signum, installed[signum])].append(moment)
             if (signum, installed[signum]) not in order:
                 order.append((signum, installed[signum]))
     shown = sorted(set(order) | set(installed.items()), key=lambda pair: (pair[0], pair not in order,
@@ -398,7 +416,7 @@ def _signal_handlers(events: list[Event], entry: Process) -> list[SignalHandler]
         invoked: Optional[bool] = count > 0
         if handler == "default_int_handler" and _before_311(entry.python) and not count:
             invoked = True if entry.exception == "KeyboardInterrupt" else None
-        out.append(SignalHandler(signal_name(signum), handler, invoked, count))
+        out.append(SignalHandler(signal_name(signum), handler, invoked, count, times[(signum, handler)]))
     return out
 
 

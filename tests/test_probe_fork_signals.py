@@ -106,10 +106,8 @@ def test_every_child_keeps_its_own_events(python: str, tmp_path: Path) -> None:
         assert image.start is not None and image.start["pid"] == image.pid, f"{image.path.name}: {image.start}"
     parent = images[proc.pid]
     assert parent.of_kind("os_exit") == [], "the parent was credited with a child's os._exit"
-    # Not asserted: that the parent's file holds a spawn record per child.  Under pytest, on 3.9/3.10,
-    # about one run in three loses the parent's spawn records after the first few dozen forks (the
-    # children's own files are complete): an open defect of the fork path, kept out of this test so
-    # that it checks, without flaking, what it was written for.
+    spawned = [e["pid"] for e in parent.of_kind("spawn")]
+    assert spawned == kids, f"the parent recorded {len(spawned)} of {CHILDREN} forks"
     lost = [pid for pid in kids if pid not in images]
     assert lost == [], f"{len(lost)} of {CHILDREN} children wrote no events of their own"
     for pid in kids:
