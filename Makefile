@@ -12,12 +12,12 @@ help:  ## List the commands
 $(STAMP): pyproject.toml Makefile  # the recipe is part of the install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[test,celery]' --config-settings editable_mode=compat
 	$(MAKE) --no-print-directory only-supervisor
 	$(BIN)/python -m compileall -q supervisor  # an editable install is not compiled, and PYTHONDONTWRITEBYTECODE may be set
 	touch $(STAMP)
 
-install: $(STAMP)  ## Create .venv/ and install gsup with its test extra
+install: $(STAMP)  ## Create .venv/ and install gsup with its test extras (test, celery)
 
 # compat mode's .pth (no import hook in every start-up of the venv) names the whole checkout, so
 # `import tests` or `import benchmark` anywhere would find gsup's own.  It names instead a directory

@@ -100,7 +100,7 @@ def parse_watch(text: str) -> str:
 
 # The probe's built-in watch sets (``WATCH_PRESETS`` in _probe/_gsup_probe/__init__.py,
 # which cannot be imported from here: tests/test_watch.py keeps the two equal).
-WATCH_PRESETS = ("gunicorn", "asgi", "weakref", "logging", "futures")
+WATCH_PRESETS = ("gunicorn", "asgi", "weakref", "logging", "futures", "celery")
 
 
 # The names each preset's calls are reported under (the probe's WATCH_PRESETS again):
@@ -111,6 +111,7 @@ PRESET_CALLS = {
     "weakref": (),  # reported under each callback's own name
     "logging": ("shutdown",),
     "futures": ("ThreadPoolExecutor.shutdown", "ProcessPoolExecutor.shutdown"),
+    "celery": ("worker_shutting_down", "worker_process_shutdown", "worker_shutdown"),  # and "task NAME[ID]"
 }
 
 
