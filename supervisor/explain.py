@@ -13,6 +13,7 @@ from supervisor.model import (
     NOT_RUN,
     OS_EXIT,
     RAISED,
+    RAN,
     SIGNALED,
     UNKNOWN,
     Action,
@@ -59,6 +60,10 @@ def _signaled(proc: Process, everyone: list[Process], actions: list[Action]) -> 
     if sig == "SIGKILL":
         if proc.fired:
             return f"killed with SIGKILL{sender} after {', '.join(_began(proc))} had run{_skipped(proc)}"
+        watched_ran = [w.label for w in proc.watched if w.status == RAN]
+        if watched_ran:  # a shutdown it had begun (Celery's worker_shutting_down), not "nothing ran"
+            return (f"killed with SIGKILL{sender} after watched {', '.join(watched_ran)} had run; "
+                    f"SIGKILL cannot be handled{_skipped(proc)}")
         return f"killed with SIGKILL{sender}: SIGKILL cannot be handled, nothing ran{_skipped(proc)}"
     handled = [s for s in proc.signal_handlers if s.signal == sig and s.invoked]
     if sig == "SIGINT" and proc.exception == "KeyboardInterrupt" and proc.atexit_began:

@@ -192,6 +192,8 @@ def test_k8s_grace_running_out_kills_the_tasks(gsup: Gsup, tmp_path: Path, broke
     report = run_worker(gsup, worker_env, "--stop", "k8s", "--grace", "2s")
     main, pool = workers(report)
     assert watched(main) == {"worker_shutting_down": "ran"}  # the warm shutdown began, and never ended
+    assert "after watched celery.signals.worker_shutting_down had run; SIGKILL cannot be handled" in \
+        main["explanation"]
     by_task = {task_of(p): p for p in pool}
     late = by_task[f"task tasks.late[{ids['late']}] (acks_late)"]
     early = by_task[f"task tasks.early[{ids['early']}]"]
