@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install only-supervisor demo test lint stress storm transparency versions bench clean
+.PHONY: help install only-supervisor demo test lint stress storm transparency versions bench screenshots clean
 
 help:  ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -12,7 +12,7 @@ help:  ## List the commands
 $(STAMP): pyproject.toml Makefile  # the recipe is part of the install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,celery]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[test,browser,celery]' --config-settings editable_mode=compat
 	$(MAKE) --no-print-directory only-supervisor
 	$(BIN)/python -m compileall -q supervisor  # an editable install is not compiled, and PYTHONDONTWRITEBYTECODE may be set
 	touch $(STAMP)
@@ -54,6 +54,9 @@ versions: $(STAMP)  ## gsup on each pyenv CPython 3.9-3.13: pip install . in .ve
 bench: $(STAMP)  ## Measure start-up, probe cost, idle CPU, latency, scale; writes docs/benchmarks.md
 	$(BIN)/python -m compileall -q supervisor  # start-up figures must not include compiling a changed module
 	$(BIN)/python -m benchmark
+
+screenshots: $(STAMP)  ## Regenerate docs/timeline.png (the README's timeline) from a real run in headless Chromium
+	$(BIN)/python .ci/screenshot.py
 
 clean:  ## Remove the venv and caches
 	rm -rf $(VENV) .venv-versions .pytest_cache .mypy_cache .ruff_cache *.egg-info

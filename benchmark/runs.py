@@ -12,7 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchmark import programs
+from benchmark import programs, views
 from benchmark.measure import GSUP, PYTHON, ROOT, Row, cpu_ns, helpers_of, median, rel, wait_for
 
 IDLE_SLEEP = 10.0
@@ -109,6 +109,7 @@ def scale(env: dict[str, str], scratch: Path) -> list[Row]:
             "(benchmark/programs.py PEAK_RSS runs gsup's own entry point)", command),
         _rebuild(env, report["session"]),
         _snapshot(env, forest, scratch),
+        *views.views(report, scratch),
     ]
     return rows
 

@@ -168,6 +168,8 @@ def program_options(func: Any) -> Any:
         click.option("--deep", "deep", is_flag=True,
                      help="Also probe Python processes started with -I or -E (root only; see README)."),
         click.option("--junit", "junit", metavar="FILE", help="Also write a JUnit XML file for CI."),
+        click.option("--html", "html", metavar="FILE", help="Also write the timeline as one self-contained HTML page."),
+        click.option("--trace", "trace", metavar="FILE", help="Also write a Chrome/Perfetto trace (JSON)."),
         click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr."),
     ]
     for decorator in reversed(decorators):
@@ -181,6 +183,8 @@ def program_options(func: Any) -> Any:
 @click.option("-t", "--target", metavar="WHO", help="parent (default), child, group, tree or pid:N.")
 @click.option("--stop", "stop", metavar="PRESET",
               help="A real stop sequence: docker, k8s, systemd, systemd-mixed, ctrl-c, timeout.")
+@click.option("--timeline/--no-timeline", "timeline", default=None,
+              help="Show (or hide) the report's chronology.  [default: shown up to 40 moments]")
 @program_options
 @click.argument("program", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -204,7 +208,7 @@ def _run(ctx: click.Context, sig: Optional[str], target: Optional[str], stop: Op
         raise GsupError("--target and --after need --signal or --stop")
     if params["kill_after"] is not None and run_options.stop != "timeout":
         raise GsupError("--kill-after goes with --stop timeout (elsewhere, use --grace)")
-    _execute(run_options, params["quiet"], params["junit"])
+    _execute(run_options, params["quiet"], params["junit"], (params["html"], params["trace"], params["timeline"]))
 
 
 def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
@@ -242,7 +246,8 @@ def build_run_options(ctx: click.Context, params: dict[str, Any]) -> RunOptions:
     return run_options
 
 
-def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str]) -> None:
+def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str],
+             views: tuple[Optional[str], Optional[str], Optional[bool]] = (None, None, None)) -> None:
     """Run, print the report, write --junit, then exit by priority (README "Exit codes"):
     2 (signal never sent, --junit unwritable), 4 (not ready), 3 (incomplete), 1 (an --expect failed)."""
     from supervisor import expect, runner
@@ -252,7 +257,7 @@ def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str]) -> None
     outcome = runner.run(run_options, make_display(quiet))
     report = outcome.report
     report.expectations = expect.evaluate(expectations, report)
-    _print_report(report, run_options.json_stdout)
+    _print_report(report, run_options.json_stdout, views[2])
     if 1 in run_options.closed_streams:
         click.echo(f"gsup: stdout was closed: the report is saved, see `gsup report {report.session}`", err=True)
     junit_error: Optional[GsupError] = None
@@ -265,6 +270,13 @@ def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str]) -> None
             junit_xml.write(junit, [(name, report)], {name: str(problem)} if problem is not None else None)
         except GsupError as err:
             junit_error = err
+    if views[0] is not None or views[1] is not None:  # imported only then: the timeline is not light
+        from supervisor import exports
+
+        try:
+            exports.write_report(report, views[0], views[1])
+        except GsupError as err:
+            junit_error = junit_error or err
     for line in expect.failure_lines(report.expectations):
         click.echo(line, err=True)
     if outcome.shot_error is not None:
@@ -320,7 +332,7 @@ def matrix(ctx: click.Context, /, signals: str, targets: str, jobs: Optional[int
 def _matrix(ctx: click.Context, signals: str, targets: str, jobs: Optional[int], network: str,
             params: dict[str, Any]) -> None:
     """Check everything, run every scenario, show the table (or JSON), exit as the runs did."""
-    from supervisor import matrix_view, scenarios
+    from supervisor import exports, matrix_view, scenarios
 
     run_options = build_run_options(ctx, scenarios.with_port(params, scenarios.SAMPLE_PORT))
     plan = scenarios.make_plan(signals, targets, jobs, params, ctx.meta.get("gsup.command", False),
@@ -331,6 +343,7 @@ def _matrix(ctx: click.Context, signals: str, targets: str, jobs: Optional[int],
     progress = matrix_view.make_progress(params["quiet"], len(plan.scenarios))
     result = scenarios.execute(plan, scenarios.log_directory(), progress)
     matrix_view.show(result, params["as_json"])
+    exports.write_matrix(result, params["html"], params["trace"])
     for line in matrix_view.failure_lines(result):
         click.echo(f"gsup: {line}", err=True)
     if params["junit"] is not None:
@@ -394,23 +407,30 @@ def _ps(every: bool) -> None:
 @main.command("report")
 @click.argument("session_id", required=False, metavar="[SESSION]")
 @click.option("--json", "as_json", is_flag=True, help="The gsup.report/1 JSON instead of the tree.")
-def report_command(session_id: Optional[str], as_json: bool) -> None:
+@click.option("--timeline/--no-timeline", "timeline", default=None,
+              help="Show (or hide) the chronology.  [default: shown up to 40 moments]")
+@click.option("--html", "html", metavar="FILE", help="Also write the timeline as one self-contained HTML page.")
+@click.option("--trace", "trace", metavar="FILE", help="Also write a Chrome/Perfetto trace (JSON).")
+def report_command(session_id: Optional[str], as_json: bool, timeline: Optional[bool], html: Optional[str],
+                   trace: Optional[str]) -> None:
     """Show a run's report again, or rebuild it after gsup died (default: the newest session).
 
     Exit 3 when the report is partial: gsup died or is still running."""
-    _guard(lambda: _report(session_id, as_json))
+    _guard(lambda: _report(session_id, as_json, (html, trace, timeline)))
 
 
-def _report(session_id: Optional[str], as_json: bool) -> None:
-    from supervisor import control
+def _report(session_id: Optional[str], as_json: bool,
+            views: tuple[Optional[str], Optional[str], Optional[bool]] = (None, None, None)) -> None:
+    from supervisor import control, exports
 
     report = control.recover(session_id)  # an empty SESSION is a session id, not "the newest"
-    _print_report(report, as_json)
+    _print_report(report, as_json, views[2])
+    exports.write_report(report, views[0], views[1])
     if report.incomplete:
         fail("report incomplete: " + "; ".join(report.incomplete), ExitCode.INCOMPLETE)
 
 
-def _print_report(report: Report, as_json: bool) -> None:
+def _print_report(report: Report, as_json: bool, timeline: Optional[bool] = None) -> None:
     if as_json:
         from supervisor import strictjson
 
@@ -418,7 +438,7 @@ def _print_report(report: Report, as_json: bool) -> None:
     else:
         from supervisor.render import StdoutConsole, render
 
-        StdoutConsole(highlight=False).print(render(report))
+        StdoutConsole(highlight=False).print(render(report, timeline))
 
 
 @main.command()

@@ -4,6 +4,10 @@
 are documented in README.md ("The JSON report").  Format history:
 
 * ``gsup.report/1`` — first version.
+* 1.1 — ``<field>_b64`` siblings of text that held bytes not UTF-8.
+* 1.2 — times on the report's clock (seconds since launch): ``handlers[]``/``watched[]``
+  ``started``/``ended``, ``signal_handlers[].times``, ``processes[].sent`` (signals a process
+  sent, with when), ``actions[].escalation``, ``grace``: what a timeline draws.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ class Action:
     at: float  # seconds since launch
     by: str = "gsup"  # gsup, gsup kill, ctrl-c, grace, leftovers
     group: Optional[int] = None
+    escalation: bool = False  # sent because a grace ran out, or a second Ctrl-C: gsup forcing the end
 
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> Action:
@@ -39,13 +44,15 @@ class Action:
         group = record.get("group")
         return cls(signal=str(record["signal"]), signum=int(record["signum"]), target=str(record["target"]),
                    pids=[int(p) for p in record["pids"]], at=float(record["at"]), by=str(record.get("by", "gsup")),
-                   group=int(group) if group is not None else None)
+                   group=int(group) if group is not None else None, escalation=bool(record.get("escalation", False)))
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"signal": self.signal, "signum": self.signum, "target": self.target,
-                               "pids": self.pids, "at": round(self.at, 3), "by": self.by}
+                               "pids": self.pids, "at": round(self.at, 6), "by": self.by}
         if self.group is not None:
             out["group"] = self.group
+        if self.escalation:
+            out["escalation"] = True
         return out
 
 
@@ -141,7 +148,6 @@ class SignalHandler:
     invocations: int = 0
     times: list[float] = field(default_factory=list)  # seconds since launch, one per invocation seen
 
-
     @classmethod
     def from_json(cls, record: dict[str, Any]) -> SignalHandler:
         invoked = record.get("invoked")
@@ -156,6 +162,42 @@ class SignalHandler:
         if self.times:
             out["times"] = [round(t, 6) for t in self.times]
         return out
+
+
+@dataclass
+class Sent:
+    """A signal a process of the tree sent (``os.kill``/``os.killpg``), and when."""
+
+    pid: int  # the receiver; a negative number is a process group
+    signal: str
+    at: float  # seconds since launch
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Sent:
+        return cls(pid=int(record["pid"]), signal=str(record["signal"]), at=float(record["at"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pid": self.pid, "signal": self.signal, "at": round(self.at, 6)}
+
+
+@dataclass
+class Grace:
+    """The grace window gsup gave the tree: from the first signal (or the launched
+    process's end) until the escalation it would send at ``until``."""
+
+    seconds: float
+    began: float  # seconds since launch
+
+    @property
+    def until(self) -> float:
+        return self.began + self.seconds
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Grace:
+        return cls(seconds=float(record["seconds"]), began=float(record["from"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seconds": self.seconds, "from": round(self.began, 6), "until": round(self.until, 6)}
 
 
 @dataclass
@@ -184,6 +226,7 @@ class Process:
     kills: list[tuple[int, int]] = field(default_factory=list)  # (pid, signum) it sent
     watched: list[Handler] = field(default_factory=list)  # calls of watched functions, in the order they began
     watch_missing: list[str] = field(default_factory=list)  # MODULE:QUALNAME watched but not found
+    sent: list[Sent] = field(default_factory=list)  # signals it sent, in order (``kills`` with their times)
 
     @property
     def fired(self) -> list[str]:
@@ -207,6 +250,7 @@ class Process:
             unreadable_events=int(record.get("unreadable_events", 0)), explanation=str(record.get("explanation", "")),
             watched=[Handler.from_json(h) for h in record.get("watched", [])],
             watch_missing=[str(m) for m in record.get("watch_missing", [])],
+            sent=[Sent.from_json(k) for k in record.get("sent", [])],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -221,6 +265,7 @@ class Process:
             "exception": self.exception, "atexit_ran": self.atexit_began,
             "opaque_handlers": self.opaque_handlers, "orphaned": self.orphaned,
             "forked": self.forked, "explanation": self.explanation,
+            "sent": [k.to_json() for k in self.sent],
         }
         if not self.instrumented:
             out["uninstrumented_reason"] = self.uninstrumented_reason
@@ -282,6 +327,7 @@ class Report:
     ready: Optional[Ready] = None  # --ready-*, if asked for
     stop: Optional[str] = None  # the --stop preset replayed, if any
     watching: list[str] = field(default_factory=list)  # names a watched call could be reported under
+    grace: Optional[Grace] = None  # the grace window, once one began
 
     def roles(self, role: str) -> list[Process]:
         """Every process (image) with that role, in start order."""
@@ -323,6 +369,7 @@ class Report:
             ready=Ready.from_json(document["ready"]) if document.get("ready") else None,
             stop=_opt_str(document.get("stop")),
             watching=[str(n) for n in document.get("watching", [])],
+            grace=Grace.from_json(document["grace"]) if document.get("grace") else None,
         )
 
     @property
@@ -355,11 +402,14 @@ class Report:
             "ready": self.ready.to_json() if self.ready is not None else None,
             "stop": self.stop,
             "watching": self.watching,
+            "grace": self.grace.to_json() if self.grace is not None else None,
         }
 
 
 def _round(value: Optional[float]) -> Optional[float]:
-    return round(value, 3) if value is not None else None
+    """Microseconds, as the handlers' times: a timeline orders a send and the handler it ran
+    (often within the same millisecond) by these numbers."""
+    return round(value, 6) if value is not None else None
 
 
 def _opt_int(value: Any) -> Optional[int]:

@@ -6,11 +6,14 @@ unset (rich checks both).
 
 from __future__ import annotations
 
+from typing import Optional
+
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.segment import Segment
 from rich.text import Text
 from rich.tree import Tree
 
+from supervisor import timeline as timelines
 from supervisor import wording
 from supervisor.model import (
     INTERRUPTED,
@@ -38,7 +41,12 @@ _MARK = {RAN: ("✓", "green"), RAISED: ("!", "red"), INTERRUPTED: ("✗", "yell
          NOT_RUN: ("·", "dim"), UNREGISTERED: ("-", "dim")}
 
 
-def render(report: Report) -> RenderableType:
+CHRONOLOGY_LIMIT = 40  # moments: more and the section would drown the tree; --timeline shows it anyway
+
+
+def render(report: Report, timeline: Optional[bool] = None) -> RenderableType:
+    """The whole report; ``timeline`` True/False forces the chronological section on/off,
+    None shows it when the run has at most CHRONOLOGY_LIMIT moments."""
     head = Text.assemble(("gsup report", "bold"), ": ", " ".join(report.command))
     head.append(f"\nsession {report.session}, {report.duration:.2f}s", style="dim")
     parts: list[RenderableType] = [head]
@@ -59,6 +67,26 @@ def render(report: Report) -> RenderableType:
         parts.append(Text(f"incomplete: {missing}", style="red"))
     if report.expectations:
         parts.append(expectations_text(report.expectations))
+    story = timelines.build(report)
+    if story.moments and (timeline or (timeline is None and len(story.moments) <= CHRONOLOGY_LIMIT)):
+        parts.append(chronology_text(story))
+    return Group(*parts)
+
+
+_MOMENT_STYLE = {"signal": "cyan", "ready": "dim", "grace": "dim", "start": "dim"}
+
+
+def chronology_text(story: timelines.Timeline) -> Group:
+    """``+0.392  SIGTERM → 27564 parent (gsup)``: every moment in time order, the times
+    right-aligned in one column and long lines wrapped under their own text, so the
+    column reads the same in a pipe as on a terminal."""
+    width = max((len(f"{m.at:+.3f}") for m in story.moments), default=6)
+    parts: list[RenderableType] = [Text("timeline (seconds since launch)", style="bold")]
+    for moment in story.moments:
+        style = _MOMENT_STYLE.get(moment.kind, "")
+        if moment.kind == "end" and moment.lane is not None:
+            style = "green" if story.lanes[moment.lane].ending == "exited 0" else "yellow"
+        parts.append(_Hanging(f"  {moment.at:+.3f}".rjust(width + 2) + "  ", Text(moment.text, style=style)))
     return Group(*parts)
 
 
@@ -133,6 +161,23 @@ def expectations_text(results: list[ExpectationResult]) -> Group:
         parts.append(Text(f"  ✗ {result.text}", style="red"))
         parts.append(_Indented(Text(f"expected: {result.expected}\nobserved: {result.observed}"), 6))
     return Group(*parts)
+
+
+class _Hanging:
+    """``head`` then ``text``, wrapped under the text's first column (no trailing padding)."""
+
+    def __init__(self, head: str, text: Text) -> None:
+        self.head, self.text = head, text
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = max(1, options.max_width - len(self.head))
+        lines = console.render_lines(self.text, options.update_width(width), pad=False)
+        for number, line in enumerate(lines):
+            yield Segment(self.head if number == 0 else " " * len(self.head))
+            if line:  # a wrapped line ends with the space it broke at
+                line = [*line[:-1], Segment(line[-1].text.rstrip(), line[-1].style)]
+            yield from line
+            yield Segment.line()
 
 
 class _Indented:

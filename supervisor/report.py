@@ -27,10 +27,12 @@ from supervisor.model import (
     UNREGISTERED,
     Action,
     End,
+    Grace,
     Handler,
     Process,
     Ready,
     Report,
+    Sent,
     SignalHandler,
 )
 from supervisor.reaper import ExitStatus
@@ -62,6 +64,7 @@ class RunFacts:
     watching: list[str] = field(default_factory=list)
     deep: Optional[str] = None  # --deep's interpreter: its -I/-E children load the probe too
     records_lost: Optional[str] = None  # why probe records may be missing (session dir deleted, disk full)
+    grace: Optional[tuple[float, float]] = None  # (seconds, time.monotonic() when the grace window began)
 
     def adopted(self, ppid: Optional[int]) -> bool:
         """Is ``ppid`` one of gsup's own processes, which only adopt orphans?"""
@@ -120,6 +123,7 @@ def build(facts: RunFacts) -> Report:
         duration=facts.finished - facts.launched, processes=processes, actions=facts.actions,
         leftovers=sorted(leftovers), incomplete=facts.incomplete + _unrecorded(procs, facts), version=facts.version,
         ready=facts.ready, stop=facts.stop, watching=facts.watching,
+        grace=Grace(facts.grace[0], facts.grace[1] - facts.launched) if facts.grace is not None else None,
     )
 
 
@@ -307,6 +311,8 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     entry.watched, entry.watch_missing = _watched(image.events, facts.launched)
     entry.signal_handlers = _signal_handlers(image.events, entry, facts.launched)  # reads entry.exception
     entry.kills = [(int(e.get("pid", -e.get("pgid", 0))), int(e["sig"])) for e in image.of_kind("kill")]
+    entry.sent = [Sent(pid, signal_name(signum), float(e["t"]) - facts.launched)
+                  for (pid, signum), e in zip(entry.kills, image.of_kind("kill")) if signum]  # 0: a liveness check
     _set_times(entry, image, proc, facts)
     return entry
 

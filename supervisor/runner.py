@@ -165,5 +165,6 @@ def _report(plan: RunPlan, journal: Journal, readiness: Readiness, watch: Option
     launched = watch.launched if watch is not None else None
     drained = drain(journal, watch.tree if watch is not None else None, acted.actions)
     built = build_report(plan, journal, launched, watch.loop.statuses if watch is not None else [],
-                         acted.leftovers, ready_record(readiness, ready, launched.at if launched else 0.0), drained)
+                         acted.leftovers, ready_record(readiness, ready, launched.at if launched else 0.0), drained,
+                         acted.grace)
     return Outcome(built, acted.shot_error, ready.error)

@@ -39,7 +39,7 @@ FLOORS: dict[str, tuple[str, ...]] = {
                             "gsup_child", "early_signals", "_probe"),
     "one run": ("guardian", "phases", "runner", "report", "control", "api"),
     "many runs": ("scenarios",),
-    "views": ("render", "display", "matrix_view", "junit", "ps"),
+    "views": ("render", "display", "matrix_view", "junit", "ps", "timeline", "timeline_html", "trace", "exports"),
     "command line": ("cli", "console", "__main__", "pytest_plugin"),
 }
 

@@ -56,7 +56,8 @@ def test_term_handler_calling_sys_exit_runs_atexit(gsup: Gsup, program: Program)
     assert proc["end"]["how"] == "exited" and proc["end"]["code"] == 3
     assert own_fired(proc) == ["second", "first"]
     [term] = [s for s in proc["signal_handlers"] if s["signal"] == "SIGTERM"]
-    assert term == {"signal": "SIGTERM", "handler": "<lambda>", "invoked": True, "invocations": 1}
+    assert term == {"signal": "SIGTERM", "handler": "<lambda>", "invoked": True, "invocations": 1,
+                    "times": term["times"]} and len(term["times"]) == 1  # when it ran: report 1.2
 
 
 def test_sigint_runs_atexit_then_dies_by_sigint(gsup: Gsup, program: Program) -> None:
@@ -390,8 +391,9 @@ def test_handler_that_restores_the_default_and_reraises_is_still_shown_as_run(gs
     """)
     parent = only(gsup.report("--signal", "TERM", "--ready-file", str(tmp_path / "ready"), str(script)))
     assert parent["end"] == {"how": "signaled", "code": None, "signal": "SIGTERM", "reaped_by": "gsup"}
-    assert parent["signal_handlers"][-1] == {
-        "signal": "SIGTERM", "handler": "handle_exit", "invoked": True, "invocations": 1}
+    term = parent["signal_handlers"][-1]
+    assert term == {"signal": "SIGTERM", "handler": "handle_exit", "invoked": True, "invocations": 1,
+                    "times": term["times"]} and len(term["times"]) == 1  # when it ran: report 1.2
     assert parent["explanation"] == ("got SIGTERM by gsup: its Python handler handle_exit ran, "
                                      "then the process died by SIGTERM")
 

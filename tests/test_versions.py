@@ -326,7 +326,8 @@ def test_every_ending(gsup: Gsup, target: Target, tmp_path: Path) -> None:
     assert procs["exec"]["pid"] == procs["exec2"]["pid"]
     assert procs["exec"]["end"]["exec"] == [target.python, str(script), "exec2"]
     [term] = [s for s in procs["term_handler"]["signal_handlers"] if s["signal"] == "SIGTERM"]
-    assert term == {"signal": "SIGTERM", "handler": "on_term", "invoked": True, "invocations": 1}
+    assert term == {"signal": "SIGTERM", "handler": "on_term", "invoked": True, "invocations": 1,
+                    "times": term["times"]} and len(term["times"]) == 1  # when it ran: report 1.2
     [sigint] = [s for s in procs["sigint"]["signal_handlers"] if s["signal"] == "SIGINT"]
     assert sigint["handler"] == "default_int_handler" and sigint["invoked"] is True
     assert {p["end"].get("reaped_by") for p in report["processes"] if p["role"] == "child"} == {

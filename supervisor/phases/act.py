@@ -33,6 +33,7 @@ class Acted:
     actions: list[Action]
     leftovers: list[int]
     shot_error: Optional[GsupError]
+    grace: Optional[tuple[float, float]] = None  # (seconds, time.monotonic() when the window began)
 
 
 class Actor:
@@ -48,12 +49,14 @@ class Actor:
         self.display = display
         self.pending = plan.signal is not None  # the plan's signal is still to be sent
         self.deadline: Optional[float] = None  # the grace's end: then SIGKILL whatever is left
+        self.grace_began: Optional[float] = None  # when the first grace window began (for the timeline)
         self.root_ended: Optional[float] = None
         self.leftovers: list[int] = []
         self.shot_error: Optional[GsupError] = None
 
     def record(self) -> Acted:
-        return Acted(self.sender.actions, self.leftovers, self.shot_error)
+        grace = (self.plan.grace, self.grace_began) if self.grace_began is not None else None
+        return Acted(self.sender.actions, self.leftovers, self.shot_error, grace)
 
     def alarm(self) -> Optional[float]:
         return self.deadline
@@ -66,7 +69,7 @@ class Actor:
         if self.plan.stop is not None and self.plan.stop.ends_with_root:
             self._end_container()
         if self.deadline is None:
-            self.deadline = now + self.plan.grace
+            self._begin_grace(now)
 
     def on_own_signals(self, now: float) -> None:
         """Ctrl-C (or TERM/HUP sent to gsup): forward it to the program's group,
@@ -75,12 +78,14 @@ class Actor:
             signum = signal.Signals(self.own.pending.pop(0))
             by = "ctrl-c" if signum == signal.SIGINT else "gsup received"
             if any(a.by == by for a in self.sender.actions):
+                self.sender.escalating = True
                 self.kill_everything(f"second {signum.name}", by=by)
                 continue
             if signum == signal.SIGINT:
                 self.display.note("Ctrl-C: SIGINT to the program's process group (again to SIGKILL)")
             self.sender.forward(signum, by)
-            self.deadline = self.deadline or now + self.plan.grace
+            if self.deadline is None:
+                self._begin_grace(now)
 
     def maybe_shoot(self, now: float, quiet_since: float, ready_at: Optional[float]) -> None:
         """Send the plan's signal once it is due: ``--after`` readiness (or launch), or once the tree
@@ -109,7 +114,12 @@ class Actor:
             self.shot_error = err
             self.kill_everything("the signal could not be sent")
             return
-        self.deadline = time.monotonic() + plan.grace
+        self._begin_grace(time.monotonic())
+
+    def _begin_grace(self, now: float) -> None:
+        self.deadline = now + self.plan.grace
+        if self.grace_began is None:
+            self.grace_began = now
 
     def on_deadline(self, now: float) -> None:
         if self.deadline is not None and now >= self.deadline:
@@ -121,6 +131,7 @@ class Actor:
         self.tree.snapshot()
         if not self.tree.live():
             return
+        self.sender.escalating = True
         stop, grace = self.plan.stop, self.plan.grace
         if self.root_ended is not None and stop is not None and stop.waits_for_tree:
             self.display.note(f"{stop.name}: {grace:g}s over, SIGKILL to what is left")

@@ -48,7 +48,8 @@ def drain(journal: Journal, tree: Optional[Tree], own_actions: list[Action]) -> 
 
 
 def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], statuses: list[ExitStatus],
-                 leftovers: list[int], ready: Optional[Ready], drained: Drained) -> Report:
+                 leftovers: list[int], ready: Optional[Ready], drained: Drained,
+                 grace: Optional[tuple[float, float]] = None) -> Report:
     """Build the report from the records, save it as report.json and return it."""
     session = journal.session
     if launched is not None and launched.statuses.ended_early:
@@ -65,7 +66,7 @@ def build_report(plan: RunPlan, journal: Journal, launched: Optional[Launched], 
         actions=drained.actions, leftovers=leftovers,
         finished=drained.finished, incomplete=journal.incomplete, version=__version__, ready=ready,
         stop=plan.stop_name, watching=options.watching(plan.watch, plan.watch_presets), deep=plan.deep,
-        records_lost=lost,
+        records_lost=lost, grace=grace,
     )
     built = report.build(facts)
     try:

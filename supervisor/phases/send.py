@@ -31,6 +31,7 @@ class Sender:
         self.journal = journal
         self.display = display
         self.actions: list[Action] = []
+        self.escalating = False  # set once gsup forces the end: every send after it is an escalation
 
     def send(self, signum: signal.Signals, target: Target, by: str) -> Action:
         """Send ``signum`` to ``target`` within this tree; raises GsupError if it reaches none."""
@@ -86,7 +87,7 @@ class Sender:
                 group: Optional[int] = None, sent_at: Optional[float] = None) -> Action:
         at = sent_at if sent_at is not None else time.monotonic()
         action = Action(signal=signum.name, signum=int(signum), target=target, pids=pids,
-                        at=at - self.launched.at, by=by, group=group)
+                        at=at - self.launched.at, by=by, group=group, escalation=self.escalating)
         self.actions.append(action)
         self.journal.log(self.journal.session.actions_file, action.to_json())
         self.display.action(action)
