@@ -203,3 +203,34 @@ def test_k8s_grace_running_out_kills_the_tasks(gsup: Gsup, tmp_path: Path, broke
         assert f"while watched celery.{task_of(proc)} was running" in proc["explanation"]
     assert "runs again" in late["explanation"] and "is lost" in early["explanation"]
     assert (queued(broker), unacked(broker)) == ([], [ids["late"]])  # redelivered once the visibility timeout passes
+
+
+def test_second_ctrl_c_turns_the_warm_shutdown_cold(gsup: Gsup, tmp_path: Path, broker: Any,
+                                                    worker_env: dict[str, str]) -> None:
+    """INT, then INT again once the warm shutdown has begun (sent with ``gsup kill``, as a
+    second Ctrl-C in the worker's terminal would be): the same ending as QUIT."""
+    ids = submit(worker_env, tmp_path, 60)
+    run = gsup.start("run", "--json", "--python", PYTHON, "--ready-file", f"{worker_env['MARKERS']}/both-running",
+                     *WORKER, env=worker_env)
+    wait_until(lambda: Path(worker_env["MARKERS"], "both-running").exists() or run.poll() is not None,
+               what="both tasks to run")
+    sessions = list(gsup.home.glob("*/session.json"))
+    assert len(sessions) == 1, sessions
+    session = sessions[0].parent.name
+    assert gsup.run("kill", "--session", session, "-s", "INT").returncode == 0
+    wait_until(lambda: run.poll() is not None or _shutting_down(gsup.home / session), what="the warm shutdown")
+    assert gsup.run("kill", "--session", session, "-s", "INT").returncode == 0
+    report = gsup.finished_report(run, timeout=120)
+    main, pool = workers(report)
+    shutting = [w for w in main["watched"] if w["name"] == "worker_shutting_down"]
+    assert len(shutting) == 2 and "worker_shutdown" not in watched(main)  # Warm, then Cold
+    by_task = {task_of(p): p for p in pool}
+    assert watched(by_task[f"task tasks.late[{ids['late']}] (acks_late)"])[
+        f"task tasks.late[{ids['late']}] (acks_late)"] == "raised"
+    assert "is lost" in by_task[f"task tasks.early[{ids['early']}]"]["explanation"]
+    assert (queued(broker), unacked(broker)) == ([ids["late"]], [])
+
+
+def _shutting_down(session: Path) -> bool:
+    """Has the worker's main process begun its warm shutdown (the probe's watch event)?"""
+    return any('"name":"worker_shutting_down"' in f.read_text() for f in (session / "events").glob("*.jsonl"))
