@@ -191,7 +191,8 @@ def test_k8s_grace_running_out_kills_the_tasks(gsup: Gsup, tmp_path: Path, broke
     ids = submit(worker_env, tmp_path, 60)
     report = run_worker(gsup, worker_env, "--stop", "k8s", "--grace", "2s")
     main, pool = workers(report)
-    assert watched(main) == {"worker_shutting_down": "ran"}  # the warm shutdown began, and never ended
+    # the warm shutdown began, and never ended (other presets, weakref's, may add calls of their own)
+    assert watched(main)["worker_shutting_down"] == "ran" and "worker_shutdown" not in watched(main)
     assert "after watched celery.signals.worker_shutting_down had run; SIGKILL cannot be handled" in \
         main["explanation"]
     by_task = {task_of(p): p for p in pool}
@@ -199,7 +200,7 @@ def test_k8s_grace_running_out_kills_the_tasks(gsup: Gsup, tmp_path: Path, broke
     early = by_task[f"task tasks.early[{ids['early']}]"]
     for proc in (late, early):
         assert (proc["end"]["how"], proc["end"]["signal"]) == ("signaled", "SIGKILL")
-        assert watched(proc) == {task_of(proc): "interrupted"}  # no worker_process_shutdown either
+        assert watched(proc)[task_of(proc)] == "interrupted" and "worker_process_shutdown" not in watched(proc)
         assert f"while watched celery.{task_of(proc)} was running" in proc["explanation"]
     assert "runs again" in late["explanation"] and "is lost" in early["explanation"]
     assert (queued(broker), unacked(broker)) == ([], [ids["late"]])  # redelivered once the visibility timeout passes
