@@ -79,7 +79,7 @@ class Tree:
                 continue  # dead, waiting to be reaped: not running
             self._states[key] = info.state
             if key in self.history:
-                self._read_argv_again(self.history[key])
+                self._read_argv_again(self.history[key], info.name)
                 continue
             argv = procfs.cmdline(pid)
             if argv is None:
@@ -93,14 +93,18 @@ class Tree:
         return new
 
     @staticmethod
-    def _read_argv_again(seen: Seen) -> None:
-        """A command line read empty (amid an exec, or while ending) may be readable now.
+    def _read_argv_again(seen: Seen, name: str) -> None:
+        """A command line read empty (amid an exec, or while ending) may be readable now;
+        and one read between a fork and an exec is the parent's: the kernel's short name
+        changing (``python3`` to ``uname``) says an exec came since, so it is read again.
+        (A program the probe does not see reports no exec of its own.)
 
         Its name is no stand-in: an ending shell reads as ``sh``, an exec as the
         new program's name alone, and a report would show that as its argv.
         """
-        if not seen.argv:
-            seen.argv = procfs.cmdline(seen.pid) or []
+        if not seen.argv or name != seen.name:
+            seen.argv = procfs.cmdline(seen.pid) or seen.argv
+            seen.name = name
 
     def busy(self) -> bool:
         """Was any live process on a CPU, waiting for one, or in disk I/O at the last look?
