@@ -14,12 +14,12 @@ $(STAMP): pyproject.toml Makefile  # the recipe is part of the install
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# setuptools' note "Editable installation ... folders with the same name ... may take precedence" is
 	# what only-supervisor settles (its .pth then names the package alone): silenced, and only that one.
-	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip install --quiet -e '.[test,browser,containers,frameworks]'
+	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip install --quiet -e '.[test,browser,containers,frameworks,celery]'
 	$(MAKE) --no-print-directory only-supervisor
 	$(BIN)/python -m compileall -q supervisor  # an editable install is not compiled, and PYTHONDONTWRITEBYTECODE may be set
 	touch $(STAMP)
 
-install: $(STAMP)  ## Create .venv/ and install gsup with its test, browser and frameworks extras
+install: $(STAMP)  ## Create .venv/ and install gsup with its test extras (test, browser, containers, frameworks, celery)
 
 # An editable install's .pth loads an import hook in every start-up of the venv (setuptools' default
 # mode), or names the whole checkout (its deprecated compat mode, which warns), so that `import tests`

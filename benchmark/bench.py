@@ -59,6 +59,7 @@ BENCHES: dict[str, list[tuple[str, Bench]]] = {
         ("probe start-up", lambda env, scratch: [startup.probe_startup(env, scratch)]),
         ("probe per event", startup.probe_event_cost),
         ("CLI start-up", cli_startup),
+        ("gsup run fixed cost", lambda env, scratch: [startup.run_fixed_cost(env, scratch)]),
     ],
     "run": [
         ("idle CPU", runs.idle),
@@ -67,6 +68,7 @@ BENCHES: dict[str, list[tuple[str, Bench]]] = {
         ("stacks", runs.stacks),
         ("seed scenario", runs.seed),
         ("container mode", runs.container),
+        ("matrix", runs.matrix),
     ],
 }
 

@@ -74,13 +74,14 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values)
 
 
-def spawn_time(argv: Sequence[str], env: dict[str, str]) -> float:
-    """Seconds from spawning ``argv`` to reaping it; its output goes to /dev/null.
+def spawn_time(argv: Sequence[str], env: dict[str, str], stderr_too: bool = False) -> float:
+    """Seconds from spawning ``argv`` to reaping it; its output goes to /dev/null
+    (``stderr_too``: its stderr as well, where gsup's progress lines go).
 
     Raises if the command fails: a start-up time of a command that errored is
     not a start-up time.
     """
-    actions = [(os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0)]
+    actions = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_WRONLY, 0) for fd in ((1, 2) if stderr_too else (1,))]
     start = time.perf_counter()
     pid = os.posix_spawn(argv[0], list(argv), env, file_actions=actions)
     _, status = os.waitpid(pid, 0)

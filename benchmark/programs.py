@@ -25,6 +25,13 @@ t2 = time.perf_counter_ns()
 print(t1 - t0, t2 - t1)
 """
 
+# Registers one atexit handler and exits: what gsup run's fixed cost is measured on.
+ONE_HANDLER = """
+import atexit
+
+atexit.register(lambda: None)
+"""
+
 # Says it is asleep, sleeps, says it is done, exits.
 SLEEPER = """
 import sys, time

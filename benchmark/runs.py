@@ -27,6 +27,9 @@ STACKS_TREE = (10, 20)  # Python processes, threads in each
 STACKS_RUNS = 20
 SEED_TIMEOUT = 120
 CONTAINER_RUNS = 15  # each way, interleaved
+MATRIX_ROUNDS = 3
+MATRIX_SCENARIOS = [("TERM", "parent"), ("TERM", "child"), ("INT", "parent"), ("INT", "child"), ("KILL", "parent"),
+                    ("KILL", "child")]  # gsup matrix's default six
 
 
 def idle(env: dict[str, str], scratch: Path) -> list[Row]:
@@ -331,3 +334,41 @@ def container(env: dict[str, str], scratch: Path) -> list[Row]:
                 f"{median(plain) * 1e3:.1f} ms as an ordinary child, {CONTAINER_RUNS} runs each, interleaved",
                 f"{rel(GSUP)} run --json -q [--container] --python {rel(PYTHON)} hello.py  "
                 "(report: processes[0].started)")]
+
+
+def matrix(env: dict[str, str], scratch: Path) -> list[Row]:
+    """The Flask debug app's six scenarios side by side (each in its own network namespace,
+    all on the app's fixed port) against one scenario alone, wall time, interleaved."""
+    common = ["--json", "-q", "--python", PYTHON, "--grace", "2s", "--ready-port", "5000"]
+    app = str(ROOT / "examples" / "flask_app.py")
+    six: list[float] = []
+    six_at_once: list[float] = []
+    one: list[float] = []
+    for _ in range(MATRIX_ROUNDS):
+        six.append(_matrix_time(env, [*common, app]))
+        six_at_once.append(_matrix_time(env, ["--jobs", "6", *common, app]))
+        one += [_matrix_time(env, ["--signals", sig, "--targets", who, *common, app]) for sig, who in MATRIX_SCENARIOS]
+    alone = median(one)
+    cores = len(os.sched_getaffinity(0))
+    command = f"{rel(GSUP)} matrix --json -q --python {rel(PYTHON)} --grace 2s --ready-port 5000 examples/flask_app.py"
+    return [
+        Row("matrix: 6 Flask scenarios vs one", median(six) / alone, 2.5, "x",
+            f"6 scenarios {median(six):.2f} s with --jobs {cores} (the cores), one alone {alone:.2f} s (medians: "
+            f"{MATRIX_ROUNDS} matrices, each of the 6 scenarios alone {MATRIX_ROUNDS} times, interleaved); "
+            f"6 serially would take about {sum(one) / MATRIX_ROUNDS:.2f} s",
+            f"{command}  vs  the same with --signals SIG --targets WHO"),
+        Row("matrix: the same, --jobs 6 (info)", median(six_at_once) / alone, None, "x",
+            f"6 scenarios {median(six_at_once):.2f} s all at once: the scenarios mostly wait (the app's 0.5 s "
+            "atexit sleep, the reloader, --grace), so more jobs than cores still pays",
+            command.replace("matrix ", "matrix --jobs 6 ")),
+    ]
+
+
+def _matrix_time(env: dict[str, str], args: list[str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run([GSUP, "matrix", *args], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True, timeout=SEED_TIMEOUT, check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"gsup matrix exited with {done.returncode}: {done.stderr[-300:]}")
+    return elapsed

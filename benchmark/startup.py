@@ -8,9 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmark import programs
-from benchmark.measure import PROBE_DIR, PYTHON, Row, interleaved, median, rel, spawn_time
+from benchmark.measure import GSUP, PROBE_DIR, PYTHON, Row, interleaved, median, rel, spawn_time
 
 STARTUP_RUNS = 40
+FIXED_COST_RUNS = 15
 EVENT_HANDLERS = 10_000
 EVENT_RUNS = 7
 
@@ -90,3 +91,23 @@ def cli_startup(env: dict[str, str], commands: list[tuple[str, list[str], float]
     return [Row(name, median(taken) / python, target, "x", f"{median(taken) * 1e3:.1f} ms; {note}",
                 f"{' '.join(rel(a) for a in argv)}  vs  {rel(PYTHON)} -c pass")
             for (name, argv, target), taken in zip(commands, times[1:])]
+
+
+def run_fixed_cost(env: dict[str, str], scratch: Path) -> Row:
+    """``gsup run --json`` of a one-handler program minus the same program run bare,
+    against one ``python -c pass``: the median of per-pair differences, all interleaved,
+    so a load change on the machine shifts both sides of a pair alike."""
+    program = str(programs.write(scratch, "one_handler.py", programs.ONE_HANDLER))
+    gsup_argv = [GSUP, "run", "--json", "--python", PYTHON, program]
+    gsup, bare, empty = interleaved(FIXED_COST_RUNS, [
+        lambda: spawn_time(gsup_argv, env, stderr_too=True),
+        lambda: spawn_time([PYTHON, program], env),
+        lambda: spawn_time([PYTHON, "-c", "pass"], env),
+    ])
+    fixed = median([g - b for g, b in zip(gsup, bare)])
+    python = median(empty)
+    return Row("gsup run fixed cost", fixed / python, 4.0, "x",
+               f"gsup run {median(gsup) * 1e3:.1f} ms, bare {median(bare) * 1e3:.1f} ms: {fixed * 1e3:.1f} ms "
+               f"more (median of {FIXED_COST_RUNS} pairs); python -c pass {python * 1e3:.1f} ms",
+               f"({rel(GSUP)} run --json --python {rel(PYTHON)} one_handler.py) - ({rel(PYTHON)} one_handler.py)"
+               f"  vs  {rel(PYTHON)} -c pass")

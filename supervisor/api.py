@@ -110,7 +110,8 @@ class Gsup:
     def matrix(self, script: Optional[PathLike] = None, *args: str, module: Optional[str] = None,
                command: Union[Sequence[str], str, None] = None,
                signals: Union[Sequence[SignalLike], str, None] = None,
-               targets: Union[Sequence[str], str, None] = None, jobs: int = 1, after: Optional[Duration] = None,
+               targets: Union[Sequence[str], str, None] = None, jobs: Optional[int] = None,
+               network: Optional[str] = None, after: Optional[Duration] = None,
                grace: Optional[Duration] = None, kill_after: Optional[Duration] = None,
                settle: Optional[Duration] = None, ready_port: Optional[int] = None,
                ready_output: Optional[str] = None, ready_file: Optional[PathLike] = None,
@@ -120,8 +121,10 @@ class Gsup:
                timeout: Optional[float] = None) -> MatrixReport:
         """``gsup matrix``: every signal of ``signals`` (default TERM, INT, KILL) to every
         target of ``targets`` (default parent, child; a stop preset is a scenario of its
-        own), each in a fresh tree, ``jobs`` at a time.  Raises as :meth:`run` does."""
+        own), each in a fresh tree, ``jobs`` at a time (default: one per core), each in its own
+        network namespace (``network="shared"``: the host's).  Raises as :meth:`run` does."""
         flags = _flags({"--signals": _joined(signals), "--targets": _joined(targets), "--jobs": jobs,
+                        "--network": network,
                         "--after": after, "--grace": grace, "--kill-after": kill_after, "--settle": settle,
                         "--ready-port": ready_port, "--ready-output": ready_output, "--ready-file": ready_file,
                         "--ready-timeout": ready_timeout, "--expect": expect, "--watch": watch,

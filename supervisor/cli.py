@@ -261,7 +261,7 @@ def program_options(func: Any) -> Any:
                           "if installed, else gsup's own."),
         click.option("--settle", default="500ms", show_default=True, metavar="DURATION",
                      help="Without --after or --ready-*: how long the tree must be quiet before the signal."),
-        click.option("--ready-port", "ready_port", type=int, metavar="PORT",
+        click.option("--ready-port", "ready_port", metavar="PORT",
                      help="Ready once some process of the tree listens on this TCP port."),
         click.option("--ready-output", "ready_output", metavar="REGEX",
                      help="Ready once the program prints a line matching REGEX (output still passes through)."),
@@ -414,8 +414,7 @@ def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str],
              views: tuple[Optional[str], Optional[str], Optional[bool]] = (None, None, None)) -> None:
     """Run, print the report, write --junit, then exit by priority (README "Exit codes"):
     2 (signal never sent, --junit unwritable), 4 (not ready), 3 (incomplete), 1 (an --expect failed)."""
-    from supervisor import expect, exports, runner
-    from supervisor import junit as junit_xml
+    from supervisor import expect, runner
     from supervisor.display import make_display
 
     expectations = expect.parse_all(run_options.expect)
@@ -427,16 +426,21 @@ def _execute(run_options: RunOptions, quiet: bool, junit: Optional[str],
         click.echo(f"gsup: stdout was closed: the report is saved, see `gsup report {report.session}`", err=True)
     junit_error: Optional[GsupError] = None
     if junit is not None:
+        from supervisor import junit as junit_xml
+
         name = junit_xml.scenario_name(run_options.signal, run_options.target, run_options.stop)
         problem = outcome.shot_error or outcome.not_ready
         try:
             junit_xml.write(junit, [(name, report)], {name: str(problem)} if problem is not None else None)
         except GsupError as err:
             junit_error = err
-    try:
-        exports.write_report(report, views[0], views[1])
-    except GsupError as err:
-        junit_error = junit_error or err
+    if views[0] is not None or views[1] is not None:  # imported only then: the timeline is not light
+        from supervisor import exports
+
+        try:
+            exports.write_report(report, views[0], views[1])
+        except GsupError as err:
+            junit_error = junit_error or err
     for line in expect.failure_lines(report.expectations):
         click.echo(line, err=True)
     if outcome.shot_error is not None:
@@ -461,8 +465,10 @@ process ended and which exit handlers ran in each scenario.
 
 Every signal of --signals goes to every target of --targets, each scenario in a
 fresh tree; a stop preset in --targets (docker, k8s, systemd, ...) is one
-scenario of its own.  Scenarios run one at a time (servers bind fixed ports)
-unless --jobs says otherwise.  The options of gsup run apply to every run;
+scenario of its own.  Scenarios run --jobs at a time (default: one per core),
+each in a private network namespace, so a server's fixed port never clashes
+(--network shared: the host's network; then {port} in the program's arguments
+or --ready-* becomes a free port per scenario).  The options of gsup run apply to every run;
 --expect must hold in each.  The program's output goes to one log file per
 scenario, named when a scenario fails.  Exits as gsup run would for the worst
 run: 2 (bad input: then nothing runs), 4, 3, then 1 (an expectation failed).
@@ -475,23 +481,30 @@ run: 2 (bad input: then nothing runs), 4, 3, then 1 (an expectation failed).
               help="Comma-separated signals to send, one scenario per signal and target.")
 @click.option("--targets", default="parent,child", show_default=True, metavar="WHO",
               help="Comma-separated: parent, child, group, tree, or a --stop preset (a scenario of its own).")
-@click.option("-j", "--jobs", default=1, show_default=True, type=int, metavar="N",
-              help="Run N scenarios side by side (only for programs without fixed ports).")
+@click.option("-j", "--jobs", default=None, type=int, metavar="N",
+              help="Run N scenarios side by side.  [default: the number of cores]")
+@click.option("--network", default="isolated", show_default=True, type=click.Choice(["isolated", "shared"]),
+              help="isolated: each scenario in a private network namespace; shared: the host's ({port}).")
 @program_options
 @click.argument("program", nargs=-1, type=_Program())
 @click.pass_context
-def matrix(ctx: click.Context, /, signals: str, targets: str, jobs: int, **params: Any) -> None:
-    _guard(lambda: _matrix(ctx, signals, targets, jobs, params))
+def matrix(ctx: click.Context, /, signals: str, targets: str, jobs: Optional[int], network: str,
+           **params: Any) -> None:
+    _guard(lambda: _matrix(ctx, signals, targets, jobs, network, params))
 
 
-def _matrix(ctx: click.Context, signals: str, targets: str, jobs: int, params: dict[str, Any]) -> None:
+def _matrix(ctx: click.Context, signals: str, targets: str, jobs: Optional[int], network: str,
+            params: dict[str, Any]) -> None:
     """Check everything, run every scenario, show the table (or JSON), exit as the runs did."""
     from supervisor import exports, matrix_view, scenarios
 
-    run_options = build_run_options(ctx, params)
+    run_options = build_run_options(ctx, scenarios.with_port(params, scenarios.SAMPLE_PORT))
     given = ctx.get_parameter_source("targets") is not click.core.ParameterSource.DEFAULT
     plan = scenarios.make_plan(signals, targets, jobs, params, ctx.meta.get("gsup.command", False),
                                run_options.argv, targets_given=given)
+    note = scenarios.isolate(plan, network, jobs_asked=jobs)
+    if note is not None:
+        click.echo(f"gsup: {note}", err=True)
     progress = matrix_view.make_progress(params["quiet"], len(plan.scenarios))
     result = scenarios.execute(plan, scenarios.log_directory(), progress)
     matrix_view.show(result, params["as_json"])

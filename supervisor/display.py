@@ -1,6 +1,9 @@
 """What gsup says while a program runs: a live rich tree on a terminal, plain
 lines otherwise (CI logs, pipes).  Both write to stderr only, so stdout stays
 the program's (or, with --json, the report's).
+
+rich is imported only when stderr may be a terminal: importing it costs more
+than Python's own start-up, and a run in CI or a script never draws.
 """
 
 from __future__ import annotations
@@ -10,18 +13,17 @@ import sys
 import time
 from typing import TYPE_CHECKING, Optional
 
-from rich.console import Console
-from rich.table import Table
-
-from supervisor import events
 from supervisor.model import Action
 from supervisor.readiness import write_all
 from supervisor.reaper import ExitStatus
 from supervisor.signals import signal_name
-from supervisor.tree import Seen, Tree
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from supervisor.session import Session
+    from supervisor.tree import Seen, Tree
 
 LIVE_REFRESH = 0.5  # seconds: the live view re-reads handler counts this often
 
@@ -158,6 +160,10 @@ class LiveDisplay(PlainDisplay):
         return capture.get()
 
     def _table(self, session: Session, tree: Tree) -> Table:
+        from rich.table import Table
+
+        from supervisor import events
+
         registered: dict[int, int] = {}
         for image in events.read_all(session.events_dir):
             registered[image.pid] = len(image.of_kind("reg", "inherit"))
@@ -204,7 +210,21 @@ def shorten(text: str, width: int) -> str:
 
 
 def make_display(quiet: bool, console: Optional[Console] = None) -> PlainDisplay:
-    console = console or Console(stderr=True)
-    if not quiet and console.is_terminal:
-        return LiveDisplay(console)
-    return PlainDisplay(quiet)
+    if quiet or (console is None and not may_be_terminal()):
+        return PlainDisplay(quiet)
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+    return LiveDisplay(console) if console.is_terminal else PlainDisplay(quiet)
+
+
+def may_be_terminal() -> bool:
+    """Could rich's ``Console(stderr=True).is_terminal`` be true?  False only where it
+    cannot be (no tty, none of the variables that force one), so rich decides the rest."""
+    if os.environ.get("TTY_COMPATIBLE", "") not in ("", "0") or os.environ.get("FORCE_COLOR") is not None:
+        return True
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except ValueError:  # a closed stream
+        return False

@@ -26,7 +26,7 @@ FIX = "fix: a SIGTERM handler that exits, exec-form CMD, or --init (tini)"
 
 
 def explain(proc: Process, everyone: list[Process], actions: list[Action]) -> str:
-    text = _container_ending(proc, everyone, actions) or _ending(proc, everyone, actions)
+    text = (_container_ending(proc, everyone, actions) or _ending(proc, everyone, actions)) + _celery_tasks(proc)
     if proc.orphaned and proc.end.reaped_by == "gsup" and proc.end.how in (EXITED, OS_EXIT) and proc.role != "parent":
         # It lived on after its parent and ended by itself: gsup reaped the orphan (a signal
         # to the whole tree orphans children by a hair's breadth: no news there).
@@ -338,3 +338,30 @@ def _skipped(proc: Process, also: str = "") -> str:
 def _handlers_summary(proc: Process) -> str:
     return f"; handlers that began: {', '.join(proc.fired)}" if proc.fired else _skipped(proc)
 
+
+
+CELERY_TASK = "task "  # how the probe's celery preset names a task run (module "celery"): "task NAME[ID]"
+ACKS_LATE = " (acks_late)"
+
+
+def _celery_tasks(proc: Process) -> str:
+    """What became of each Celery task this pool process did not finish (the celery preset).
+
+    Observed against Redis (tests/test_celery.py): a task with ``acks_late`` has not
+    acknowledged its message, so it runs again: the worker requeues it on a cold
+    shutdown, and after a SIGKILL the broker redelivers it once its visibility timeout
+    passes (Redis: one hour by default).  Any other task acknowledged its message on
+    receipt: nothing runs it again."""
+    unfinished = [w for w in proc.watched if w.module == "celery" and w.name.startswith(CELERY_TASK)
+                  and w.status in (INTERRUPTED, RAISED)]
+    sentences = []
+    for call in unfinished:
+        task = call.name[len(CELERY_TASK):].removesuffix(ACKS_LATE)
+        if call.name.endswith(ACKS_LATE):
+            sentences.append(f"Celery task {task} did not finish; acks_late, so its message was never acknowledged "
+                             "and the task runs again (requeued by the worker on a cold shutdown, or redelivered "
+                             "by the broker once its visibility timeout passes after a SIGKILL)")
+        else:
+            sentences.append(f"Celery task {task} did not finish and is lost: its message was acknowledged on "
+                             "receipt (set acks_late=True for it to run again)")
+    return "".join(f"; {sentence}" for sentence in sentences)

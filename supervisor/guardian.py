@@ -12,9 +12,12 @@ does not start the program itself: it starts this small process, which
   dies; then it stops every descendant, looks again until nothing new appears,
   kills them all, logs what it did in the session, reaps them, and exits.
 
-It runs as ``python -I -S guardian.py``: the standard library only, no site,
-no probe, nothing of gsup imported, so it starts in a few milliseconds and is
-never part of the experiment.  It ignores the signals a terminal or a process
+It runs as ``python -I -S -c LOADER guardian.py``: the standard library only, no
+site, no probe, nothing of gsup imported, so it starts in a few milliseconds and is
+never part of the experiment.  The loader (:data:`supervisor.launch.GUARDIAN_LOADER`)
+imports it as a module, so its compiled bytecode is used (a script is compiled
+again on every run), and it starts the program before importing ``json``, which
+imports ``re``: both would add to every run's start-up (issue 17).  It ignores the signals a terminal or a process
 manager sends to gsup's process group (INT, TERM, HUP, QUIT): gsup decides what
 the program gets.  It exits once the tree is empty.
 
@@ -35,7 +38,6 @@ guardian's only child is PID 1 and its death leaves nothing behind.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
 import sys
@@ -99,7 +101,7 @@ class Guardian:
     def report(self, record: dict[str, object]) -> None:
         if not self.orphaned:
             try:
-                os.write(STATUS_FD, (json.dumps(record) + "\n").encode())
+                os.write(STATUS_FD, (dumps(record) + "\n").encode())
                 return
             except OSError:
                 self.orphaned = True  # gsup is gone even if the death signal has not come yet
@@ -122,7 +124,7 @@ class Guardian:
         except OSError:
             return
         try:
-            os.write(fd, (json.dumps(record) + "\n").encode())
+            os.write(fd, (dumps(record) + "\n").encode())
         finally:
             os.close(fd)
 
@@ -153,6 +155,24 @@ def descendants(pid: int) -> list[int]:
                 found.append(child)
                 todo.append(child)
     return found
+
+
+def dumps(record: dict[str, object]) -> str:
+    """``json.dumps(record)``, importing json only for a value other than a number,
+    None or a boolean (an error message, a list): a status line needs none of it."""
+    return "{" + ", ".join(f'"{key}": {_json_value(value)}' for key, value in record.items()) + "}"
+
+
+def _json_value(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # what json.dumps writes for an int or a finite float
+    import json
+
+    return json.dumps(value)
 
 
 def _children(pid: int) -> list[int]:

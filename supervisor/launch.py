@@ -11,16 +11,17 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
-import subprocess
+import signal
 import sys
-import tempfile
 import termios
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.errors import GsupError
+
+# shutil and subprocess are imported where they are used: a run of a script with --python
+# PATH needs neither, and together they cost a quarter of Python's start-up before the launch.
 
 PROBE_DIR = str(Path(__file__).resolve().parent / "_probe")
 
@@ -56,7 +57,7 @@ def default_python() -> tuple[str, str]:
     venv = os.environ.get("VIRTUAL_ENV")
     if venv and os.access(os.path.join(venv, "bin", "python"), os.X_OK):
         return os.path.join(venv, "bin", "python"), "VIRTUAL_ENV"
-    found = shutil.which("python") or shutil.which("python3")
+    found = which("python") or which("python3")
     if found is None:
         raise GsupError("no `python` on PATH: pass --python PATH")
     return found, "PATH"
@@ -78,6 +79,8 @@ def _shim_kind(path: str) -> str:
 
 def _behind_shim(shim: str) -> str:
     """The interpreter a shim runs, as it says itself (in gsup's directory, whose version file it reads)."""
+    import subprocess
+
     try:
         asked = subprocess.run([shim, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True,
                                timeout=60, check=False, stdin=subprocess.DEVNULL)
@@ -90,9 +93,16 @@ def _behind_shim(shim: str) -> str:
     return real
 
 
+def which(name: str) -> str | None:
+    """``shutil.which``; shutil is imported only when a name must be searched on PATH."""
+    import shutil
+
+    return shutil.which(name)
+
+
 def check_python(python: str) -> str:
     """``--python``: a path, or a name on PATH, that is an executable file."""
-    resolved = python if "/" in python else shutil.which(python)
+    resolved = python if "/" in python else which(python)
     if resolved is None or not os.path.isfile(resolved) or not os.access(resolved, os.X_OK):
         raise GsupError(f"--python {python}: not an executable file")
     return resolved
@@ -144,6 +154,8 @@ def module_command(python: str, module: str, args: list[str]) -> list[str]:
     first on its path hide them (the program's code would run in a process no
     report shows), and leave the path before the search.
     """
+    import tempfile  # here: it imports shutil and random, which a run that is no -m never needs
+
     with tempfile.TemporaryDirectory(prefix="gsup-module-check-") as hiding:
         for name in ("sitecustomize.py", "usercustomize.py"):
             Path(hiding, name).write_text("")
@@ -155,6 +167,8 @@ def module_command(python: str, module: str, args: list[str]) -> list[str]:
 
 def _module_found(python: str, module: str, hiding: str) -> bool:
     """Does ``python`` find ``module``, with ``hiding`` first on PYTHONPATH while it starts?"""
+    import subprocess
+
     finder = (
         "import sys\n"
         "sys.path[:] = [p for p in sys.path if p != sys.argv[2]]\n"
@@ -181,7 +195,7 @@ def external_command(command: list[str]) -> list[str]:
     if not command:
         raise GsupError("nothing to run: give SCRIPT, -m MODULE or -- COMMAND")
     program = command[0]
-    resolved = program if "/" in program else shutil.which(program)
+    resolved = program if "/" in program else which(program)
     if resolved is None or not os.path.isfile(resolved):
         raise GsupError(f"{program}: command not found")
     if not os.access(resolved, os.X_OK):
@@ -222,6 +236,8 @@ def closed_for_program(closed: frozenset[int], stdout_to_stderr: bool, piped: bo
 def deep_site_dirs(python: str) -> list[str]:
     """The site-packages directory ``--deep`` overlays for ``python`` (see deep.py):
     the first one that exists, as that interpreter sees it with ``-I`` (a venv's own)."""
+    import subprocess
+
     ask = "import json, site; print(json.dumps(site.getsitepackages()))"
     try:
         found = subprocess.run([python, "-I", "-c", ask], capture_output=True, timeout=60, check=False)
@@ -234,8 +250,14 @@ def deep_site_dirs(python: str) -> list[str]:
 
 
 GUARDIAN = str(Path(__file__).resolve().with_name("guardian.py"))
+# Runs guardian.py (its path, argv[1], stays in its command line) as a module, from its compiled
+# bytecode: as a script it would be compiled again on every run.  The directory goes last on
+# sys.path, so that none of gsup's modules can shadow the standard library's.
+GUARDIAN_LOADER = ("import os, sys; sys.path.append(os.path.dirname(sys.argv.pop(1))); import guardian; "
+                   "os._exit(guardian.main(sys.argv[1:]))")
 DEEP = str(Path(__file__).resolve().with_name("deep.py"))
 GUARDIAN_STATUS_FD = 3  # guardian.py's STATUS_FD; its program output pipes are 4 and 5
+GUARDIAN_ENDS_TREE = signal.SIGUSR1  # guardian.py's ON_GSUP_DEATH: end the tree as if gsup had died
 
 
 @dataclass
@@ -251,13 +273,16 @@ class Launched:
 
 def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_dir: Path,
           launched: float, pipe_output: bool = False, closed: frozenset[int] = frozenset(),
-          deep: Sequence[str] = (), namespace: str | None = None, stdin: str | None = None) -> Launched:
+          deep: Sequence[str] = (), namespace: str | None = None, stdin: str | None = None,
+          meanwhile: Callable[[], None] = lambda: None) -> Launched:
     """Start the guardian, which starts ``argv`` in a new process group with
     default signal state; returns once the program runs (or raises GsupError).
     ``closed``: gsup's standard streams that were closed (see :func:`closed_for_program`).
     ``deep``: site-packages directories that deep.py overlays first (``--deep``).
     ``namespace``: ``pid`` to start ``argv`` as PID 1 of a new PID namespace (container mode).
     ``stdin``: a file the program reads instead of gsup's stdin (``--stdin null`` is /dev/null).
+    ``meanwhile``: gsup's own work done while the guardian starts (a Python start-up
+    of its own), rather than before or after it; if it raises, the guardian is killed.
 
     ``posix_spawn`` rather than ``Popen``: gsup is the only reaper of its
     children, and a ``Popen`` object would try to reap its own.
@@ -270,7 +295,8 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
         actions.append((os.POSIX_SPAWN_OPEN, 0, stdin, os.O_RDONLY, 0))
     if output is not None and errors is not None:
         actions += [(os.POSIX_SPAWN_DUP2, output[1], 4), (os.POSIX_SPAWN_DUP2, errors[1], 5)]
-    command = [sys.executable, "-I", "-S", GUARDIAN, str(os.getpid()), repr(launched), str(session_dir.absolute()),
+    command = [sys.executable, "-I", "-S", "-c", GUARDIAN_LOADER, GUARDIAN, str(os.getpid()), repr(launched),
+               str(session_dir.absolute()),
                "1" if stdout_to_stderr else "0",
                ",".join(map(str, sorted(closed_for_program(closed, stdout_to_stderr, pipe_output)))) or "-",
                *([namespace] if namespace else []), "--", *argv]
@@ -283,6 +309,15 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
     finally:
         for fd in (status_w, *(output or ())[1:], *(errors or ())[1:]):
             os.close(fd)
+    try:
+        meanwhile()
+    except BaseException:
+        _first_record(status_r)  # by then its handler is in place: it kills the tree, reaps it and exits
+        os.kill(guardian, GUARDIAN_ENDS_TREE)
+        os.waitpid(guardian, 0)
+        for fd in (status_r, *(output or ())[:1], *(errors or ())[:1]):
+            os.close(fd)
+        raise
     first = _first_record(status_r)
     if "spawned" not in first:
         os.close(status_r)

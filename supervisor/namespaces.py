@@ -82,14 +82,22 @@ def why_unavailable(code: int, flags: int, as_root: bool) -> str:
     if as_root:
         return (f"{head} although gsup runs as root ({os.strerror(code)}): gsup itself runs in a container or "
                 "under seccomp that forbids unshare; run it with CAP_SYS_ADMIN (docker run --privileged, or "
-                "--security-opt seccomp=unconfined), or use --container=emulate")
+                f"--security-opt seccomp=unconfined), or {_instead(flags)}")
     cause = _user_namespace_block()
     if cause is not None:
-        return f"{head}: {cause}; or run gsup as root, or use --container=emulate"
+        return f"{head}: {cause}; or run gsup as root, or {_instead(flags)}"
     if code == errno.ENOSPC:
         return f"{head}: the user namespace limit is reached (user.max_user_namespaces); raise it, or run as root"
     return (f"{head} as a normal user ({os.strerror(code)}): unprivileged user namespaces are refused here "
-            "(gsup may itself run in a container or under seccomp); run gsup as root, or use --container=emulate")
+            f"(gsup may itself run in a container or under seccomp); run gsup as root, or {_instead(flags)}")
+
+
+def _instead(flags: int) -> str:
+    """What gsup offers without the namespace: container mode's model of the kernel's rules,
+    or, for a matrix's network namespaces, one scenario at a time or the host's network."""
+    if flags & CLONE_NEWPID:
+        return "use --container=emulate"
+    return "use --jobs 1, or --network shared with {port}"
 
 
 def _user_namespace_block() -> Optional[str]:

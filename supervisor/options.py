@@ -68,7 +68,13 @@ def parse_target(text: str) -> Target:
     raise GsupError(f"invalid target {text!r}: use parent, child, group, tree or pid:N")
 
 
-def parse_port(port: int) -> int:
+def parse_port(text: int | str) -> int:
+    """A TCP port, 1-65535.  ``{port}`` is gsup matrix's placeholder, replaced before a run."""
+    try:
+        port = int(text)
+    except ValueError:
+        hint = " (a placeholder of gsup matrix only)" if text == "{port}" else ""
+        raise GsupError(f"invalid port {text!r}: use 1-65535{hint}") from None
     if not 0 < port < 65536:
         raise GsupError(f"invalid port {port}: use 1-65535")
     return port
@@ -94,7 +100,7 @@ def parse_watch(text: str) -> str:
 
 # The probe's built-in watch sets (``WATCH_PRESETS`` in _probe/_gsup_probe/__init__.py,
 # which cannot be imported from here: tests/test_watch.py keeps the two equal).
-WATCH_PRESETS = ("gunicorn", "asgi", "aiohttp", "weakref", "logging", "futures")
+WATCH_PRESETS = ("gunicorn", "asgi", "aiohttp", "weakref", "logging", "futures", "celery")
 
 
 # The names each preset's calls are reported under (the probe's WATCH_PRESETS again):
@@ -107,6 +113,7 @@ PRESET_CALLS = {
     "weakref": (),  # reported under each callback's own name
     "logging": ("shutdown",),
     "futures": ("ThreadPoolExecutor.shutdown", "ProcessPoolExecutor.shutdown"),
+    "celery": ("worker_shutting_down", "worker_process_shutdown", "worker_shutdown"),  # and "task NAME[ID]"
 }
 
 

@@ -6,6 +6,12 @@ happens when one fails: a GsupError or an interruption kills everything and
 is raised; any other error still kills, reaps and reports what is known.
 gsup's own signal handlers stay installed until the report is built, so a
 late Ctrl-C cannot lose it.
+
+Launch early, import late: only what starting the program needs is imported
+with this module.  What watches, acts and reports (psutil, the tree, the report
+and its explanations) is imported by :func:`_while_launching` while the guardian
+starts the program, so for a short program gsup's imports overlap its start-up
+instead of preceding it (issue 17: gsup run's fixed cost).
 """
 
 from __future__ import annotations
@@ -13,24 +19,24 @@ from __future__ import annotations
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from supervisor import discovery, reaper
 from supervisor import session as sessions
 from supervisor.errors import ExitCode, GsupError
-from supervisor.model import Report
 from supervisor.phases import start
-from supervisor.phases.act import Acted, Actor, act
 from supervisor.phases.display import Display
-from supervisor.phases.finish import build_report, drain
 from supervisor.phases.journal import Journal
 from supervisor.phases.loop import EventLoop, OwnSignals
 from supervisor.phases.plan import RunOptions, RunPlan
-from supervisor.phases.ready import ReadyResult, ready_record, wait_until_ready
-from supervisor.phases.send import Sender
 from supervisor.phases.start import Launched
 from supervisor.readiness import Readiness
-from supervisor.tree import Tree
+
+if TYPE_CHECKING:
+    from supervisor.model import Report
+    from supervisor.phases.act import Actor
+    from supervisor.phases.ready import ReadyResult
+    from supervisor.tree import Tree
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,10 @@ class _Watch:
     @classmethod
     def around(cls, launched: Launched, plan: RunPlan, own: OwnSignals, journal: Journal,
                display: Display) -> _Watch:
+        from supervisor.phases.act import Actor
+        from supervisor.phases.send import Sender
+        from supervisor.tree import Tree
+
         tree = Tree(os.getpid(), launched.root_pid, launched.guardian_pid, container=launched.container is not None)
         actor = Actor(plan, Sender(tree, launched, journal, display), own, display)
         return cls(launched, tree, EventLoop(launched, tree, own, journal, display, actor.on_death), actor)
@@ -76,16 +86,30 @@ def run(options: RunOptions, display: Display) -> Outcome:
         raise
 
 
+def _while_launching() -> None:
+    """gsup's work that can wait until the guardian starts the program: old sessions
+    pruned, and everything a run needs from then on imported (see the module docstring)."""
+    sessions.prune(keep=sessions.KEEP_ENDED)
+    import supervisor.phases.act
+    import supervisor.phases.finish
+    import supervisor.phases.ready
+    import supervisor.phases.send
+    import supervisor.tree  # noqa: F401
+
+
 def _run(plan: RunPlan, journal: Journal, display: Display) -> Outcome:
     readiness = plan.readiness()
     with OwnSignals() as own, ExitStack() as pipes:
         if not reaper.become_subreaper():
             journal.note("gsup could not become a child subreaper: orphans' endings are unknown")
         watch: Optional[_Watch] = None
-        ready = ReadyResult()
+        ready: Optional[ReadyResult] = None
         try:
-            launched = start.launch(plan, journal.session, readiness, display)
+            launched = start.launch(plan, journal.session, readiness, display, meanwhile=_while_launching)
             pipes.callback(launched.close)
+            from supervisor.phases.act import act
+            from supervisor.phases.ready import wait_until_ready
+
             watch = _Watch.around(launched, plan, own, journal, display)
             start.announce(launched, journal.session, display)
             watch.first_look(readiness)
@@ -129,8 +153,14 @@ def _kill_everything(watch: Optional[_Watch], why: str) -> None:
 
 
 def _report(plan: RunPlan, journal: Journal, readiness: Readiness, watch: Optional[_Watch],
-            ready: ReadyResult) -> Outcome:
-    """Drain, then build the report from every phase's record, however far the run got."""
+            ready: Optional[ReadyResult]) -> Outcome:
+    """Drain, then build the report from every phase's record, however far the run got
+    (``ready`` None: the run never got to wait)."""
+    from supervisor.phases.act import Acted
+    from supervisor.phases.finish import build_report, drain
+    from supervisor.phases.ready import ReadyResult, ready_record
+
+    ready = ready if ready is not None else ReadyResult()
     acted = watch.actor.record() if watch is not None else Acted([], [], None)
     launched = watch.launched if watch is not None else None
     drained = drain(journal, watch.tree if watch is not None else None, acted.actions)

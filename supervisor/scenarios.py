@@ -2,9 +2,15 @@
 
 A scenario is one signal sent to one target (``SIGTERM→child``) or one stop
 preset (``stop docker``).  Each runs as its own ``gsup run --json -q``
-subprocess in a fresh tree, one at a time by default because servers bind
-fixed ports.  Subprocesses, not threads, because gsup's runner must own its
-process (subreaper, ``waitid(P_ALL)``, signal handlers; see ``api.py``).
+subprocess in a fresh tree, ``--jobs`` at a time (default: one per core).
+Servers bind fixed ports, so side by side they would clash, and a clash would
+be reported as the server's own crash: each run therefore has a private network
+namespace (``netns.py``: loopback up, every port free, ``--ready-port`` read from
+inside).  Where that is not allowed the matrix refuses to run side by side and
+says why, unless asked for one at a time; ``--network shared`` keeps the host's
+network, and ``{port}`` then gives each scenario a port of its own.
+Subprocesses, not threads, because gsup's runner must own its process
+(subreaper, ``waitid(P_ALL)``, signal handlers; see ``api.py``).
 Each run's stdout (its report) and stderr (the program's output, under
 ``--json``) go to files in a private directory, so the terminal only shows
 progress and the table (``matrix_view.py``).
@@ -21,7 +27,9 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -29,13 +37,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supervisor import __version__, options, stops
+from supervisor import __version__, netns, options, stops
 from supervisor.errors import GsupError
 from supervisor.gsup_child import GSUP, end_gsup, error_line, parse_document
 from supervisor.matrix_report import MatrixReport, Scenario, ScenarioResult
 from supervisor.model import Report
 
 KEEP_LOGS = 20  # matrix log directories kept under the sessions root; older ones are removed
+PORT = "{port}"  # in the program's arguments and --ready-*: a free port, one per scenario
+SAMPLE_PORT = 1  # stands for PORT when the options are checked, before any run
+NETNS = str(Path(__file__).resolve().with_name("netns.py"))
 
 
 # -- planning -------------------------------------------------------------------
@@ -86,7 +97,7 @@ def _unique(items: Iterable[str]) -> list[str]:
 
 @dataclass
 class Plan:
-    """What to run: ``gsup_run + scenario flags + extra[name] + program``, ``jobs`` at a time."""
+    """What to run: ``wrapper + gsup_run + scenario flags + extra[name] + program``, ``jobs`` at a time."""
 
     scenarios: list[Scenario]
     gsup_run: list[str]  # gsup run --json -q and the options every run shares
@@ -95,9 +106,12 @@ class Plan:
     jobs: int = 1
     extra: dict[str, list[str]] = field(default_factory=dict)  # flags for one scenario only
     child_asked: bool = True  # --targets named child: a program without one fails that scenario
+    wrapper: list[str] = field(default_factory=list)  # netns.py: each run in its own network namespace
 
-    def argv(self, scenario: Scenario) -> list[str]:
-        return [*self.gsup_run, *scenario.flags(), *self.extra.get(scenario.name, []), *self.program]
+    def argv(self, scenario: Scenario, port: int = SAMPLE_PORT) -> list[str]:
+        """One scenario's command line, ``{port}`` replaced by ``port``."""
+        run = [*self.gsup_run, *scenario.flags(), *self.extra.get(scenario.name, []), *self.program]
+        return [*self.wrapper, *(arg.replace(PORT, str(port)) for arg in run)]
 
 
 @dataclass
@@ -150,7 +164,7 @@ def run_all(plan: Plan, log_dir: Path, progress: Progress) -> list[tuple[Scenari
         while pending or running:
             while pending and len(running) < plan.jobs:
                 index, scenario = pending.pop(0)
-                running.append(_start(index, scenario, plan.argv(scenario), log_dir))
+                running.append(_start(index, scenario, plan.argv(scenario, free_port()), log_dir))
                 progress.started(scenario)
             select.select([r.pidfd for r in running], [], [])  # readable once that gsup has ended
             for ended in [r for r in running if r.proc.poll() is not None]:
@@ -175,6 +189,13 @@ def _start(index: int, scenario: Scenario, argv: list[str], log_dir: Path) -> _R
     except OSError:
         end_gsup([proc])  # not yet among the running: nobody else would end it
         raise
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for one scenario's ``{port}``."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _finish(ended: _Running, command: list[str], child_asked: bool = True) -> tuple[ScenarioResult, Report]:
@@ -229,9 +250,12 @@ _SHARED = (("python", "--python"), ("after", "--after"), ("grace", "--grace"), (
            ("watch_presets", "--watch-preset"))
 
 
-def make_plan(signals: str, targets: str, jobs: int, params: dict[str, Any], is_command: bool,
+def make_plan(signals: str, targets: str, jobs: int | None, params: dict[str, Any], is_command: bool,
               command: list[str], targets_given: bool = True) -> Plan:
-    """The plan for ``gsup matrix``'s options (``params`` as ``program_options`` gives them)."""
+    """The plan for ``gsup matrix``'s options (``params`` as ``program_options`` gives them;
+    ``jobs`` None: one per core), on the host's network until :func:`isolate`."""
+    if jobs is None:
+        jobs = len(os.sched_getaffinity(0)) or 1
     if jobs < 1:
         raise GsupError(f"invalid --jobs {jobs}: use 1 or more")
     scenarios = plan(signals, targets)
@@ -254,3 +278,31 @@ def make_plan(signals: str, targets: str, jobs: int, params: dict[str, Any], is_
     program = ["-m", module, *program] if module is not None else ["--", *program] if is_command else program
     return Plan(scenarios, [*GSUP, "run", "--json", "-q", *flags], program, command, jobs, extra,
                 child_asked=targets_given)
+
+
+def with_port(params: dict[str, Any], port: int) -> dict[str, Any]:
+    """``params`` with ``{port}`` replaced in every text (the program's arguments, --ready-*)."""
+    def replaced(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(PORT, str(port))
+        if isinstance(value, tuple):
+            return tuple(replaced(item) for item in value)
+        return value
+
+    return {name: replaced(value) for name, value in params.items()}
+
+
+def isolate(plan: Plan, network: str, jobs_asked: int | None) -> str | None:
+    """Give each run of ``plan`` its own network namespace (``network`` "isolated"), or
+    leave them on the host's ("shared").  Where namespaces are not allowed, runs side by
+    side would share ports: GsupError, unless one at a time was asked for (``--jobs 1``),
+    then the runs share the host's network and the returned line says why."""
+    if network == "shared":
+        return None
+    why = netns.unavailable()
+    if why is None:
+        plan.wrapper = [sys.executable, "-I", "-S", NETNS, "--"]
+        return None
+    if jobs_asked == 1:
+        return f"{why}: running one at a time on the host's network"
+    raise GsupError(f"{why}: use --jobs 1 to run one at a time, or --network shared with {PORT} for the ports")

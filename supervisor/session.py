@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
 import time
 from collections.abc import Iterator
@@ -216,7 +215,8 @@ def read_actions(session: Session) -> list[Action]:
 
 
 def create(command: list[str]) -> Session:
-    """A fresh private session directory for this gsup process."""
+    """A fresh private session directory for this gsup process.  Old sessions are
+    pruned by the caller (:func:`prune`), gsup run's while the guardian starts."""
     me = identity(os.getpid())
     assert me is not None
     root = _private_dir(sessions_root())
@@ -226,12 +226,13 @@ def create(command: list[str]) -> Session:
     (directory / "events").mkdir(mode=0o700)
     session = Session(id=session_id, dir=directory, command=command, gsup=me)
     session.save()
-    prune(keep=KEEP_ENDED)
     return session
 
 
 def prune(keep: int) -> None:
     """Remove ended sessions beyond the newest ``keep``; live ones are never touched."""
+    import shutil  # only here: shutil costs a tenth of Python's start-up, before gsup run's launch
+
     ended = [s for s in discovery.all_sessions() if not s.is_live()]
     for old in ended[keep:]:
         shutil.rmtree(old.dir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Who belongs to the tree, seen from outside with psutil, and remembered.
+"""Who belongs to the tree, seen from outside (``/proc``, read as psutil reads it), and remembered.
 
 ``Process.children()`` cannot see a descendant whose parent already died, and
 a short-lived process can come and go between two looks.  So the tree is
@@ -12,8 +12,6 @@ import os
 import time
 from dataclasses import dataclass
 from typing import Optional
-
-import psutil
 
 from supervisor import procfs, signals
 from supervisor.errors import GsupError
@@ -49,7 +47,7 @@ class Seen:
     @property
     def starttime(self) -> int:
         """Clock ticks since boot, the probe's way of naming the same process."""
-        return round((self.create_time - psutil.boot_time()) * CLOCK_TICKS)
+        return round((self.create_time - procfs.boot_time()) * CLOCK_TICKS)
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -91,7 +89,7 @@ class Tree:
                 continue  # dead, waiting to be reaped: not running
             self._states[key] = info.state
             if key in self.history:
-                self._read_argv_again(self.history[key])
+                self._read_argv_again(self.history[key], info.name)
                 self.history[key].last_alive = now
                 continue
             argv = procfs.cmdline(pid)
@@ -118,14 +116,18 @@ class Tree:
         return status.nspid[-1] if status is not None and len(status.nspid) > 1 else None
 
     @staticmethod
-    def _read_argv_again(seen: Seen) -> None:
-        """A command line read empty (amid an exec, or while ending) may be readable now.
+    def _read_argv_again(seen: Seen, name: str) -> None:
+        """A command line read empty (amid an exec, or while ending) may be readable now;
+        and one read between a fork and an exec is the parent's: the kernel's short name
+        changing (``python3`` to ``uname``) says an exec came since, so it is read again.
+        (A program the probe does not see reports no exec of its own.)
 
         Its name is no stand-in: an ending shell reads as ``sh``, an exec as the
         new program's name alone, and a report would show that as its argv.
         """
-        if not seen.argv:
-            seen.argv = procfs.cmdline(seen.pid) or []
+        if not seen.argv or name != seen.name:
+            seen.argv = procfs.cmdline(seen.pid) or seen.argv
+            seen.name = name
 
     def busy(self) -> bool:
         """Was any live process on a CPU, waiting for one, or in disk I/O at the last look?

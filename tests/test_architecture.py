@@ -35,8 +35,8 @@ Graph = Mapping[str, set[str]]
 FLOORS: dict[str, tuple[str, ...]] = {
     "model": ("__init__", "errors", "model", "matrix_report", "wording", "strictjson"),  # plain data, no I/O
     "parsing and probing": ("options", "stops", "expect", "kinds", "explain", "schema", "events", "procfs", "signals",
-                            "reaper", "readiness", "launch", "deep", "tree", "session", "discovery", "gsup_child",
-                            "early_signals", "stacks", "_probe", "namespaces", "nspids", "containers"),
+                            "reaper", "readiness", "launch", "deep", "netns", "tree", "session", "discovery",
+                            "gsup_child", "early_signals", "stacks", "_probe", "namespaces", "nspids", "containers"),
     "one run": ("guardian", "init", "hooks", "phases", "runner", "report", "control", "api"),
     "many runs": ("scenarios",),
     "views": ("render", "display", "matrix_view", "junit", "ps", "timeline", "timeline_html", "trace", "exports"),

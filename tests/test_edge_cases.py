@@ -250,3 +250,19 @@ def test_a_python_killed_before_its_probe_says_so_not_scrubbed_env(gsup: Gsup, p
     reason = child["uninstrumented_reason"]
     assert reason.startswith("it ended ") and reason.endswith(" ms after it started, before the probe's first record")
     assert int(reason.split()[2]) < 1000
+
+
+def test_a_child_seen_between_fork_and_exec_gets_its_own_command_line(gsup: Gsup, tmp_path: Path) -> None:
+    """Seen after its fork, before its exec, a child's command line is still its parent's; a
+    program the probe does not see reports no exec, so the tree reads it again when the kernel's
+    name for it changes (a ``uname -p`` that Celery's worker runs showed as a second worker)."""
+    seen = tmp_path / "seen"
+    shell = f"( while [ ! -e {seen} ]; do :; done; exec sleep 0.2 ); true"
+    run = gsup.start("run", "--json", "--", "sh", "-c", shell)
+    assert run.stderr is not None
+    line = next(line for line in run.stderr if "(child) running:" in line)  # gsup's progress line
+    assert line.rstrip().endswith(shell)  # the parent's command line, before the exec
+    seen.touch()
+    report = gsup.finished_report(run)
+    [child] = [p for p in report["processes"] if p["role"] == "child"]
+    assert child["argv"] == ["sleep", "0.2"]

@@ -8,9 +8,11 @@ however that happened.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 from xml.etree import ElementTree
 
 import pytest
@@ -210,3 +212,108 @@ def test_a_piped_run_report_has_no_trailing_spaces(gsup: Gsup, program: Program)
     assert result.returncode == 0, result.stderr
     assert "not seen by the probe" in result.stdout
     assert [line for line in result.stdout.splitlines() if line != line.rstrip()] == []
+
+
+# -- side by side: a network namespace per scenario, {port} on the host's network (issue 17) --------------
+
+# Binds a port, says so with a marker file, and holds it until the other scenario has done the same:
+# both can only get there if they ran at once and the port did not clash.
+HOLDS_PORT = """
+    import os, signal, socket, sys, time
+
+    port, markers = int(sys.argv[1]), sys.argv[2]
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    sock.listen()
+    open(os.path.join(markers, f"bound-{{port}}-{{os.getpid()}}"), "w").close()
+    deadline = time.monotonic() + 30
+    while len([n for n in os.listdir(markers) if n.startswith("bound-")]) < 2:
+        if time.monotonic() > deadline:
+            sys.exit(1)
+        time.sleep(0.01)
+    signal.pause()
+"""
+
+
+def _bound_ports(markers: Path) -> list[int]:
+    return sorted(int(name.split("-")[1]) for name in os.listdir(markers))
+
+
+def test_scenarios_side_by_side_each_have_their_own_network(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    """The same fixed port, twice at once: each scenario's loopback is its own, and
+    --ready-port is read from inside the scenario's namespace."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    script = program(HOLDS_PORT.format())
+    port = "5000"  # the Flask default, whatever the host has on it
+    result = gsup.run("matrix", "--json", "-q", "--jobs", "2", "--signals", "TERM,INT", "--targets", "parent",
+                      "--ready-port", port, *FAST, str(script), port, str(markers))
+    assert result.returncode == 0, result.stderr
+    assert _bound_ports(markers) == [5000, 5000]
+    runs = result.report["runs"]
+    assert [(run["ready"]["condition"], run["ready"]["ok"]) for run in runs] == [("port 5000 listening", True)] * 2
+    assert [ending(role(run, "parent")) for run in runs] == [("signaled", "SIGTERM"), ("signaled", "SIGINT")]
+    assert [len(run["processes"]) for run in runs] == [1, 1]  # each report holds its own tree only
+
+
+def test_port_placeholder_on_the_shared_network(gsup: Gsup, program: Program, tmp_path: Path) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    script = program(HOLDS_PORT.format())
+    result = gsup.run("matrix", "--json", "-q", "--jobs", "2", "--network", "shared", "--signals", "TERM,INT",
+                      "--targets", "parent", "--ready-port", "{port}", *FAST, str(script), "{port}", str(markers))
+    assert result.returncode == 0, result.stderr
+    ports = _bound_ports(markers)
+    assert len(set(ports)) == 2, ports
+    assert sorted(run["ready"]["condition"] for run in result.report["runs"]) == [f"port {p} listening" for p in ports]
+
+
+def test_port_placeholder_belongs_to_the_matrix(gsup: Gsup, program: Program) -> None:
+    result = gsup.run("run", "--ready-port", "{port}", "--python", PYTHON, str(program("pass\n")))
+    assert (result.returncode, result.stderr) == (
+        2, "gsup: error: invalid port '{port}': use 1-65535 (a placeholder of gsup matrix only)\n")
+
+
+def test_jobs_default_to_the_cores() -> None:
+    from supervisor import scenarios
+
+    plan = scenarios.make_plan("TERM", "parent", None, _params(), False, ["python", "app.py"])
+    assert plan.jobs == len(os.sched_getaffinity(0))
+
+
+def _params() -> dict[str, Any]:
+    names = ("python", "after", "grace", "settle", "ready_port", "ready_output", "ready_file", "ready_timeout",
+             "kill_after", "module")
+    return {**dict.fromkeys(names), "expect": (), "watch": (), "watch_presets": (), "program": ("app.py",)}
+
+
+@pytest.mark.parametrize(("network", "jobs", "outcome"), [
+    ("isolated", None, "refused"), ("isolated", 2, "refused"), ("isolated", 1, "note"), ("shared", None, "none")])
+def test_without_namespaces_side_by_side_is_refused_unless_one_at_a_time(
+        monkeypatch: pytest.MonkeyPatch, network: str, jobs: Optional[int], outcome: str) -> None:
+    """Where unshare is not allowed (a container without CAP_SYS_ADMIN), runs side by side
+    would share ports: refused with the reason, unless --jobs 1 asked for one at a time."""
+    from supervisor import netns, scenarios
+    from supervisor.errors import GsupError
+
+    why = "no private network namespace (a user namespace: unshare: Operation not permitted)"
+    monkeypatch.setattr(netns, "unavailable", lambda: why)
+    plan = scenarios.make_plan("TERM", "parent", jobs, _params(), False, ["python", "app.py"])
+    if outcome == "refused":
+        with pytest.raises(GsupError, match=r"^no private .*: use --jobs 1 to run one at a time, or --network shared"):
+            scenarios.isolate(plan, network, jobs)
+        return
+    note = scenarios.isolate(plan, network, jobs)
+    assert plan.wrapper == []
+    assert note == (f"{why}: running one at a time on the host's network" if outcome == "note" else None)
+
+
+def test_each_scenario_runs_under_the_namespace_wrapper() -> None:
+    from supervisor import netns, scenarios
+
+    if netns.unavailable() is not None:
+        pytest.skip(f"no network namespaces here: {netns.unavailable()}")
+    plan = scenarios.make_plan("TERM", "parent", 2, _params(), False, ["python", "app.py"])
+    assert scenarios.isolate(plan, "isolated", 2) is None
+    argv = plan.argv(plan.scenarios[0], 4242)
+    assert argv[:5] == [sys.executable, "-I", "-S", scenarios.NETNS, "--"] and argv[-1] == "app.py"

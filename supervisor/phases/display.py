@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from supervisor.model import Action
 from supervisor.reaper import ExitStatus
 from supervisor.session import Session
-from supervisor.tree import Seen, Tree
+
+if TYPE_CHECKING:  # types only: the tree (and psutil) is loaded once the program is launched (runner.py)
+    from supervisor.tree import Seen, Tree
 
 
 class Display(Protocol):

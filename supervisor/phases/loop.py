@@ -16,7 +16,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from supervisor import early_signals
 from supervisor.phases.display import Display
@@ -24,7 +24,9 @@ from supervisor.phases.journal import Journal
 from supervisor.phases.start import Launched
 from supervisor.reaper import ExitStatus
 from supervisor.signals import Identity
-from supervisor.tree import Tree
+
+if TYPE_CHECKING:  # a type only: the tree (and psutil) is loaded once the program is launched (runner.py)
+    from supervisor.tree import Tree
 
 FAST_LOOK = 0.05  # seconds between tree snapshots while something is expected
 SLOW_LOOK = 1.0  # ... once the tree has been quiet for a while

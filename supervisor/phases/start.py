@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Protocol
@@ -107,8 +107,10 @@ def spawning_state(pid: int) -> Optional[bytes]:
     return info.state if info is not None else None
 
 
-def launch(plan: RunPlan, session: Session, readiness: Readiness, display: Display) -> Launched:
-    """Start ``plan.argv`` with the probe injected; GsupError if it cannot start."""
+def launch(plan: RunPlan, session: Session, readiness: Readiness, display: Display,
+           meanwhile: Callable[[], None] = lambda: None) -> Launched:
+    """Start ``plan.argv`` with the probe injected; GsupError if it cannot start.
+    ``meanwhile`` runs while the guardian starts the program (see launch.spawn)."""
     env = spawning.probe_env(dict(os.environ), session.events_dir, plan.watch, plan.watch_presets)
     deep = spawning.deep_site_dirs(plan.deep) if plan.deep else []
     init, argv = with_init(list(plan.argv), plan.init) if plan.init else (None, list(plan.argv))
@@ -116,7 +118,7 @@ def launch(plan: RunPlan, session: Session, readiness: Readiness, display: Displ
     started = spawning.spawn(argv, env, plan.json_stdout, session.dir, at,
                              pipe_output=readiness.pattern is not None or display.passes_output,
                              closed=plan.closed_streams, deep=deep, namespace="pid" if plan.namespace else None,
-                             stdin=plan.stdin if plan.stdin != TTY else None)
+                             stdin=plan.stdin if plan.stdin != TTY else None, meanwhile=meanwhile)
     outputs: tuple[OutputPipe, ...] = ()
     if started.output is not None:
         out, err = started.output
@@ -134,7 +136,7 @@ def with_init(argv: list[str], which: str) -> tuple[str, list[str]]:
     installed (Debian's ``tini``, Docker's ``docker-init``), else (or with ``which``
     ``gsup``) gsup's own init.py with tini's semantics; and which one it is."""
     for name in ("tini", "docker-init") if which != "gsup" else ():
-        found = shutil.which(name)
+        found = spawning.which(name)
         if found is not None:
             return "tini", [found, "--", *argv]
     if which == "tini":

@@ -1178,7 +1178,8 @@ def _framework_notes(rec):
 
 # Built-in watch sets, as data: preset -> {module: ((attribute path, naming), ...)}.
 # An empty naming reports each call by its path; "hooks" and "finalize" report
-# the function the wrapped one hands out or runs (see _Watch.special).  A path
+# the function the wrapped one hands out or runs, "celery_signals" the sends of
+# Celery's shutdown signals, "celery_task" each task a pool process runs (see _Watch.special).  A path
 # some version of the library lacks is skipped silently (Router.shutdown went in
 # Starlette 1.0); only a --watch the user typed is reported missing.
 WATCH_PRESETS = {
@@ -1196,6 +1197,10 @@ WATCH_PRESETS = {
     "futures": {
         "concurrent.futures.thread": (("ThreadPoolExecutor.shutdown", ""),),
         "concurrent.futures.process": (("ProcessPoolExecutor.shutdown", ""),),
+    },
+    "celery": {
+        "celery.utils.dispatch.signal": (("Signal.send", "celery_signals"),),
+        "celery.app.trace": (("fast_trace_task", "celery_task"), ("trace_task_ret", "celery_task")),
     },
 }
 

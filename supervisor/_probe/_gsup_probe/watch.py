@@ -10,6 +10,9 @@ from . import FUNCTION, WRAPPED, cut, describe, innermost, js, where
 
 # gunicorn's server hooks that run while workers and the master stop.
 GUNICORN_HOOKS = frozenset(("on_exit", "worker_exit", "worker_int", "worker_abort", "child_exit"))
+# Celery's shutdown signals: the main process on TERM/INT/QUIT, each pool process as it
+# ends, the main process at the end of a warm shutdown.
+CELERY_SIGNALS = frozenset(("worker_shutting_down", "worker_process_shutdown", "worker_shutdown"))
 
 _CO_GENERATOR, _CO_COROUTINE, _CO_ITERABLE_COROUTINE, _CO_ASYNC_GENERATOR = 0x20, 0x80, 0x100, 0x200
 
@@ -116,7 +119,8 @@ class Watch:
 
     def special(self, naming, raw):
         """A preset's wrapper that names calls after what ``raw`` hands out or runs."""
-        make = {"hooks": self.gunicorn_getattr, "finalize": self.finalize_call}.get(naming)
+        make = {"hooks": self.gunicorn_getattr, "finalize": self.finalize_call,
+                "celery_signals": self.celery_send, "celery_task": self.celery_task}.get(naming)
         if make is None or not isinstance(raw, FUNCTION):
             return None
         return _wraps(make(raw), raw)
@@ -165,6 +169,40 @@ class Watch:
 
         return __call__
 
+    def celery_send(self, real):
+        """``Signal.send`` of Celery's shutdown signals, reported under the signal's
+        name (its receivers run inside it); every other signal is passed through."""
+        watch, names = self, CELERY_SIGNALS
+
+        def send(signal, *args, **kwargs):
+            name = getattr(signal, "name", None)
+            if name not in names:
+                return real(signal, *args, **kwargs)
+            desc = ',"name":%s,"module":"celery.signals","where":"","watch":"celery:%s"' % (js(name), name)
+            with _Call(watch, desc):
+                return real(signal, *args, **kwargs)
+
+        return send
+
+    def celery_task(self, real):
+        """The call that runs one task in a pool process (``fast_trace_task`` or
+        ``trace_task_ret``, both ``(name, id, ...)``), reported as ``task NAME[ID]``
+        with ``(acks_late)`` when the task acknowledges its message only once done:
+        a begin without an end is the task the process was running when it died."""
+        watch = self
+
+        def trace(task, uuid, *args, **kwargs):
+            desc = None
+            try:
+                name = "task %s[%s]%s" % (task, uuid, " (acks_late)" if _acks_late(task) else "")
+                desc = ',"name":%s,"module":"celery","where":"","watch":"celery:task"' % js(name)
+            except Exception:
+                pass
+            with _Call(watch, desc):
+                return real(task, uuid, *args, **kwargs)
+
+        return trace
+
     def begin(self, desc):
         """Write ``watch.begin``; returns what ``end`` and ``raised`` need."""
         try:
@@ -198,6 +236,13 @@ class Watch:
         if thread is not None:
             return getattr(thread, "name", ident)
         return "MainThread" if ident == self.main_ident else ident
+
+
+def _acks_late(task):
+    """Does the task named ``task`` acknowledge its message only after running?"""
+    app = getattr(sys.modules.get("celery"), "current_app", None)
+    found = app.tasks.get(task) if app is not None else None
+    return bool(getattr(found, "acks_late", False))
 
 
 def _wraps(wrapper, func):
