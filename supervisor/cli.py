@@ -345,8 +345,6 @@ def _replayed(ctx: click.Context, params: dict[str, Any], sig: Optional[str], ta
     """``--dockerfile``/``--pod``: the container they describe, its command put in place of a
     program (``python`` in it is ``--python``, whose folder also leads PATH for a shell form),
     and gsup moved to its working directory; None without either."""
-    from supervisor import containers
-
     if params["dockerfile"] and params["pod"]:
         raise GsupError("--dockerfile and --pod each describe the container: give one")
     if params["container_name"] and not params["pod"]:
@@ -356,6 +354,8 @@ def _replayed(ctx: click.Context, params: dict[str, Any], sig: Optional[str], ta
     if params["program"] or params["module"] or sig or target or stop:
         raise GsupError("--dockerfile/--pod give the command and the stop sequence: drop the program, "
                         "--signal/--target/--stop")
+    from supervisor import containers  # the Dockerfile and pod readers: only for these two options
+
     found = containers.read_dockerfile(Path(params["dockerfile"])) if params["dockerfile"] else \
         containers.read_pod(Path(params["pod"]), params["container_name"])
     python = params["python"]

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Optional
 
-from supervisor import hooks, stacks
+from supervisor import stacks
 from supervisor.errors import GsupError
 from supervisor.model import Action
 from supervisor.options import Target
@@ -140,6 +140,8 @@ class Actor:
         self.pending = False
         began = time.monotonic()
         if plan.pre_stop is not None:
+            from supervisor import hooks  # a pod's preStop only: it loads urllib and subprocess (~20 ms)
+
             self.pre_stop = hooks.run_pre_stop(plan.pre_stop, plan.grace)
             self.display.note(f"preStop {plan.pre_stop}: {self.pre_stop['outcome']}")
         try:

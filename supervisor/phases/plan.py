@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from signal import Signals
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from supervisor import stops
-from supervisor.containers import PreStop
 from supervisor.options import Target
 from supervisor.readiness import Readiness
 from supervisor.stops import Stop
+
+if TYPE_CHECKING:  # a --pod run only: a plain run never loads the Dockerfile and pod readers
+    from supervisor.containers import PreStop
 
 DEFAULT_GRACE = 10.0
 NAMESPACE, EMULATE, NO_CONTAINER = "namespace", "emulate", "off"  # --container's modes
