@@ -153,7 +153,7 @@ def unarmed(pid: int, events_dir: Path, signum: int = STACKS_SIGNAL) -> Optional
         return "gone"
     if zombie:
         return "gone"
-    files = sorted(events_dir.glob(f"{pid}-{start}-*.jsonl"))
+    files = sorted(events_dir.glob(f"{own_pid(pid)}-{start}-*.jsonl"))
     if not files:
         return "no stack (not a Python process, or not instrumented)"
     if not caught >> (signum - 1) & 1:
@@ -162,6 +162,15 @@ def unarmed(pid: int, events_dir: Path, signum: int = STACKS_SIGNAL) -> Optional
     if any(took_over in f.read_text(errors="replace") for f in files):
         return f"no stack (the program handles {signal_label(signum)} itself)"
     return None
+
+
+def own_pid(pid: int) -> int:
+    """The pid process ``pid`` knows itself by, which names its probe's files: in container
+    mode its pid inside the PID namespace (the last of NSpid: PID 1 is 1), else ``pid``."""
+    try:
+        return int(_status_field(pid, "NSpid").split()[-1])
+    except (OSError, IndexError, ValueError):
+        return pid
 
 
 def signal_label(signum: int) -> str:
@@ -196,7 +205,7 @@ def _ask(pid: int, events_dir: Path, signum: int) -> Optional[str]:
 def read(events_dir: Path, pid: int) -> Optional[Capture]:
     """The last complete answer ``pid`` wrote, if any."""
     try:
-        text = (events_dir / f"{pid}.stacks").read_text(errors="replace")
+        text = (events_dir / f"{own_pid(pid)}.stacks").read_text(errors="replace")
     except OSError:
         return None
     return parse(text)

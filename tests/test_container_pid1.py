@@ -64,6 +64,9 @@ def test_term_without_handler_is_dropped_then_sigkill_at_the_grace(gsup: Gsup, p
     assert parent["explanation"].startswith("killed by SIGKILL when docker stop's 1 s ran out; SIGTERM had been "
                                             "dropped by the kernel: PID 1 had no handler for it")
     assert "fix: a SIGTERM handler that exits, exec-form CMD, or --init (tini)" in parent["explanation"]
+    # PID 1's probe names its files by the pid it knows itself by (1): its stacks are still found
+    assert parent["stuck"]["kind"] != "no-stack", parent["stuck"]
+    assert parent["stacks"][0]["frames"][0]["function"] == "<module>", parent["stacks"]
 
 
 def test_term_with_a_handler_runs_it_and_atexit(gsup: Gsup, program: Program, tmp_path: Path) -> None:
