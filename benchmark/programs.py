@@ -95,16 +95,31 @@ time.sleep(600)
 """
 
 PEAK_RSS = """
-import resource, sys
+import os, resource, sys
 
 out = sys.argv[1]
 sys.argv = ["gsup", *sys.argv[2:]]
+
+
+def note():
+    with open(out, "w") as f:
+        f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+
+
+real_exit = os._exit
+
+
+def _exit(code):  # gsup run ends with os._exit once its report is out (console.leave)
+    note()
+    real_exit(code)
+
+
+os._exit = _exit
 from supervisor.console import main
 try:
     main()
 finally:
-    with open(out, "w") as f:
-        f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    note()
 """
 
 
