@@ -205,6 +205,24 @@ def lose_session_mid_run(gsup: Gsup, program: Program, tmp_path: Path, *options:
     return proc
 
 
+# A service that notes, in the file named by its first argument, what ran: its atexit handler
+# and, when its second argument is "handler", a SIGTERM handler that exits (container tests).
+MARKED_SERVICE = """
+    import atexit, signal, sys, time
+    marks = sys.argv[1]
+    def mark(what):
+        with open(marks, "a") as f:
+            f.write(what + "\\n")
+    atexit.register(mark, "atexit")
+    if sys.argv[2] == "handler":
+        def on_term(signum, frame):
+            mark("handler")
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, on_term)
+    time.sleep(60)
+"""
+
+
 # A parent and its forked child, each with an atexit handler, that end quickly and
 # differently under every scenario: the child blocks reading a pipe whose only
 # writer is the parent, so it leaves (running its handler) once the parent is gone.

@@ -16,21 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import PYTHON, Gsup, Program, role
+from tests.helpers import MARKED_SERVICE, PYTHON, Gsup, Program, role
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a PID namespace as root (see test_container_guard.py)")
 
-APP = """
-    import atexit, signal, sys, time
-    marks = sys.argv[1]
-    def mark(what):
-        with open(marks, "a") as f:
-            f.write(what + "\\n")
-    atexit.register(mark, "atexit")
-    if sys.argv[2] == "handler":
-        signal.signal(signal.SIGTERM, lambda *a: (mark("handler"), sys.exit(0)))
-    time.sleep(60)
-"""
 INITS = [pytest.param("tini", marks=pytest.mark.skipif(shutil.which("tini") is None,
                                                         reason="no tini on PATH (apt-get install -y tini)")),
          "gsup"]
@@ -39,7 +28,7 @@ INITS = [pytest.param("tini", marks=pytest.mark.skipif(shutil.which("tini") is N
 def _run(gsup: Gsup, program: Program, tmp_path: Path, init: str, mode: str) -> tuple[dict[str, Any], str]:
     marks = tmp_path / "marks"
     result = gsup.run("run", "--json", "-q", "--python", PYTHON, "--stop", "docker-init", f"--init={init}",
-                      str(program(APP)), str(marks), mode)
+                      str(program(MARKED_SERVICE)), str(marks), mode)
     assert result.returncode == 0, result.stderr
     return result.report, marks.read_text() if marks.exists() else ""
 

@@ -20,30 +20,17 @@ import psutil
 import pytest
 
 from supervisor import procfs
-from tests.helpers import INTERPRETERS, PYTHON, Gsup, Program, role, wait_until
+from tests.helpers import INTERPRETERS, MARKED_SERVICE, PYTHON, Gsup, Program, role, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a PID namespace as root (see test_container_userns.py)")
 
-SERVICE = """
-    import atexit, signal, sys, time
-    marks = sys.argv[1]
-    def mark(what):
-        with open(marks, "a") as f:
-            f.write(what + "\\n")
-    atexit.register(mark, "atexit")
-    if sys.argv[2] == "handler":
-        def on_term(signum, frame):
-            mark("handler")
-            sys.exit(0)
-        signal.signal(signal.SIGTERM, on_term)
-    time.sleep(60)
-"""
 
 
 def _run(gsup: Gsup, program: Program, tmp_path: Path, mode: str, *options: str,
          python: str = PYTHON) -> tuple[dict[str, Any], list[str]]:
     marks = tmp_path / "marks"
-    result = gsup.run("run", "--json", "-q", "--python", python, *options, str(program(SERVICE)), str(marks), mode)
+    result = gsup.run("run", "--json", "-q", "--python", python, *options, str(program(MARKED_SERVICE)), str(marks),
+                      mode)
     assert result.returncode == 0, result.stderr
     return result.report, marks.read_text().split() if marks.exists() else []
 
@@ -92,7 +79,7 @@ def test_int_reaches_python_default_handler(gsup: Gsup, program: Program, tmp_pa
 def test_rich_view_marks_pid1_and_the_drop(gsup: Gsup, program: Program, tmp_path: Path) -> None:
     marks = tmp_path / "marks"
     result = gsup.run("run", "-q", "--python", PYTHON, "--stop", "docker", "--time", "500ms",
-                      str(program(SERVICE)), str(marks), "plain")
+                      str(program(MARKED_SERVICE)), str(marks), "plain")
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())  # rich wraps at the terminal's width
     assert "SIGTERM to parent" in text and "— dropped by the kernel (PID 1, no handler)" in text
@@ -132,7 +119,7 @@ def test_the_kernel_without_gsup(program: Program, tmp_path: Path) -> None:
     if unshare is None:
         pytest.skip("no unshare (util-linux)")
     ready, marks = tmp_path / "ready", tmp_path / "marks"
-    script = program(SERVICE.replace("time.sleep(60)", f"open({str(ready)!r}, 'w').close()\n    time.sleep(60)"),
+    script = program(MARKED_SERVICE.replace("time.sleep(60)", f"open({str(ready)!r}, 'w').close()\n    time.sleep(60)"),
                      name="reference.py")
     outside = subprocess.Popen([unshare, "--pid", "--fork", "--kill-child", PYTHON, str(script), str(marks), "plain"])
     try:

@@ -14,28 +14,17 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import PYTHON, Gsup, Program, role
+from tests.helpers import MARKED_SERVICE, PYTHON, Gsup, Program, role
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a PID namespace as root (see test_container_userns.py)")
 
-APP = """
-    import atexit, signal, sys, time
-    marks = sys.argv[1]
-    def mark(what):
-        with open(marks, "a") as f:
-            f.write(what + "\\n")
-    atexit.register(mark, "atexit")
-    if sys.argv[2] == "handler":
-        signal.signal(signal.SIGTERM, lambda *a: (mark("handler"), sys.exit(0)))
-    time.sleep(60)
-"""
 
 
 def _shell_form(gsup: Gsup, program: Program, tmp_path: Path, shell: str, mode: str) -> tuple[dict[str, Any], str]:
     if shutil.which(shell) is None:
         pytest.skip(f"no {shell} on PATH (apt-get install -y {shell})")
     marks = tmp_path / "marks"
-    command = f"{PYTHON} {program(APP, name='app.py')} {marks} {mode}"
+    command = f"{PYTHON} {program(MARKED_SERVICE, name='app.py')} {marks} {mode}"
     result = gsup.run("run", "--json", "-q", "--stop", "docker", "--time", "1s", "--", shell, "-c", command)
     assert result.returncode == 0, result.stderr
     return result.report, marks.read_text() if marks.exists() else ""

@@ -50,7 +50,7 @@ def patch_runners(rec, module):
             left = list(tasks.all_tasks(loop)) if tasks is not None else []
             for number, task in enumerate(left):
                 rec.emit("aio.cancel", ',"i":%d,"name":%s,"coro":%s,"at":%s' % (
-                    number, js(task.get_name()), js(_coro_name(task)), js(_awaiting(task))))
+                    number, js(task.get_name()), js(_coro_name(task)), js(awaiting(task))))
         except Exception:
             pass
         result = real(loop)
@@ -71,7 +71,7 @@ def _coro_name(task):
     return getattr(coro, "__qualname__", None) or type(coro).__qualname__
 
 
-def _awaiting(task):
+def awaiting(task):
     """file:line where the task is suspended: down its chain of awaited coroutines to the
     innermost of the program's (asyncio's own only if the task runs nothing else)."""
     coro, frame = task.get_coro(), None

@@ -22,7 +22,7 @@ the ``threads`` line maps to a name and a daemon flag.  The reader lives in
 
 import sys
 
-from . import js
+from . import _load_part, js
 
 
 def write(rec, running):
@@ -73,17 +73,10 @@ def _tasks():
     loop = events._get_running_loop() if events is not None else None
     if loop is None or tasks is None:
         return ""
+    awaiting = _load_part("aio").awaiting  # where a task waits: said once, in the asyncio part
     items = []
     for task in list(tasks.all_tasks(loop)):
-        coro, frame = task.get_coro(), None
-        for _ in range(100):
-            inner = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-            if inner is None:
-                break
-            if frame is None or "/asyncio/" not in inner.f_code.co_filename:
-                frame = inner
-            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-        where = "%s:%d" % (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ""
+        where = awaiting(task)
         name = getattr(task.get_coro(), "__qualname__", "?")
         items.append("[%s,%s,%s]" % (js(task.get_name()), js(name), js(where)))
     return ",".join(items)
