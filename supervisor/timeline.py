@@ -46,6 +46,19 @@ class Signal:
     fate: str  # "", "ignored", "handled by on_term"
     escalation: bool = False
 
+    @property
+    def forced(self) -> str:
+        """Why gsup forced the end with this send ("" when it did not): the 3rd Ctrl-C and a
+        second TERM/HUP to gsup are named by their sender; every other escalation is a wait
+        that ran out (the grace, a preset's timeout)."""
+        if not self.escalation:
+            return ""
+        if "ctrl-c" in self.by:
+            return "escalation"
+        if self.by == "gsup received":
+            return "escalation: gsup was signalled twice"
+        return "escalation: grace over"
+
 
 @dataclass(frozen=True)
 class Lane:
@@ -257,7 +270,7 @@ def _moments(report: Report, lanes: list[Lane], signals: list[Signal]) -> list[M
         if sig.by not in ("gsup",) and sig.sender is None:
             sender = sig.by
         fate = f", {sig.fate}" if sig.fate else ""
-        escalation = ", grace over" if sig.escalation else ""
+        escalation = ", grace over" if sig.forced.endswith("grace over") else ""
         out.append(Moment(sig.at, sig.receiver, f"{sig.signal} → {receiver.name} ({sender}{escalation}{fate})",
                           "signal"))
     for action in report.actions:

@@ -262,7 +262,7 @@ def _signal(sig: Signal, story: Timeline, scale: float, ident: str) -> str:
     if sig.sender is None and sig.by != "gsup":
         by = sig.by
     what = (f"{sig.signal} from {by} to {receiver.name} at +{sig.at:.3f}"
-            + (f", {sig.fate}" if sig.fate else "") + (" (escalation: grace over)" if sig.escalation else ""))
+            + (f", {sig.fate}" if sig.fate else "") + (f" ({sig.forced})" if sig.forced else ""))
     classes = " ".join(c for c in ("escalation" if sig.escalation else "", sig.fate if sig.fate == "ignored" else "")
                        if c)
     arrow = ""

@@ -262,3 +262,25 @@ def test_a_matrix_trace_keeps_its_runs_apart(gsup: Gsup, tmp_path: Path) -> None
     assert names == ["SIGKILL→parent: gsup", "SIGKILL→parent: parent", "SIGTERM→parent: gsup",
                      "SIGTERM→parent: parent"]
     assert len({e["pid"] for e in events}) == 4
+
+
+def test_an_escalation_says_why_gsup_forced_the_end(story: Story) -> None:
+    """The grace running out, the 3rd Ctrl-C and a second TERM to gsup are all escalations,
+    but only the first is "grace over" (every escalation read so before)."""
+    from supervisor import timeline, timeline_html
+    from supervisor.model import Action
+
+    report = Report.from_json(json.loads(json.dumps(story.document)))
+    [kill] = [a for a in report.actions if a.escalation]
+    child = kill.pids[0]
+    report.actions = [a for a in report.actions if not a.escalation] + [
+        Action("SIGKILL", 9, "tree", [child], at=kill.at, by="3rd ctrl-c", escalation=True),
+        Action("SIGKILL", 9, "tree", [child], at=kill.at, by="gsup received", escalation=True),
+        Action("SIGKILL", 9, "tree", [child], at=kill.at, by="grace", escalation=True)]
+    forced = [s.forced for s in timeline.build(report).signals if s.signal == "SIGKILL"]
+    assert forced == ["escalation", "escalation: gsup was signalled twice", "escalation: grace over"]
+    lines = [m.text for m in timeline.build(report).moments if m.text.startswith("SIGKILL")]
+    assert [line.endswith("grace over)") for line in lines] == [False, False, True], lines
+    page = timeline_html.page(report)
+    twice = page.count("(escalation: gsup was signalled twice)")  # each mark says it as often as the others
+    assert twice > 0 and page.count("(escalation: grace over)") == twice
