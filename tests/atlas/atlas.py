@@ -272,14 +272,35 @@ def check(jobs: int) -> int:
     return 1 if differing or missing else 0
 
 
+def add(jobs: int, runs: int) -> int:
+    """Run each cell ``runs`` more times and add to docs/atlas.md every outcome with a line it
+    does not record yet, keeping what it holds: a race a server runs seldom (the resource
+    tracker gone, or not, before the container's PID 1 ends) is recorded once seen."""
+    committed = committed_cells(ATLAS.read_text()) if ATLAS.exists() else {}
+    added = 0
+    for key, variants in generate(jobs, runs).items():
+        known = committed.setdefault(key, [])
+        for text in variants:
+            if not seen_before(text, known):
+                known.append(text)
+                added += 1
+    ATLAS.write_text(document(committed))
+    print(f"atlas: {added} outcome(s) added to {ATLAS.relative_to(ROOT)} ({len(cells())} cells, {runs} more runs each)")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--check", action="store_true", help="compare with docs/atlas.md instead of writing it")
+    parser.add_argument("--add", action="store_true",
+                        help="run more and add the outcomes docs/atlas.md does not record yet, keeping the rest")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3, help="runs per cell when writing: each distinct outcome is kept")
     options = parser.parse_args()
     if options.check:
         return check(options.jobs)
+    if options.add:
+        return add(options.jobs, options.runs)
     ATLAS.write_text(document(generate(options.jobs, options.runs)))
     print(f"atlas: wrote {ATLAS.relative_to(ROOT)} ({len(cells())} cells, {options.runs} runs each)")
     return 0
