@@ -16,9 +16,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -203,6 +206,30 @@ def lose_session_mid_run(gsup: Gsup, program: Program, tmp_path: Path, *options:
         shutil.rmtree(session_dir)
     go.touch()
     return proc
+
+
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]  # run a command as a normal user
+
+
+def nobody_python() -> str:
+    """The system python3, which ``nobody`` may run (root's venv is out of its reach); skips the
+    test where the machine cannot make a normal user of it (not root, no setpriv)."""
+    python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    if os.geteuid() != 0 or python is None or not shutil.which("setpriv"):
+        pytest.skip("needs root, setpriv and a system python3 to become nobody")
+    return python
+
+
+@contextmanager
+def nobody_workdir() -> Iterator[tuple[Path, dict[str, str]]]:
+    """A directory ``nobody`` may write, and the environment in which it runs gsup from this
+    checkout with the venv's packages (``python -m supervisor``).  pytest's tmp_path is root's alone."""
+    site = Path(sys.executable).parents[1] / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    with tempfile.TemporaryDirectory(dir="/tmp") as where:
+        shared = Path(where)
+        shared.chmod(0o777)
+        yield shared, {"PATH": "/usr/bin:/bin", "GSUP_HOME": str(shared / "home"), "HOME": where, "NO_COLOR": "1",
+                       "PYTHONPATH": f"{ROOT}:{site / 'site-packages'}"}
 
 
 # A service that notes, in the file named by its first argument, what ran: its atexit handler

@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from supervisor import namespaces
-from tests.helpers import PYTHON, ROOT, Gsup, Program, wait_for_pids, wait_until, write_program
+from tests.helpers import (
+    NOBODY,
+    PYTHON,
+    Gsup,
+    Program,
+    nobody_python,
+    nobody_workdir,
+    wait_for_pids,
+    wait_until,
+    write_program,
+)
 from tests.test_guardian import NEEDED, TREE, _gone_within
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -42,7 +49,6 @@ def test_sigkilled_gsup_leaves_nothing_of_the_namespace(gsup: Gsup, program: Pro
     assert gsup.leftovers() == []
 
 
-NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
 def _userns_allowed(python: str) -> bool:
@@ -53,18 +59,11 @@ def _userns_allowed(python: str) -> bool:
 
 def test_unprivileged_user_gets_a_pid_namespace_through_a_user_namespace() -> None:
     """As ``nobody`` (setpriv), with the system python3 (root's venv is out of its reach), as test_deep does."""
-    python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
-    if os.geteuid() != 0 or python is None or not shutil.which("setpriv"):
-        pytest.skip("needs root, setpriv and a system python3 to become nobody")
+    python = nobody_python()
     if not _userns_allowed(python):
         pytest.skip("unprivileged user namespaces are refused on this machine (user.max_user_namespaces, "
                     "kernel.unprivileged_userns_clone or AppArmor)")
-    site = Path(sys.executable).parents[1] / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    with tempfile.TemporaryDirectory(dir="/tmp") as where:  # pytest's tmp_path is root's alone
-        shared = Path(where)
-        shared.chmod(0o777)
-        env = {"PATH": "/usr/bin:/bin", "GSUP_HOME": str(shared / "home"), "HOME": where, "NO_COLOR": "1",
-               "PYTHONPATH": f"{ROOT}:{site / 'site-packages'}"}
+    with nobody_workdir() as (shared, env):
         script = write_program(shared / "prog.py", """
             import signal, sys, time
             signal.signal(signal.SIGTERM, lambda *a: sys.exit(3))

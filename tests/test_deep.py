@@ -15,14 +15,24 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from supervisor import api, report
 from supervisor.model import EXITED, End
-from tests.helpers import INTERPRETERS, ROOT, Gsup, Program, ready_then_sleep, wait_for_pids, wait_until, write_program
+from tests.helpers import (
+    INTERPRETERS,
+    NOBODY,
+    Gsup,
+    Program,
+    nobody_python,
+    nobody_workdir,
+    ready_then_sleep,
+    wait_for_pids,
+    wait_until,
+    write_program,
+)
 
 # Each child writes its sys.path to a file named after its flag, registers a handler, and
 # lives long enough for gsup's tree snapshots to see its argv (unprobed, it says nothing itself).
@@ -127,16 +137,8 @@ def test_matrix_and_the_api_pass_deep_on(gsup: Gsup, program: Program, tmp_path:
 def test_deep_without_the_right_fails_in_one_line() -> None:
     """As ``nobody`` (setpriv), gsup cannot create a mount namespace: one line, exit 2, nothing run.
     (And a script in a directory nobody may enter is bad input too, not an internal error.)"""
-    python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
-    if os.geteuid() != 0 or python is None or not shutil.which("setpriv"):
-        pytest.skip("needs root, setpriv and a system python3 to become nobody")
-    nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-    site = Path(sys.executable).parents[1] / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    with tempfile.TemporaryDirectory(dir="/tmp") as where:  # pytest's tmp_path is root's alone
-        shared = Path(where)
-        shared.chmod(0o777)
-        env = {"PATH": "/usr/bin:/bin", "GSUP_HOME": str(shared / "home"), "HOME": where, "NO_COLOR": "1",
-               "PYTHONPATH": f"{ROOT}:{site / 'site-packages'}"}
+    python, nobody = nobody_python(), NOBODY
+    with nobody_workdir() as (shared, env):
         probe = subprocess.run([*nobody, python, "-c", "import click, rich, psutil, supervisor"], env=env,
                                capture_output=True, check=False)
         if probe.returncode != 0:
