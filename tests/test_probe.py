@@ -976,6 +976,95 @@ def test_probe_runs_once(python: str, twice: str, tmp_path: Path) -> None:
     assert len(image.of_kind("sig0")) == 2
 
 
+def _user_site(tmp_path: Path, python: str, pth: str, modules: dict[str, str]) -> dict[str, str]:
+    """A user site-packages for ``python`` holding ``kick.pth`` and ``modules``: ``site``
+    runs them before any ``sitecustomize`` (so before the probe); returns the env entry."""
+    base = tmp_path / "userbase"
+    found = run_python(python, ["-c", "import site; print(site.ENABLE_USER_SITE)"], base_env(), tmp_path.parent)
+    if found.stdout.strip() != b"True":
+        pytest.skip(f"{python} reads no user site-packages (a virtual environment)")
+    site = base / "lib" / ("python%d.%d" % minor_of(python)) / "site-packages"
+    site.mkdir(parents=True)
+    (site / "kick.pth").write_text(pth + "\n")
+    for name, source in modules.items():
+        write_program(site / f"{name}.py", source)
+    return {"PYTHONUSERBASE": str(base)}
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a backgrounded shell leaves it ignored
+
+
+# While the probe starts, ``os.getppid`` (which it calls to write its start record) sends
+# the process a SIGINT: the probe has every signal held back then, so the interrupt is
+# due the moment the probe is done.  The reference is a plain interpreter interrupted in
+# its own ``site`` (a .pth line sending the SIGINT).
+KICK_WHILE_PROBE_STARTS = """
+    import os
+
+    _real = os.getppid
+
+    def getppid():
+        os.kill(os.getpid(), 2)
+        return _real()
+
+    os.getppid = getppid
+    """
+
+
+@interpreters
+def test_sigint_while_the_probe_starts_is_raised_outside_it(python: str, tmp_path: Path) -> None:
+    events = tmp_path / "events"
+    events.mkdir()
+    prog = write_program(tmp_path / "prog.py", "print('main ran')\n")
+    kicked = _user_site(tmp_path / "kicked", python, "import kick", {"kick": KICK_WHILE_PROBE_STARTS})
+    probed = subprocess.Popen([python, str(prog)], env={**probe_env(events), **kicked}, cwd=tmp_path,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              preexec_fn=_sigint_default)
+    with_probe = finish_python(probed)
+    plain_site = _user_site(tmp_path / "plain", python, "import os; os.kill(os.getpid(), 2)", {})
+    baseline = finish_python(subprocess.Popen(
+        [python, str(prog)], env={**base_env(), **plain_site}, cwd=tmp_path, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_sigint_default))
+
+    # Interrupted in site, a plain interpreter stops before the program: so does the probed one...
+    assert baseline.returncode == 1 and baseline.stderr.rstrip().endswith(b"KeyboardInterrupt"), baseline.show()
+    assert (with_probe.returncode, with_probe.stdout) == (1, b""), with_probe.show()
+    assert with_probe.stderr.splitlines()[0] == baseline.stderr.splitlines()[0], with_probe.show()
+    assert with_probe.stderr.rstrip().endswith(b"KeyboardInterrupt"), with_probe.show()
+    # ...with none of the probe's frames in its traceback,
+    assert b"_probe" not in with_probe.stderr and b"sitecustomize.py" not in with_probe.stderr, with_probe.show()
+    # after the probe had started whole, seeing the Ctrl-C once (3.11 on) or not at all (its run inferred).
+    image = only_image(events, probed.pid)
+    assert image.first("kill") is not None and image.of_kind("sig0"), image.events  # its last start-up record
+    assert len(image.of_kind("sigrun")) == (1 if minor_of(python) >= (3, 11) else 0), image.events
+
+
+PATCHED_MODULE_FAILS = {
+    "import error": "raise ImportError('werkzeug needs something missing')",
+    "runtime error": "raise RuntimeError('boom at import')",
+}
+
+
+@pytest.mark.parametrize("failure", sorted(PATCHED_MODULE_FAILS))
+@interpreters
+def test_module_the_probe_patches_fails_as_without_probe(python: str, failure: str, tmp_path: Path) -> None:
+    """A module the probe patches on import (werkzeug.serving: which framework runs here)
+    runs under the probe's loader: its failure's traceback must not show that frame."""
+    (tmp_path / "werkzeug").mkdir()
+    write_program(tmp_path / "werkzeug" / "__init__.py", "")
+    write_program(tmp_path / "werkzeug" / "serving.py", PATCHED_MODULE_FAILS[failure] + "\n")
+    prog = write_program(tmp_path / "prog.py", "import werkzeug.serving\n")
+    events = tmp_path / "events"
+    events.mkdir()
+    probed = start_python(python, [str(prog)], probe_env(events), tmp_path)
+    baseline = run_python(python, [str(prog)], base_env(), tmp_path)
+    with_probe = finish_python(probed)
+    assert baseline.returncode == 1 and b"at import" in baseline.stderr or b"missing" in baseline.stderr
+    assert normalised(with_probe) == normalised(baseline), with_probe.show()
+    assert only_image(events, probed.pid).first("start") is not None
+
+
 # -- 4. SIGKILL in the middle of a handler ---------------------------------------------
 
 

@@ -290,7 +290,10 @@ def _error_lines(stderr: str) -> str:
     return " | ".join(line for line in stderr.splitlines() if line.startswith("gsup:")) or stderr[-500:]
 
 
-PROBE_NAMES = ("_gsup_probe", "sitecustomize")  # the probe's module and file names (supervisor/_probe/)
+# The probe's package and its entry file (supervisor/_probe/).  Not "sitecustomize"
+# alone: ``site``'s own ``execsitecustomize`` frame shows in any interpreter that a
+# Ctrl-C stops at start-up, with or without the probe.
+PROBE_NAMES = ("_gsup_probe", "_probe/sitecustomize.py")
 
 
 def probe_lines(*outputs: str) -> list[Finding]:

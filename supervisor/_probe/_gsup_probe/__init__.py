@@ -1141,6 +1141,14 @@ class _Loader:
         return getattr(self.loader, name)
 
 
+# The patched module runs below ``_Loader.exec_module``: an exception it raises (an
+# ImportError, a Ctrl-C) would show that frame in the program's traceback.  Filed under
+# the import system's name, the frame is trimmed with importlib's own (import.c's
+# ``remove_importlib_frames``), and ``warnings`` skips it as it skips theirs.
+_Loader.exec_module.__code__ = _Loader.exec_module.__code__.replace(
+    co_filename="<frozen importlib._bootstrap_external>")
+
+
 def _patch_imports(patches):
     for name, patch in patches.items():
         if name in sys.modules:
