@@ -983,7 +983,8 @@ def _user_site(tmp_path: Path, python: str, pth: str, modules: dict[str, str]) -
     found = run_python(python, ["-c", "import site; print(site.ENABLE_USER_SITE)"], base_env(), tmp_path.parent)
     if found.stdout.strip() != b"True":
         pytest.skip(f"{python} reads no user site-packages (a virtual environment)")
-    site = base / "lib" / ("python%d.%d" % minor_of(python)) / "site-packages"
+    major, minor = minor_of(python)
+    site = base / "lib" / f"python{major}.{minor}" / "site-packages"
     site.mkdir(parents=True)
     (site / "kick.pth").write_text(pth + "\n")
     for name, source in modules.items():
@@ -1060,7 +1061,7 @@ def test_module_the_probe_patches_fails_as_without_probe(python: str, failure: s
     probed = start_python(python, [str(prog)], probe_env(events), tmp_path)
     baseline = run_python(python, [str(prog)], base_env(), tmp_path)
     with_probe = finish_python(probed)
-    assert baseline.returncode == 1 and b"at import" in baseline.stderr or b"missing" in baseline.stderr
+    assert baseline.returncode == 1 and (b"at import" in baseline.stderr or b"missing" in baseline.stderr)
     assert normalised(with_probe) == normalised(baseline), with_probe.show()
     assert only_image(events, probed.pid).first("start") is not None
 
