@@ -55,6 +55,8 @@ def main() -> None:
         from supervisor import early_signals
 
         early_signals.collect()  # a TERM during the imports below is forwarded, not fatal
+        if not _completing():
+            fast_run()
     from supervisor.cli import entry
 
     if sys.argv[1:2] != ["run"]:
@@ -62,6 +64,25 @@ def main() -> None:
         return
     try:
         entry()
+    except SystemExit as done:
+        leave(done)
+    leave(SystemExit(0))
+
+
+def fast_run() -> None:
+    """``gsup run`` read without click (:mod:`supervisor.run_args`), run, and left; back to
+    the caller, with nothing done, when click must read the command line."""
+    from supervisor import run_args
+
+    read = run_args.read(sys.argv[2:])
+    if read is None:
+        return
+    from supervisor import run_command
+
+    params, is_command = read
+    try:
+        closed = run_command.plug_std_streams()  # first: nothing of gsup's may land on a closed 0, 1 or 2
+        run_command.guard(lambda: run_command.run(params, is_command, closed))
     except SystemExit as done:
         leave(done)
     leave(SystemExit(0))

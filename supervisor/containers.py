@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from supervisor.errors import GsupError
+from supervisor.records import dataclass, field
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ import os
 import select
 import signal
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from supervisor import discovery, signals, strictjson
 from supervisor import session as sessions
 from supervisor.errors import ExitCode, GsupError
+from supervisor.records import dataclass
 from supervisor.tree import Seen, Tree, role_of
 
 if TYPE_CHECKING:  # the report machinery loads only where it is used

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Callable, NoReturn, Optional
 
 from supervisor import wording
@@ -52,6 +51,7 @@ from supervisor.model import (
     Report,
 )
 from supervisor.options import parse_signal
+from supervisor.records import dataclass
 
 ROLES = ("parent", "child", "grandchild", "unknown")
 GRAMMAR = ("use '[any] ROLE: CLAIM' with ROLE parent, child, grandchild or unknown and CLAIM one of "

@@ -15,10 +15,10 @@ import signal
 import sys
 import termios
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.errors import GsupError
+from supervisor.records import dataclass
 
 # shutil and subprocess are imported where they are used: a run of a script with --python
 # PATH needs neither, and together they cost a quarter of Python's start-up before the launch.

@@ -11,12 +11,12 @@ Format history: ``gsup.matrix/1`` — first version (schema:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from supervisor import __version__
 from supervisor.errors import ExitCode
 from supervisor.model import Report
+from supervisor.records import dataclass, field
 
 SCHEMA = "gsup.matrix/1"
 # The runs' exit codes in gsup run's own order of priority: the matrix exits with the first one present.

@@ -23,8 +23,9 @@ are documented in README.md ("The JSON report").  Format history:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any, Optional
+
+from supervisor.records import dataclass, field
 
 SCHEMA = "gsup.report/1"
 

@@ -13,10 +13,10 @@ keeps its inside pid: no sighting pairs it.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Optional
 
 from supervisor.events import Event, Image
+from supervisor.records import replace
 from supervisor.tree import Seen
 
 KERNEL = "kernel"  # End.reaped_by of a process the kernel killed when PID 1 ended: reaped inside the namespace

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from supervisor.errors import GsupError
+from supervisor.records import dataclass
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 TARGET_KINDS = ("parent", "child", "group", "tree")

@@ -17,9 +17,10 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+from supervisor.records import dataclass, field
 
 _LISTEN = "0A"  # TCP state in /proc/net/tcp
 MAX_LINE = 65536  # a longer line is matched in pieces of this size

@@ -12,7 +12,8 @@ from __future__ import annotations
 import ctypes
 import os
 import time
-from dataclasses import dataclass
+
+from supervisor.records import dataclass
 
 PR_SET_CHILD_SUBREAPER = 36
 _CLD_EXITED = 1

@@ -9,7 +9,6 @@ events, endings from wait statuses (gsup's own, or an instrumented parent's).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from supervisor import nspids, stacks, wording
@@ -43,6 +42,7 @@ from supervisor.model import (
     Stuck,
 )
 from supervisor.reaper import ExitStatus
+from supervisor.records import dataclass, field
 from supervisor.signals import signal_name
 from supervisor.tree import Seen, role_of
 

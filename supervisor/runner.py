@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from supervisor import discovery, reaper
@@ -31,6 +30,7 @@ from supervisor.phases.loop import EventLoop, OwnSignals
 from supervisor.phases.plan import RunOptions, RunPlan
 from supervisor.phases.start import Launched
 from supervisor.readiness import Readiness
+from supervisor.records import dataclass
 
 if TYPE_CHECKING:
     from supervisor.model import Report
@@ -89,7 +89,7 @@ def run(options: RunOptions, display: Display) -> Outcome:
 def _while_launching() -> None:
     """gsup's work that can wait until the guardian starts the program: old sessions
     pruned, and everything a run needs from then on imported (see the module docstring)."""
-    sessions.prune(keep=sessions.KEEP_ENDED)
+    sessions.prune(keep=sessions.KEEP_ENDED, slack=sessions.PRUNE_SLACK)
     import supervisor.phases.act
     import supervisor.phases.finish
     import supervisor.phases.ready

@@ -33,7 +33,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from supervisor.errors import GsupError
 from supervisor.gsup_child import GSUP, end_gsup, error_line, parse_document
 from supervisor.matrix_report import MatrixReport, Scenario, ScenarioResult
 from supervisor.model import Report
+from supervisor.records import dataclass, field
 
 KEEP_LOGS = 20  # matrix log directories kept under the sessions root; older ones are removed
 PORT = "{port}"  # in the program's arguments and --ready-*: a free port, one per scenario

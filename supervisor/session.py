@@ -25,16 +25,17 @@ import os
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from supervisor import discovery, strictjson
 from supervisor.errors import GsupError
 from supervisor.model import Action
+from supervisor.records import asdict, dataclass, field
 from supervisor.signals import Identity, identity
 
 KEEP_ENDED = 50  # finished or stale sessions kept for later reading; older ones are removed
+PRUNE_SLACK = 25  # ...once there are this many more (see prune)
 
 
 def sessions_root() -> Path:
@@ -229,8 +230,18 @@ def create(command: list[str]) -> Session:
     return session
 
 
-def prune(keep: int) -> None:
-    """Remove ended sessions beyond the newest ``keep``; live ones are never touched."""
+def prune(keep: int, slack: int = 0) -> None:
+    """Remove ended sessions beyond the newest ``keep``; live ones are never touched.
+
+    With ``slack``, only once there are more than ``keep + slack`` sessions: telling
+    ended from live reads every session's state, which on every run cost about half
+    of Python's start-up (issue 17); so a run prunes once in ``slack``."""
+    if slack:
+        try:
+            if len(os.listdir(discovery.sessions_root())) <= keep + slack:
+                return
+        except OSError:
+            return
     import shutil  # only here: shutil costs a tenth of Python's start-up, before gsup run's launch
 
     ended = [s for s in discovery.all_sessions() if not s.is_live()]

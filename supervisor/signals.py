@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
 
 from supervisor import procfs
+from supervisor.records import dataclass
 
 
 @dataclass(frozen=True)

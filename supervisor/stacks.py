@@ -17,7 +17,6 @@ import os
 import re
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -35,6 +34,7 @@ from supervisor.model import (
     Stuck,
     ThreadStack,
 )
+from supervisor.records import dataclass, field
 
 # The probe's choice too (``_arm_stacks``): real-time signals nobody uses.  On the first the
 # probe writes its stacks and goes on; on the second it then stops itself (SIGSTOP), as gsup

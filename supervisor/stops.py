@@ -41,12 +41,12 @@ is the whole tree gsup tracks, the nearest thing to a container or cgroup.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from signal import SIGCONT, SIGINT, SIGTERM, Signals
 from typing import Optional
 
 from supervisor.errors import GsupError
 from supervisor.options import Target
+from supervisor.records import dataclass
 
 
 @dataclass(frozen=True)

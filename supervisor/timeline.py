@@ -11,11 +11,11 @@ ended.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Optional
 
 from supervisor import wording
 from supervisor.model import INTERRUPTED, LEFT_RUNNING, NOT_RUN, RAISED, RAN, Action, Grace, Handler, Process, Report
+from supervisor.records import dataclass, field
 
 HANDLER_KINDS = ("atexit", "threading", "watched")
 

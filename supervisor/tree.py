@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from typing import Optional
 
 from supervisor import procfs, signals
 from supervisor.errors import GsupError
 from supervisor.options import Target
+from supervisor.records import dataclass
 from supervisor.signals import Identity
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 
 import pytest
 
 from supervisor.options import Target
 from supervisor.phases.plan import DEFAULT_GRACE, RunOptions, RunPlan
+from supervisor.records import FrozenInstanceError
 
 
 def test_a_stop_preset_sets_signal_target_grace_and_shooter() -> None:
@@ -33,5 +33,5 @@ def test_without_a_preset_the_signal_is_gsup_s_own() -> None:
 
 def test_the_plan_cannot_change() -> None:
     plan = RunPlan.from_options(RunOptions(argv=["prog"]))
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(FrozenInstanceError):
         plan.grace = 1.0  # type: ignore[misc]

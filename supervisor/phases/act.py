@@ -14,7 +14,6 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Optional
 
 from supervisor import stacks
@@ -26,6 +25,7 @@ from supervisor.phases.loop import Alarm, EventLoop, OwnSignals
 from supervisor.phases.plan import RunPlan
 from supervisor.phases.send import Sender
 from supervisor.reaper import ExitStatus
+from supervisor.records import dataclass, field
 from supervisor.tree import Seen, describe_live, resolve_target
 
 CTRL_C_KILLS = 3  # the Ctrl-C that SIGKILLs: the first two are forwarded, as a terminal would

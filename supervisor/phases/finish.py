@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -18,6 +17,7 @@ from supervisor.phases.journal import Journal
 from supervisor.phases.plan import RunPlan
 from supervisor.phases.start import Launched
 from supervisor.reaper import ExitStatus
+from supervisor.records import dataclass
 from supervisor.tree import Seen, Tree
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from signal import Signals
 from typing import TYPE_CHECKING, Optional
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Optional
 from supervisor import stops
 from supervisor.options import Target
 from supervisor.readiness import Readiness
+from supervisor.records import dataclass, field
 from supervisor.stops import Stop
 
 if TYPE_CHECKING:  # a --pod run only: a plain run never loads the Dockerfile and pod readers

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -16,6 +15,7 @@ from supervisor.phases.display import Display
 from supervisor.phases.loop import EventLoop
 from supervisor.phases.plan import RunPlan
 from supervisor.readiness import Readiness
+from supervisor.records import dataclass
 from supervisor.tree import Seen, Tree, describe_live, scope_of
 
 

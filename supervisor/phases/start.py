@@ -15,7 +15,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Protocol
 
@@ -26,6 +25,7 @@ from supervisor.phases.display import Display
 from supervisor.phases.plan import RunPlan
 from supervisor.readiness import OutputPipe, Readiness
 from supervisor.reaper import ExitStatus
+from supervisor.records import dataclass
 from supervisor.session import Session
 from supervisor.signals import Identity
 
