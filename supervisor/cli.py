@@ -166,8 +166,8 @@ class _Command(click.Command):
         position = 0
         while position < len(args):
             arg = args[position]
-            if arg == "--" or not arg.startswith("-"):
-                return args  # a command or a script: click's own rules already stop there
+            if arg in ("--", "-") or not arg.startswith("-"):
+                return args  # a command or a script (- is stdin's): click's own rules already stop there
             if arg in OPTIONAL_VALUE:  # its value only ever follows "=": the next word is the program's
                 args = [*args[:position], f"{arg}={OPTIONAL_VALUE[arg]}", *args[position + 1:]]
             if arg == "-m":

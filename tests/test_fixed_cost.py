@@ -42,6 +42,10 @@ def run_imports(gsup: Gsup, program: Program) -> list[str]:
     ("psutil", "the tree is read from /proc (procfs.py, held to psutil's arithmetic by test_ps_fast)"),
     ("subprocess", "only -m's pre-flight check and --deep run a child of gsup's own"),
     ("supervisor.junit", "only --junit writes XML"),
+    ("click", "an ordinary gsup run line is read by supervisor.run_args (click costs 3 interpreter start-ups)"),
+    ("supervisor.cli", "the click command is for the lines run_args leaves to click"),
+    ("dataclasses", "supervisor.records: dataclasses imports inspect, ast, dis and tokenize"),
+    ("inspect", "nothing of a run needs it (dataclasses and click were what imported it)"),
 ])
 def test_a_run_never_imports_what_it_does_not_use(run_imports: list[str], module: str, why: str) -> None:
     assert not [m for m in run_imports if m == module or m.startswith(module + ".")], why
