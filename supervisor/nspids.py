@@ -13,11 +13,15 @@ keeps its inside pid: no sighting pairs it.
 
 from __future__ import annotations
 
-from typing import Optional
-
-from supervisor.events import Event, Image
+from supervisor.events import Image
 from supervisor.records import replace
 from supervisor.tree import Seen
+
+TYPE_CHECKING = False  # typing itself costs a tenth of Python's start-up; mypy knows this name
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from supervisor.events import Event
 
 KERNEL = "kernel"  # End.reaped_by of a process the kernel killed when PID 1 ended: reaped inside the namespace
 _PID_FIELDS = {"spawn": "pid", "kill": "pid", "reaped": "pid"}

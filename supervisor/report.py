@@ -9,10 +9,9 @@ events, endings from wait statuses (gsup's own, or an instrumented parent's).
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Optional
 
 from supervisor import nspids, stacks, wording
-from supervisor.events import Event, Image
+from supervisor.events import Image
 from supervisor.explain import explain
 from supervisor.kinds import kinds
 from supervisor.model import (
@@ -45,6 +44,12 @@ from supervisor.reaper import ExitStatus
 from supervisor.records import dataclass, field
 from supervisor.signals import signal_name
 from supervisor.tree import Seen, role_of
+
+TYPE_CHECKING = False  # typing itself costs a tenth of Python's start-up; mypy knows this name
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+    from supervisor.events import Event
 
 ROOT_NS, USER_NS = "root", "user-namespace"  # start.py's Launched.container for a real namespace
 

@@ -12,13 +12,11 @@ records into one line a user can act on ("waiting for non-daemon thread
 
 from __future__ import annotations
 
-import linecache
 import os
 import re
 import signal
 import time
 from pathlib import Path
-from typing import Any, Optional, Union
 
 from supervisor.model import (
     AWAITING,
@@ -35,6 +33,10 @@ from supervisor.model import (
     ThreadStack,
 )
 from supervisor.records import dataclass, field
+
+TYPE_CHECKING = False  # typing itself costs a tenth of Python's start-up; mypy knows this name
+if TYPE_CHECKING:
+    from typing import Any, Optional, Union
 
 # The probe's choice too (``_arm_stacks``): real-time signals nobody uses.  On the first the
 # probe writes its stacks and goes on; on the second it then stops itself (SIGSTOP), as gsup
@@ -88,10 +90,11 @@ class Capture:
         return next((t for t in self.threads if t.main), None)
 
 
-Answer = Union[Capture, str]  # a capture, or why there is none
-
-
 # -- asking --------------------------------------------------------------------------
+
+
+if TYPE_CHECKING:
+    Answer = Union[Capture, str]  # a capture, or why there is none
 
 
 def request(pids: list[int], events_dir: Path, then_stop: bool = False, wait: float = ANSWER_WAIT) -> dict[int, Answer]:
@@ -296,6 +299,8 @@ def source(frame: Optional[Frame]) -> Optional[str]:
     """The line of source ``frame`` is on, stripped (None when the file cannot be read here)."""
     if frame is None:
         return None
+    import linecache  # only with stacks to show: it imports tokenize, about a tenth of Python's start-up
+
     return linecache.getline(frame.file, frame.line).strip() or None
 
 
@@ -431,6 +436,8 @@ def _lock_wait(capture: Capture, thread: ThreadStack, frame: Optional[Frame]) ->
 
 def _holds(frame: Frame, name: str) -> bool:
     """Does the function of ``frame``, up to its current line, take the lock ``name``?"""
+    import linecache
+
     taking = re.compile(rf"\bwith\s+(?:[\w.]*\.)?{re.escape(name)}\s*:|\b{re.escape(name)}\.acquire\(")
     for number in range(frame.line, max(0, frame.line - 60), -1):
         text = linecache.getline(frame.file, number)

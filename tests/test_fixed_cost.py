@@ -46,6 +46,8 @@ def run_imports(gsup: Gsup, program: Program) -> list[str]:
     ("supervisor.cli", "the click command is for the lines run_args leaves to click"),
     ("dataclasses", "supervisor.records: dataclasses imports inspect, ast, dis and tokenize"),
     ("inspect", "nothing of a run needs it (dataclasses and click were what imported it)"),
+    ("typing", "annotations only (TYPE_CHECKING): importing typing costs a tenth of Python's start-up"),
+    ("linecache", "only stacks shown need source lines (it imports tokenize)"),
 ])
 def test_a_run_never_imports_what_it_does_not_use(run_imports: list[str], module: str, why: str) -> None:
     assert not [m for m in run_imports if m == module or m.startswith(module + ".")], why

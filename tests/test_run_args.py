@@ -33,7 +33,7 @@ def click_read(args: list[str]) -> Read:
 def test_the_option_table_is_clicks() -> None:
     options = {p.name: p for p in cli.run.params if isinstance(p, click.Option)}
     assert set(options) == set(run_args.OPTIONS)
-    for name, (opts, kind, default) in run_args.OPTIONS.items():
+    for name, (opts, kind, _default) in run_args.OPTIONS.items():  # defaults: compared below
         option = options[name]
         assert set(opts) == set(option.opts + option.secondary_opts), name
         expected = (run_args.MULTIPLE if option.multiple else run_args.FLAG if option.is_flag

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
 from supervisor.model import Action
 from supervisor.reaper import ExitStatus
 from supervisor.session import Session
+
+TYPE_CHECKING = False  # typing itself costs a tenth of Python's start-up; mypy knows this name
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # a structural type for mypy; a plain base class at run time
 
 if TYPE_CHECKING:  # types only: the tree (and psutil) is loaded once the program is launched (runner.py)
     from supervisor.tree import Seen, Tree

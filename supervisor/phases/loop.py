@@ -16,7 +16,6 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
-from typing import TYPE_CHECKING, Optional
 
 from supervisor import early_signals
 from supervisor.phases.display import Display
@@ -25,6 +24,11 @@ from supervisor.phases.start import Launched
 from supervisor.reaper import ExitStatus
 from supervisor.signals import Identity
 
+TYPE_CHECKING = False  # typing itself costs a tenth of Python's start-up; mypy knows this name
+if TYPE_CHECKING:
+    from typing import Optional
+    Alarm = Callable[[], Optional[float]]  # a phase's next deadline (time.monotonic()), if any
+
 if TYPE_CHECKING:  # a type only: the tree (and psutil) is loaded once the program is launched (runner.py)
     from supervisor.tree import Tree
 
@@ -32,8 +36,6 @@ FAST_LOOK = 0.05  # seconds between tree snapshots while something is expected
 SLOW_LOOK = 1.0  # ... once the tree has been quiet for a while
 QUIET_AFTER = 2.0
 FAILURE_REAP = 5.0  # after a failure, how long the statuses of what was killed are waited for
-
-Alarm = Callable[[], Optional[float]]  # a phase's next deadline (time.monotonic()), if any
 
 
 class OwnSignals:
