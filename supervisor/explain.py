@@ -282,11 +282,15 @@ def _sender(proc: Process, sig: str, everyone: list[Process], actions: list[Acti
             return _BY.get(action.by, " by gsup")
     for other in everyone:
         for pid, signum in other.kills:
-            if pid == proc.pid and signal_name(signum) == sig and other.pid != proc.pid:
+            # os.killpg reaches every member: the group's leader (billiard's workers lead their
+            # own) and those in it when they started (a later setpgid is not seen)
+            group = pid < 0 and -pid in (proc.pid, proc.pgid)
+            if (pid == proc.pid or group) and signal_name(signum) == sig and other.pid != proc.pid:
                 relation = "its parent" if other.pid == proc.ppid else "process"
+                through = f" to its process group {-pid}" if group else ""
                 if other.kind:
-                    return f" by {relation} {other.pid} ({other.kind})"
-                return f" by {relation} (pid {other.pid})"
+                    return f" by {relation} {other.pid} ({other.kind}){through}"
+                return f" by {relation} (pid {other.pid}){through}"
     return ""
 
 

@@ -384,7 +384,8 @@ class Process:
     forked: bool = False
     unreadable_events: int = 0
     explanation: str = ""
-    kills: list[tuple[int, int]] = field(default_factory=list)  # (pid, signum) it sent
+    kills: list[tuple[int, int]] = field(default_factory=list)  # (pid, signum) it sent; -pgid: to a group
+    pgid: Optional[int] = None  # its process group at start (the probe's): which group sends reached it
     watched: list[Handler] = field(default_factory=list)  # calls of watched functions, in the order they began
     watch_missing: list[str] = field(default_factory=list)  # MODULE:QUALNAME watched but not found
     sent: list[Sent] = field(default_factory=list)  # signals it sent, in order (``kills`` with their times)

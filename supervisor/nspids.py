@@ -46,7 +46,8 @@ def _event(event: Event, host: dict[int, int], guardian_pid: Optional[int]) -> E
     kind = event.get("k")
     if kind == "start":
         outside = {0: guardian_pid} if guardian_pid is not None else {}  # PID 1's parent, seen from inside
-        return dict(event, pid=_host(event.get("pid"), host), ppid=_host(event.get("ppid"), {**host, **outside}))
+        return dict(event, pid=_host(event.get("pid"), host), ppid=_host(event.get("ppid"), {**host, **outside}),
+                    pg=_host(event.get("pg"), host))
     if kind in _PID_FIELDS and isinstance(event.get("pid"), int):
         return dict(event, pid=_host(event["pid"], host))
     if kind == "kill" and isinstance(event.get("pgid"), int):

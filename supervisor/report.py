@@ -434,6 +434,7 @@ def _from_image(image: Image, proc: _Proc, role: str, end: End, facts: RunFacts)
     entry.watched, entry.watch_missing = _watched(image.events, facts.launched)
     entry.signal_handlers = _signal_handlers(image.events, entry, facts.launched)  # reads entry.exception
     entry.kills = [(int(e.get("pid", -e.get("pgid", 0))), int(e["sig"])) for e in image.of_kind("kill")]
+    entry.pgid = start.get("pg") if isinstance(start.get("pg"), int) else None
     entry.sent = [_sent(e, entry.pid, facts.launched) for e in image.of_kind("kill") if e.get("sig")]  # 0: liveness
     entry.reraised = _reraised(image.events, proc.pid)
     entry.stop_at = _stop_at(image.events, facts)

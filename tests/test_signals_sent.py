@@ -118,3 +118,47 @@ def test_a_watched_call_before_the_stop_is_start_up(gsup: Gsup, program: Program
     assert parent["stop_at"] == result.report["actions"][0]["at"]
     shown = gsup.run("run", "--signal", "TERM", "--ready-output", "ready", "prog.py").stdout
     assert "logging.shutdown" in shown and "during start-up" in shown, shown
+
+
+KILLPG = """
+    import os, signal, sys, time
+
+    HERE = os.path.dirname(os.path.abspath(__file__))
+
+    def ready(name):
+        os.close(os.open(os.path.join(HERE, name), os.O_WRONLY | os.O_CREAT))
+
+    def wait_for(*names):
+        deadline = time.monotonic() + 30
+        while not all(os.path.exists(os.path.join(HERE, n)) for n in names):
+            assert time.monotonic() < deadline, names
+            time.sleep(0.01)
+
+    leader = os.fork()
+    if leader == 0:
+        os.setpgid(0, 0)  # its own group, as billiard's pool workers have: the leader of it
+        if os.fork() == 0:
+            ready("member")
+            time.sleep(60)
+            os._exit(1)
+        ready("leader")
+        time.sleep(60)
+        os._exit(1)
+    wait_for("leader", "member")
+    os.killpg(leader, signal.SIGTERM)  # what billiard does to a worker whose TERM timed out
+    os.waitpid(leader, 0)
+    """
+
+
+def test_a_signal_sent_to_a_group_names_its_sender(gsup: Gsup, program: Program) -> None:
+    """Observed without gsup, wait statuses: the leader and the member of the group both die
+    by SIGTERM.  The report names the parent that sent it, through the group, in both."""
+    program(KILLPG)
+    report = gsup.report("prog.py")
+    parent, leader, member = role(report, "parent"), role(report, "child"), role(report, "grandchild")
+    assert [(s["signal"], s["via"], s["pid"]) for s in parent["sent"]] == [("SIGTERM", "killpg", -leader["pid"])]
+    for proc in (leader, member):
+        assert proc["end"]["signal"] == "SIGTERM", proc
+    group = f"to its process group {leader['pid']}"
+    assert f"by its parent (pid {parent['pid']}) {group}" in leader["explanation"], leader["explanation"]
+    assert f"by process (pid {parent['pid']}) {group}" in member["explanation"], member["explanation"]

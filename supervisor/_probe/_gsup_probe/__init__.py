@@ -247,9 +247,9 @@ class Recorder:
         self.pid, self.seq, self.held, self.holding = pid, self.count(), [], True
         try:
             argv = ",".join(js(a) for a in _cmdline(os))
-            self.emit("start", ',"pid":%d,"ppid":%d,"st":%s,"argv":[%s],"exe":%s,"py":"%d.%d.%d","fork":%s,"ncb":%d'
-                      % (pid, os.getppid(), start, argv, js(sys.executable), *sys.version_info[:3],
-                         "true" if forked else "false", self.opaque))
+            self.emit("start", ',"pid":%d,"ppid":%d,"pg":%d,"st":%s,"argv":[%s],"exe":%s,"py":"%d.%d.%d","fork":%s,'
+                      '"ncb":%d' % (pid, os.getppid(), os.getpgrp(), start, argv, js(sys.executable),
+                                    *sys.version_info[:3], "true" if forked else "false", self.opaque))
             if forked and self.on_fork is not None:
                 self.on_fork()
         finally:
