@@ -67,11 +67,13 @@ def test_what_launching_needs_loads_no_psutil_and_no_report() -> None:
 
 def test_the_guardian_starts_the_program_before_importing_json() -> None:
     """json imports re (~6 ms before the program could start); the guardian's status lines
-    need neither, and the loader imports it as a module, from its compiled bytecode."""
+    need neither, and the loader imports it as a module, from its compiled bytecode.  Nor
+    enum, which signal imports: the guardian uses _signal's plain ints."""
     code = (f"import sys\nsys.argv[1:] = [{launch.GUARDIAN!r}]\n{launch.GUARDIAN_LOADER.split('; import')[0]}\n"
-            "import guardian\nprint(guardian.__file__, 're' in sys.modules, 'json' in sys.modules)")
+            "import guardian\nprint(guardian.__file__, 're' in sys.modules, 'json' in sys.modules, "
+            "'enum' in sys.modules)")
     done = subprocess.run([PYTHON, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.split() == [launch.GUARDIAN, "False", "False"]
+    assert done.stdout.split() == [launch.GUARDIAN, "False", "False", "False"]
 
 
 @pytest.mark.parametrize("record", [
