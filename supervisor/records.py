@@ -108,11 +108,8 @@ else:
             elif f.default_factory is not _MISSING:
                 scope[f"_f{number}"] = f.default_factory
                 value = f"_f{number}()"
-            elif f.default is not _MISSING:
-                scope[f"_d{number}"] = f.default
-                value = f"_d{number}"
             else:
-                continue
+                continue  # not in __init__, a plain default: the class attribute stands for it
             body.append(f"_set(self, {f.name!r}, {value})" if frozen else f"self.{f.name} = {value}")
         if hasattr(cls, "__post_init__"):
             body.append("self.__post_init__()")
