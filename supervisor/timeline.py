@@ -278,6 +278,8 @@ def _moments(report: Report, lanes: list[Lane], signals: list[Signal]) -> list[M
             out.append(Moment(action.at, None, f"{action.signal} to {action.target}: nobody left to get it", "signal"))
     if report.ready is not None and report.ready.ok and report.ready.after is not None:
         out.append(Moment(report.ready.after, None, f"ready ({report.ready.condition})", "ready"))
-    if report.grace is not None:
+    # A grace that began with nothing left to wait for (the tree ended on its own, together
+    # with the launched process) is no moment of the story: it would only read as a wait.
+    if report.grace is not None and any(lane.end is None or lane.end > report.grace.began + 0.001 for lane in lanes):
         out.append(Moment(report.grace.began, None, f"grace of {report.grace.seconds:g}s begins", "grace"))
     return out

@@ -152,6 +152,8 @@ def test_the_rich_report_ends_with_the_chronology_plain_and_aligned(story: Story
     texts = [line[10:] for line in lines]
     found = [next(i for i, text in enumerate(texts) if text.startswith(e)) for e in expected]
     assert found == sorted(found), lines
+    # The grace begins as gsup sends (its own clock: within a few ms of the handlers' first lines).
+    assert found[0] < texts.index("grace of 1s begins") < found[4], lines
     column = len(lines[0]) - len(lines[0].lstrip()) + len("+0.000  ")
     for line in lines:  # a time right-aligned in its column, or a long line's rest wrapped under its text
         assert re.fullmatch(r" *[+-]\d+\.\d{3}  \S.*", line) or line.startswith(" " * column), lines
@@ -284,3 +286,16 @@ def test_an_escalation_says_why_gsup_forced_the_end(story: Story) -> None:
     page = timeline_html.page(report)
     twice = page.count("(escalation: gsup was signalled twice)")  # each mark says it as often as the others
     assert twice > 0 and page.count("(escalation: grace over)") == twice
+
+
+def test_a_grace_with_nothing_left_to_wait_for_is_no_moment(gsup: Gsup, tmp_path: Path) -> None:
+    """A program that ends on its own, children and all: gsup's grace for leftovers begins
+    as it ends, with nothing to wait for, and the chronology does not list it."""
+    prog = tmp_path / "alone.py"
+    prog.write_text("import atexit, subprocess, sys\natexit.register(print, 'bye')\n"
+                    "subprocess.run([sys.executable, '-c', 'pass'], check=True)\n")
+    result = gsup.run("run", "--timeline", "--python", PYTHON, str(prog))
+    assert result.returncode == 0, result.stderr
+    lines = chronology(result)
+    assert any("exited 0" in line for line in lines), lines
+    assert not [line for line in lines if "grace of" in line], lines
