@@ -61,8 +61,10 @@ GRAMMAR = ("use '[any] ROLE: CLAIM' with ROLE parent, child, grandchild or unkno
            "'NAME ran', 'NAME not run', 'NAME raised [EXCEPTION]', 'all handlers ran', 'nothing interrupted', "
            "'exit N', 'killed by SIG'; or 'no leftovers', 'nothing interrupted', 'complete'")
 
-_SCOPED = re.compile(r"^(?:(?P<quantifier>any|every)\s+)?(?P<role>[^:]+?)\s*:\s*(?P<claim>.*)$", re.IGNORECASE)
-_CLAIMS: list[tuple[str, re.Pattern[str]]] = [(kind, re.compile(pattern, re.IGNORECASE)) for kind, pattern in [
+# The grammar's patterns, compiled on the first --expect read: a run without --expect
+# (most runs) does not pay for compiling them before its program starts.
+_SCOPED = r"^(?:(?P<quantifier>any|every)\s+)?(?P<role>[^:]+?)\s*:\s*(?P<claim>.*)$"
+_CLAIMS = [
     ("all-ran", r"all handlers ran"),
     ("nothing-interrupted", r"nothing interrupted"),
     ("exit", r"exit(?:ed)?(?:\s+code)?\s+(?P<code>\S+)"),
@@ -70,7 +72,7 @@ _CLAIMS: list[tuple[str, re.Pattern[str]]] = [(kind, re.compile(pattern, re.IGNO
     ("not-run", r"(?:handler\s+)?(?P<name>\S+)\s+(?:not\s+run|did\s+not\s+run|never\s+ran)"),
     ("raised", r"(?:handler\s+)?(?P<name>\S+)\s+raised(?:\s+(?P<exception>\S+))?"),
     ("ran", r"(?:handler\s+)?(?P<name>\S+)\s+ran"),
-]]
+]
 _GLOBAL = {"no leftovers": "no-leftovers", "nothing interrupted": "nothing-interrupted", "complete": "complete"}
 
 
@@ -94,15 +96,15 @@ def parse(text: str) -> Expectation:
     kind = _GLOBAL.get(words.lower())
     if kind is not None:
         return Expectation(text=words, kind=kind)
-    scoped = _SCOPED.match(words)
+    scoped = re.match(_SCOPED, words, re.IGNORECASE)  # re caches it: compiled once
     if scoped is None:
         _bad(text, "no 'ROLE:' and not a whole-run claim")
     role = scoped["role"].lower()
     if role not in ROLES:
         _bad(text, f"unknown role {scoped['role']!r}")
     claim = scoped["claim"]
-    for kind, pattern in _CLAIMS:
-        found = pattern.fullmatch(claim)
+    for kind, pattern in _CLAIMS:  # re's cache holds each once compiled
+        found = re.fullmatch(pattern, claim, re.IGNORECASE)
         if found is not None:
             return _build(words, kind, role, (scoped["quantifier"] or "").lower() == "any", found)
     _bad(text, f"unknown claim {claim!r}" if claim else "nothing after 'ROLE:'")
