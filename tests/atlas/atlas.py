@@ -116,8 +116,8 @@ def runs_on(server: Server, env: ServerEnv) -> bool:
     return all(package in env.installed for package in server.needs)
 
 
-def not_run_because(server: Server, env: ServerEnv) -> str:
-    return "; ".join(dict.fromkeys(env.unsupported[p] for p in server.needs if p not in env.installed))
+def not_run_because(server: Server, env: ServerEnv) -> list[str]:
+    return [env.unsupported.get(p, f"{p} is not in its venv") for p in server.needs if p not in env.installed]
 
 
 def cells() -> list[tuple[Server, str]]:
@@ -290,19 +290,18 @@ def availability(server: Server, envs: list[ServerEnv]) -> str:
     line = f"Run on Python {', '.join(ran)}."
     skipped = [env for env in envs if not runs_on(server, env)]
     if skipped:
-        why = "; ".join(dict.fromkeys(not_run_because(server, env) for env in skipped))
+        why = "; ".join(dict.fromkeys(reason for env in skipped for reason in not_run_because(server, env)))
         line += f" Not on {', '.join(minor(env) for env in skipped)}: {why}."
     return line
 
 
 def variants(per_python: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
-    """The cell's distinct outcomes with the Pythons that showed each: those shown by all first."""
-    found: dict[str, list[str]] = {}
-    for python, texts in per_python.items():
-        for text in texts:
-            found.setdefault(text, []).append(python)
-    everyone = len(per_python)
-    return sorted(found.items(), key=lambda item: len(item[1]) != everyone)
+    """The cell's distinct outcomes, each with the Pythons whose outcomes hold each of its lines
+    (those ``--check`` accepts it on: a mix of two races seen on one Python is not a difference
+    between Pythons when another showed both races), those of every Python first."""
+    texts = list(dict.fromkeys(text for texts in per_python.values() for text in texts))
+    found = [(text, [python for python, known in per_python.items() if seen_before(text, known)]) for text in texts]
+    return sorted(found, key=lambda item: len(item[1]) != len(per_python))
 
 
 def cell_text(per_python: dict[str, list[str]]) -> str:
