@@ -23,9 +23,10 @@ finds its worker alive to terminate it), and the atlas says so rather than pick
 one.  An outcome seen on some Pythons only is then chased on the others (up to
 three more runs each), so that a race is not written down as a difference
 between Pythons.  ``--check`` (CI) runs each cell once per Python and compares
-it with the outcomes the committed file records for that Python; a cell
-matching none is run again, twice at most, so it fails only on an outcome
-never seen before, every time: a change of behaviour.  Outcomes are compared
+it with the outcomes the committed file records for that Python (and, where
+that Python races, for the others: see ``accepted``); a cell matching none is
+run again, twice at most, so it fails only on an outcome never seen before,
+every time: a change of behaviour.  Outcomes are compared
 line by line (one line per kind of process), see ``seen_before``.  The exit
 status is 1 then, with the cells that differ.
 
@@ -275,11 +276,12 @@ support; each section says which.  Every run: ready when the port listens, plus 
 stop; `--grace {GRACE}` (also for the presets, whose own timeouts are 10 s, 30 s and 90 s).
 The apps are in `tests/atlas/apps/`; each registers one atexit handler, `app_bye`.
 
-Each cell was run {runs} times on each Python.  An outcome shown without a label is what every
-Python did; "_On Python 3.13:_" names the Pythons of an outcome that not all of them showed.
-Where a server races with itself, every outcome seen follows "_In other runs:_" (or "_In
-other runs on Python …:_"), and an outcome seen on some Pythons only was looked for three
-more times on the others before being written down as theirs alone.
+Each cell was run at least {runs} times on each Python.  An outcome shown without a label is
+what every Python did; "_On Python 3.13:_" names the Pythons of an outcome that not all of them
+showed.  Where a server races with itself, every outcome seen follows "_In other runs:_" (or
+"_In other runs on Python …:_"); an outcome seen on some Pythons only was looked for three
+more times on the others before being written down as theirs alone, and CI accepts it on a
+Python where the same cell races too.
 
 """
 
@@ -374,12 +376,15 @@ def check(envs: list[ServerEnv], jobs: int) -> int:
     for (name, stop), per_python in results.items():
         server = next(s for s in SERVERS if s.name == name)
         for python, (text,) in per_python.items():
-            known = committed.get((name, stop), {}).get(python, [])
+            known = accepted(committed.get((name, stop), {}), python)
             tries = [text]
             while not seen_before(tries[-1], known) and len(tries) < 3:
                 tries.append(run_cell(server, stop, by_minor[python]))
             if seen_before(tries[-1], known):
                 passed += 1
+                if not seen_before(tries[-1], committed[(name, stop)][python]):
+                    print(f"atlas: {name}, {stop}, Python {python}: a mix of outcomes docs/atlas.md records for "
+                          "other Pythons only (make atlas-more records it)")
             else:
                 differing.append((name, stop, python, tries[-1]))
     for name, stop, python, last in differing:
@@ -392,6 +397,17 @@ def check(envs: list[ServerEnv], jobs: int) -> int:
     print(f"atlas: {passed} passed, {len(differing) + len(missing)} failed (cells × Pythons: "
           f"{', '.join(by_minor)})")
     return 1 if differing or missing else 0
+
+
+def accepted(per_python: dict[str, list[str]], python: str) -> list[str]:
+    """The outcomes ``--check`` accepts on ``python``: those the file records for it and, where it
+    races (it records more than one), those it records for the other Pythons: the odds of a race
+    shift with the interpreter and the machine's load, so three runs on one Python may never show
+    an outcome another showed, while a cell that never raced on this Python must stay as it is."""
+    own = per_python.get(python, [])
+    if len(own) < 2:
+        return own
+    return own + [text for other, texts in per_python.items() if other != python for text in texts]
 
 
 def add(envs: list[ServerEnv], jobs: int, runs: int) -> int:
