@@ -30,7 +30,7 @@ every time: a change of behaviour.  Outcomes are compared
 line by line (one line per kind of process), see ``seen_before``.  The exit
 status is 1 then, with the cells that differ.
 
-What it runs, and why, to keep CI within a few minutes (about 4 on 2 cores):
+What it runs, and why, to keep CI within a few minutes (about 3 on 2 cores):
 TERM, INT and KILL to the parent, TERM and KILL to the children where there are
 children, and the ``ctrl-c``, ``docker``, ``k8s`` and ``systemd`` presets, each
 with a 3 s grace instead of the preset's own (10 s, 30 s, 90 s): every server
@@ -301,8 +301,9 @@ def variants(per_python: dict[str, list[str]]) -> list[tuple[str, list[str]]]:
     """The cell's distinct outcomes, each with the Pythons whose outcomes hold each of its lines
     (those ``--check`` accepts it on: a mix of two races seen on one Python is not a difference
     between Pythons when another showed both races), those of every Python first."""
-    texts = list(dict.fromkeys(text for texts in per_python.values() for text in texts))
-    found = [(text, [python for python, known in per_python.items() if seen_before(text, known)]) for text in texts]
+    order = sorted(per_python, key=lambda python: tuple(map(int, python.split("."))))
+    texts = list(dict.fromkeys(text for python in order for text in per_python[python]))
+    found = [(text, [python for python in order if seen_before(text, per_python[python])]) for text in texts]
     return sorted(found, key=lambda item: len(item[1]) != len(per_python))
 
 
@@ -430,8 +431,15 @@ def add(envs: list[ServerEnv], jobs: int, runs: int) -> int:
 
 
 def write(envs: list[ServerEnv], jobs: int, runs: int) -> int:
+    """Every cell on ``envs``; with ``--python``, the other Pythons' outcomes are kept from the file."""
     results = chase(generate(envs, jobs, runs), envs, jobs, 3)
-    ATLAS.write_text(document(results, envs, runs))
+    everyone = [env for _, env in sorted(server_envs().items())]
+    if len(envs) < len(everyone) and ATLAS.exists():
+        kept = committed_cells(ATLAS.read_text())
+        for key, per_python in results.items():
+            kept.setdefault(key, {}).update(per_python)
+        results = kept
+    ATLAS.write_text(document(results, everyone, runs))
     count = sum(len(per_python) for per_python in results.values())
     print(f"atlas: wrote {ATLAS.relative_to(ROOT)} ({count} cells × Pythons, {runs} runs each)")
     return 0
