@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install only-supervisor demo test lint stress storm transparency versions package bench atlas atlas-more atlas-check screenshots clean
+.PHONY: help install only-supervisor demo test lint stress storm transparency versions package bench server-envs atlas atlas-more atlas-check screenshots clean
 
 help:  ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,13 +47,16 @@ storm: $(STAMP)  ## Fork storms under signal storms on 3.9-3.13 (20 runs, ~1 min
 transparency: $(STAMP)  ## CPython's own tests plain and under gsup, per test case (FULL=1: more, DEEP=1: --deep)
 	$(BIN)/python tests/transparency/transparency.py $(if $(FULL),--full) $(if $(DEEP),--deep)
 
-atlas: $(STAMP)  ## Real servers under each stop (~2 min): writes docs/atlas.md
+server-envs: $(STAMP)  ## A venv per pyenv CPython 3.9-3.13 with the servers' pins in .venv-servers/ (once; then instant)
+	$(BIN)/python tests/atlas/envs.py
+
+atlas: server-envs  ## Real servers under each stop on each CPython (~12 min): writes docs/atlas.md
 	$(BIN)/python tests/atlas/atlas.py
 
-atlas-more: $(STAMP)  ## Run each cell 3 more times and add outcomes docs/atlas.md does not record yet (a seldom race)
+atlas-more: server-envs  ## Run each cell 3 more times per CPython and add outcomes docs/atlas.md lacks (a seldom race)
 	$(BIN)/python tests/atlas/atlas.py --add
 
-atlas-check: $(STAMP)  ## Regenerate the atlas and fail where behaviour differs from docs/atlas.md (CI)
+atlas-check: server-envs  ## Regenerate the atlas on each CPython and fail where behaviour differs from docs/atlas.md (CI)
 	$(BIN)/python tests/atlas/atlas.py --check
 
 lint: $(STAMP)  ## ruff and mypy --strict
@@ -74,4 +77,4 @@ screenshots: $(STAMP)  ## Regenerate docs/timeline.png (the README's timeline) f
 	$(BIN)/python .ci/screenshot.py
 
 clean:  ## Remove the venv and caches
-	rm -rf $(VENV) .venv-versions .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .venv-versions .venv-servers .pytest_cache .mypy_cache .ruff_cache *.egg-info

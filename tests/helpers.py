@@ -467,6 +467,60 @@ def minor_of(python: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
+# -- the real servers on each CPython: a venv of the servers' pins per interpreter ----------
+
+SERVER_ENVS = ROOT / ".venv-servers"  # 3.X/: built by make server-envs (tests/atlas/envs.py)
+SERVER_MANIFEST = "pins.json"  # written last in each: what it holds, and which pins do not fit that Python
+
+
+@dataclass(frozen=True)
+class ServerEnv:
+    """One CPython's venv of the servers' pins; gsup is not in it (it launches the venv's scripts)."""
+
+    version: str  # "3.12.1"
+    bin: Path
+    installed: dict[str, str]  # package -> version
+    unsupported: dict[str, str]  # package -> why it is not installed ("uvicorn==0.55.0 requires Python >=3.10")
+
+    @property
+    def python(self) -> str:
+        return str(self.bin / "python")
+
+
+def server_envs() -> dict[int, ServerEnv]:
+    """3.<minor> -> its venv, for each one complete (its manifest is there)."""
+    found = {}
+    for minor in PYENV_MINORS:
+        venv = SERVER_ENVS / f"3.{minor}"
+        try:
+            record = json.loads((venv / SERVER_MANIFEST).read_text())
+        except (OSError, ValueError):
+            continue
+        found[minor] = ServerEnv(record["python"], venv / "bin", record["installed"], record["unsupported"])
+    return found
+
+
+def server_bin(minor: int, *packages: str) -> Path:
+    """The ``bin`` directory holding ``packages`` on CPython 3.<minor>: the venv's own when it is
+    that Python (same pins), else its server venv.  A package that does not support that Python
+    skips the test; a venv missing skips it too, or fails it under ``GSUP_REQUIRE_ALL_PYTHONS=1``."""
+    if sys.version_info[:2] == (3, minor):
+        return Path(PYTHON).parent
+    env = server_envs().get(minor)
+    if env is None:
+        reason = f"no server venv for CPython 3.{minor} in {SERVER_ENVS} (make server-envs)"
+        if os.environ.get(REQUIRE_ALL_PYTHONS) == "1":
+            pytest.fail(f"{reason}, and {REQUIRE_ALL_PYTHONS}=1 requires every one", pytrace=False)
+        pytest.skip(reason)
+    for package in packages:
+        if package in env.unsupported:
+            pytest.skip(env.unsupported[package])
+    return env.bin
+
+
+SERVER_MINORS = [pytest.param(minor, id=f"3.{minor}") for minor in PYENV_MINORS]  # with server_bin in the test
+
+
 # -- the probe alone: an interpreter started with the environment gsup gives a program ----
 
 

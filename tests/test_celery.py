@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import PYTHON, Gsup, free_port, wait_until
+from tests.helpers import PYTHON, SERVER_MINORS, Gsup, free_port, server_bin, wait_until
 
 redis = pytest.importorskip("redis", reason="the celery extra (make install) is not installed")
 pytest.importorskip("celery", reason="the celery extra (make install) is not installed")
@@ -106,11 +106,11 @@ def worker_env(tmp_path: Path, broker: Any) -> dict[str, str]:
     return {"BROKER": f"redis://127.0.0.1:{port}/0", "MARKERS": str(markers), "PYTHONPATH": str(tmp_path)}
 
 
-def submit(env: dict[str, str], cwd: Path, seconds: float) -> dict[str, str]:
+def submit(env: dict[str, str], cwd: Path, seconds: float, python: str = PYTHON) -> dict[str, str]:
     """Queue one acks_late task and one that is not, before the worker starts; their ids."""
     code = ("import json, tasks\n"
             f"print(json.dumps({{'late': tasks.late.delay({seconds}).id, 'early': tasks.early.delay({seconds}).id}}))")
-    done = subprocess.run([PYTHON, "-c", code], env={**_base_env(), **env}, cwd=cwd, capture_output=True, text=True,
+    done = subprocess.run([python, "-c", code], env={**_base_env(), **env}, cwd=cwd, capture_output=True, text=True,
                           timeout=60, check=True)
     return dict(json.loads(done.stdout.splitlines()[-1]))
 
@@ -121,8 +121,8 @@ def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GSUP_")}
 
 
-def run_worker(gsup: Gsup, env: dict[str, str], *stop: str) -> dict[str, Any]:
-    result = gsup.run("run", "--json", "--python", PYTHON, "--ready-file", f"{env['MARKERS']}/both-running",
+def run_worker(gsup: Gsup, env: dict[str, str], *stop: str, python: str = PYTHON) -> dict[str, Any]:
+    result = gsup.run("run", "--json", "--python", python, "--ready-file", f"{env['MARKERS']}/both-running",
                       "--ready-timeout", "60s", *stop, *WORKER, env=env, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.report
@@ -153,10 +153,14 @@ def unacked(broker: Any) -> list[str]:
     return [json.loads(v)[0]["headers"]["id"] for v in broker.hvals("unacked")]
 
 
+@pytest.mark.parametrize("minor", SERVER_MINORS)
 def test_warm_shutdown_waits_for_the_tasks(gsup: Gsup, tmp_path: Path, broker: Any,
-                                           worker_env: dict[str, str]) -> None:
-    ids = submit(worker_env, tmp_path, 1.5)
-    report = run_worker(gsup, worker_env, "--signal", "TERM", "--grace", "30s")
+                                           worker_env: dict[str, str], minor: int) -> None:
+    """On each CPython Celery's pins support."""
+    python = str(server_bin(minor, "celery", "redis") / "python")
+    ids = submit(worker_env, tmp_path, 1.5, python)
+    report = run_worker(gsup, worker_env, "--signal", "TERM", "--grace", "30s", python=python)
+    assert {p["python"].rsplit(".", 1)[0] for p in report["processes"] if p["instrumented"]} == {f"3.{minor}"}
     main, pool = workers(report)
     assert main["end"]["how"] == "exited" and main["end"]["code"] == 0
     assert watched(main)["worker_shutting_down"] == "ran" and watched(main)["worker_shutdown"] == "ran"

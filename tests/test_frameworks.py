@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import PYTHON, Gsup, free_port, role
+from tests.helpers import PYTHON, SERVER_MINORS, Gsup, free_port, role, server_bin
 
 pytest.importorskip("aiohttp")
 pytest.importorskip("hypercorn")
@@ -81,12 +81,16 @@ def test_django_autoreloader_kills_its_server(gsup: Gsup, apps: Path) -> None:
     assert [(s["signal"], s["pid"]) for s in reloader["sent"]] == [("SIGKILL", server["pid"])]
 
 
-def test_gunicorn_uvicorn_worker_killed_after_graceful_timeout(gsup: Gsup, apps: Path) -> None:
+@pytest.mark.parametrize("minor", SERVER_MINORS)
+def test_gunicorn_uvicorn_worker_killed_after_graceful_timeout(gsup: Gsup, apps: Path, minor: int) -> None:
     """The issue's report said "SIGKILL cannot be handled, nothing ran": the worker's handler
-    had run, and the master waited graceful_timeout before its SIGKILL."""
+    had run, and the master waited graceful_timeout before its SIGKILL.  On each CPython the
+    pins support."""
     port = free_port()
-    report = stopped(gsup, "INT", port, str(BIN / "gunicorn"), "-w", "2", "-k", "uvicorn.workers.UvicornWorker",
+    gunicorn = server_bin(minor, "gunicorn", "uvicorn") / "gunicorn"
+    report = stopped(gsup, "INT", port, str(gunicorn), "-w", "2", "-k", "uvicorn.workers.UvicornWorker",
                      "--graceful-timeout", "3", "-b", f"127.0.0.1:{port}", "asgi_app:app")
+    assert {p["python"].rsplit(".", 1)[0] for p in report["processes"] if p["instrumented"]} == {f"3.{minor}"}
     master = role(report, "parent")
     workers = [p for p in report["processes"] if p["role"] == "child"]
     assert master["kind"] == "gunicorn master" and master["end"]["code"] == 0

@@ -16,6 +16,10 @@ the port before its server child has even started.
 
 Four misreports of gsup these runs revealed are fixed and pinned at the end,
 each with the smallest program that shows it.
+
+The most telling runs (gunicorn's master stopping its workers, uvicorn's
+re-raise) run on each CPython the pins support: the venv's own, and each other
+one's server venv (``make server-envs``; ``helpers.server_bin``).
 """
 
 from __future__ import annotations
@@ -34,12 +38,14 @@ from supervisor.readiness import listening
 from tests.helpers import (
     INTERPRETERS,
     PYTHON,
+    SERVER_MINORS,
     Gsup,
     Program,
     free_port,
     gunicorn_hooks,
     minor_of,
     role,
+    server_bin,
     wait_until,
     wait_while_running,
 )
@@ -47,8 +53,7 @@ from tests.helpers import (
 Report = dict[str, Any]
 Proc = dict[str, Any]
 
-GUNICORN = str(Path(PYTHON).with_name("gunicorn"))
-UVICORN = str(Path(PYTHON).with_name("uvicorn"))
+BIN = Path(PYTHON).parent  # the venv's gunicorn and uvicorn; server_bin(minor) another CPython's
 LOG = "events.log"
 
 # The programs' own record of what ran where: "<what> <pid>" per line, one write each.
@@ -106,6 +111,12 @@ def one(procs: Sequence[Proc], text: str) -> Proc:
 
 def expect(*claims: str) -> list[str]:
     return [arg for claim in claims for arg in ("--expect", claim)]
+
+
+def on_python(report: Report, minor: int) -> None:
+    """Every instrumented process ran CPython 3.<minor>: the server venv was the one used."""
+    versions = {p["python"] for p in report["processes"] if p["instrumented"]}
+    assert {v.rsplit(".", 1)[0] for v in versions} == {f"3.{minor}"}, versions
 
 
 def kill(gsup: Gsup, signal: str, target: str = "parent") -> None:
@@ -176,9 +187,9 @@ def gunicorn(program: Program) -> Callable[..., list[str]]:
     conf = program(GUNICORN_CONF, "conf.py")
     program(WSGI_APP, "app.py")
 
-    def command(port: int, timeout: int = 5, workers: int = 2) -> list[str]:
-        return [GUNICORN, "-c", str(conf), "-w", str(workers), "--graceful-timeout", "2", "--timeout", str(timeout),
-                "-b", f"127.0.0.1:{port}", "app:app"]
+    def command(port: int, timeout: int = 5, workers: int = 2, bin: Path = BIN) -> list[str]:
+        return [str(bin / "gunicorn"), "-c", str(conf), "-w", str(workers), "--graceful-timeout", "2",
+                "--timeout", str(timeout), "-b", f"127.0.0.1:{port}", "app:app"]
 
     return command
 
@@ -234,17 +245,20 @@ MASTER_STOPS = {
 }
 
 
+@pytest.mark.parametrize("minor", SERVER_MINORS)
 @pytest.mark.parametrize("signal", sorted(MASTER_STOPS))
 def test_gunicorn_master_stops_its_workers(gsup: Gsup, gunicorn: Callable[..., list[str]], tmp_path: Path,
-                                           signal: str) -> None:
+                                           signal: str, minor: int) -> None:
     """TERM or INT to the master: the master queues it (Arbiter.signal), tells each worker
     with its own signal, reaps them (child_exit in the master, once per worker), runs
-    on_exit and exits 0; every process ran the atexit handler the config file registered."""
+    on_exit and exits 0; every process ran the atexit handler the config file registered.
+    The same on each CPython gunicorn supports."""
     sent, handler, worker_hooks = MASTER_STOPS[signal]
     port = free_port()
     report = gsup.report("--signal", signal, *ready(port),
                          *expect("child: worker_exit ran", "parent: on_exit ran", "parent: exit 0", "no leftovers"),
-                         "--", *gunicorn(port))
+                         "--", *gunicorn(port, bin=server_bin(minor, "gunicorn")))
+    on_python(report, minor)
     master, workers = role(report, "parent"), children(report)
     assert len(workers) == 2, [(p["pid"], p["role"], p["argv"]) for p in report["processes"]]
     assert report["ready"]["ok"] and report["leftovers"] == []
@@ -470,9 +484,9 @@ STARTUP = [("LifespanOn.startup", "ran")]  # before the stop: start-up work, nev
 
 
 @pytest.fixture
-def uvicorn(program: Program) -> Callable[[int], list[str]]:
+def uvicorn(program: Program) -> Callable[..., list[str]]:
     program(ASGI_APP, "asgi_app.py")
-    return lambda port: [UVICORN, "--reload", "--port", str(port), "asgi_app:app"]
+    return lambda port, bin=BIN: [str(bin / "uvicorn"), "--reload", "--port", str(port), "asgi_app:app"]
 
 
 def uvicorn_tree(report: Report) -> tuple[Proc, Proc, Proc]:
@@ -490,18 +504,20 @@ def assert_tracker_outlived_the_reloader(tracker: Proc) -> None:
     assert handlers(tracker) == {"_exit_function": "ran"}
 
 
+@pytest.mark.parametrize("minor", SERVER_MINORS)
 @pytest.mark.parametrize("signal", ["TERM", "INT"])
-def test_uvicorn_reloader_stopped(gsup: Gsup, uvicorn: Callable[[int], list[str]], tmp_path: Path,
-                                  signal: str) -> None:
+def test_uvicorn_reloader_stopped(gsup: Gsup, uvicorn: Callable[..., list[str]], tmp_path: Path,
+                                  signal: str, minor: int) -> None:
     """TERM or INT to the reloader: BaseReload.signal_handler sets should_exit, and shutdown()
     calls process.terminate(), a SIGTERM, whichever signal the reloader got.  The server's
     handle_exit starts its graceful shutdown (Server.shutdown awaits LifespanOn.shutdown, the
     app logs "shutdown"); then capture_signals restores the default SIGTERM disposition and
     re-raises the signal: the server dies by SIGTERM, after its Python handler ran, and its
-    atexit handlers never run."""
+    atexit handlers never run.  The same on each CPython uvicorn supports."""
     port = free_port()
     report = gsup.report("--signal", signal, "--ready-port", str(port), "--ready-output", ASGI_READY,
-                         *expect("parent: exit 0", "no leftovers"), "--", *uvicorn(port))
+                         *expect("parent: exit 0", "no leftovers"), "--", *uvicorn(port, server_bin(minor, "uvicorn")))
+    on_python(report, minor)
     reloader, server, tracker = uvicorn_tree(report)
     assert end_of(reloader) == ("exited", 0)
     assert invoked(reloader) == {f"SIG{signal}": ("BaseReload.signal_handler", 1)}
@@ -523,7 +539,7 @@ def test_uvicorn_reloader_stopped(gsup: Gsup, uvicorn: Callable[[int], list[str]
     assert logged(tmp_path) == [("import", server["pid"]), ("startup", server["pid"]), ("shutdown", server["pid"])]
 
 
-def test_uvicorn_server_killed_reloader_does_not_notice(gsup: Gsup, uvicorn: Callable[[int], list[str]],
+def test_uvicorn_server_killed_reloader_does_not_notice(gsup: Gsup, uvicorn: Callable[..., list[str]],
                                                         tmp_path: Path) -> None:
     """SIGKILL to the server child: no lifespan shutdown.  StatReload's loop only looks at
     files, so the reloader neither notices nor restarts it: the server stays a zombie and
@@ -552,7 +568,7 @@ def pid_of(directory: Path, what: str) -> int:
     return next((pid for line, pid in logged(directory) if line == what), 0)
 
 
-def test_uvicorn_reloader_killed_leaves_its_server_running(gsup: Gsup, uvicorn: Callable[[int], list[str]],
+def test_uvicorn_reloader_killed_leaves_its_server_running(gsup: Gsup, uvicorn: Callable[..., list[str]],
                                                            tmp_path: Path) -> None:
     """SIGKILL to the reloader: the server child does not watch its parent, so it serves on
     as an orphan (and keeps the tracker's pipe open): both are left running, and gsup ends
