@@ -64,8 +64,26 @@ def kind_of(proc: Process, parent: Optional[Process], parent_kind: Optional[str]
 
 def _same_program(proc: Process, other: Optional[Process]) -> bool:
     """The same command line, run by the same program: a reloader restarts its own with
-    ``sys.executable``, which may be spelt otherwise than the interpreter it was started as."""
-    return other is not None and other.argv[1:] == proc.argv[1:] and program_of(other.argv) == program_of(proc.argv)
+    ``sys.executable``, which may be spelt otherwise than the interpreter it was started as,
+    and (werkzeug before Python 3.10, without ``sys.orig_argv``) with the script's path
+    made absolute."""
+    if other is None or len(other.argv) != len(proc.argv):
+        return False
+    return (all(_same_arg(a, b) for a, b in zip(other.argv[1:], proc.argv[1:]))
+            and program_of(other.argv) == program_of(proc.argv))
+
+
+def _same_arg(first: str, second: str) -> bool:
+    """Equal, or one the absolute spelling of the other (relative) path: ``app.py`` and
+    ``/srv/app.py``, ``./app.py`` too."""
+    if first == second:
+        return True
+    relative, absolute = sorted((first, second), key=lambda a: a.startswith("/"))
+    if relative.startswith("/") or not absolute.startswith("/") or relative.startswith("-"):
+        return False
+    while relative.startswith("./"):
+        relative = relative[2:]
+    return bool(relative) and absolute.endswith("/" + relative)
 
 
 def _multiprocessing(proc: Process, text: str, program: str, parent: Optional[Process],

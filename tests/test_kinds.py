@@ -82,6 +82,17 @@ def test_werkzeug_reloader_and_server_from_the_probe() -> None:
     assert kinds_of(proc(10, None, argv), proc(11, 10, argv)) == [None, None]
 
 
+@pytest.mark.parametrize("script", ["app.py", "./app.py"])
+def test_werkzeug_reloader_on_python_3_9_restarts_with_the_script_made_absolute(script: str) -> None:
+    """Without ``sys.orig_argv`` (3.9), werkzeug restarts ``python app.py`` as
+    ``python /srv/app.py``: still the reloader and its server."""
+    both = {10: {"werkzeug"}, 11: {"werkzeug"}}
+    parent, child = proc(10, None, [PY, script]), proc(11, 10, [PY, "/srv/app.py"])
+    assert kinds_of(parent, child, uses=both) == ["werkzeug reloader", "werkzeug server"]
+    elsewhere = proc(11, 10, [PY, "/srv/other.py"])  # another script: not a restart of its own
+    assert kinds_of(parent, elsewhere, uses=both) == ["werkzeug server", "werkzeug server"]
+
+
 def test_celery_main_and_pool_workers() -> None:
     argv = ["/venv/bin/celery", "-A", "tasks", "worker", "-c", "2"]
     assert kinds_of(proc(10, None, argv), proc(11, 10, argv, forked=True)) == ["celery main", "celery pool worker"]
