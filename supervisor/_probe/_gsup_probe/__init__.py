@@ -164,12 +164,17 @@ class Recorder:
         self.monotonic = time.monotonic
         self.monotonic_ns = time.monotonic_ns
         self._open, self._write, self._close, self.getpid = os.open, os.write, os.close, os.getpid
+        import _signal
+
+        self._sigmask, self._every = _signal.pthread_sigmask, _signal.valid_signals()
+        self._block, self._setmask = _signal.SIG_BLOCK, _signal.SIG_SETMASK
         self.flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         self.pid = 0  # whose file ``path`` is: another pid means a fork, and a file of its own first
         self.path = ""
         self.held = []  # lines that go out with the next one written
         self.holding = False  # True while start-up's lines are gathered into one write
         self.on_fork = None  # what a forked child writes after its start (set by ``_patch_fork``)
+        self.nested = 0  # signal handlers running (the main thread's): see ``_write_held_back``
         self.seq = self.count()  # next() is atomic: threads never share a sequence number
         self.opaque = atexit._ncallbacks()  # registered before the probe: it cannot follow them
 
@@ -214,11 +219,34 @@ class Recorder:
             except IndexError:
                 break
         data = text.encode("utf-8", "backslashreplace")
+        if self.nested:
+            self._write_held_back(data)
+            return
         fd = self._open(self.path, self.flags, 0o600)
         try:
             self._write(fd, data)
         finally:
             self._close(fd)
+
+    def _write_held_back(self, data):
+        """``write`` from inside a signal handler: with every signal held back from the open to
+        the close.  A signal storm nests handlers, each interrupting the one before at its next
+        bytecode, until Python raises RecursionError in the deepest; one raised between the open
+        and the ``try`` leaked the fd (thousands of times on 3.9), and with the fd table full
+        every later event of the process and of its children was lost.  The mask in place is
+        read first, by a call that changes nothing, as ``_fork`` does; outside handlers (every
+        other event) the two calls are not paid."""
+        sigmask = self._sigmask
+        old = sigmask(self._block, ())
+        try:
+            sigmask(self._block, self._every)
+            fd = self._open(self.path, self.flags, 0o600)
+            try:
+                self._write(fd, data)
+            finally:
+                self._close(fd)
+        finally:
+            sigmask(self._setmask, old)  # pending handlers run here, once the fd is closed
 
     def flush(self):
         """Write what is held, now."""
@@ -630,13 +658,17 @@ def _patch_signals(rec):
             return handler
 
         def wrapper(signum, frame):
-            rec.emit("sigrun", ',"sig":%d' % signum)
+            rec.nested += 1
             try:
-                return handler(signum, frame)
-            except BaseException as exc:
-                _note_raise(rec, signum, handler, exc)
-                cut(exc)
-                raise
+                rec.emit("sigrun", ',"sig":%d' % signum)
+                try:
+                    return handler(signum, frame)
+                except BaseException as exc:
+                    _note_raise(rec, signum, handler, exc)
+                    cut(exc)
+                    raise
+            finally:
+                rec.nested -= 1
 
         originals[signum] = (wrapper, handler)
         return wrapper
