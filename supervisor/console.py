@@ -152,10 +152,11 @@ def fast_ps() -> bool:
 
 
 def fail_as_cli(err: BaseException) -> None:
-    """Report ``err`` exactly as the click command would (one line, its exit code)."""
-    from supervisor.cli import _guard
+    """Report ``err`` exactly as the click command would (one line, its exit code):
+    through the same guard, without importing click."""
+    from supervisor.run_command import guard
 
     def reraise() -> None:
         raise err
 
-    _guard(reraise)
+    guard(reraise)

@@ -66,9 +66,14 @@ def js(value):
 
 def cut(exc):
     """Drop the current wrapper's frame from ``exc``'s traceback before a bare
-    ``raise`` (effective from 3.11; before that ``_hide_probe_frames`` covers it)."""
-    if exc.__traceback__ is not None:
-        exc.__traceback__ = exc.__traceback__.tb_next
+    ``raise``, and the probe's frames it called (``Recorder.held_back``), up to the
+    program's (effective from 3.11; before that ``_hide_probe_frames`` covers it)."""
+    tb = exc.__traceback__
+    if tb is not None:
+        tb = tb.tb_next
+        while tb is not None and _is_probe(tb.tb_frame):
+            tb = tb.tb_next
+        exc.__traceback__ = tb
 
 
 def posing(wrapper, real):
@@ -220,33 +225,35 @@ class Recorder:
                 break
         data = text.encode("utf-8", "backslashreplace")
         if self.nested:
-            self._write_held_back(data)
-            return
+            # From inside a signal handler.  A signal storm nests handlers, each interrupting
+            # the one before at its next bytecode, until Python raises RecursionError in the
+            # deepest; one raised between the open and the ``try`` leaked the fd (thousands of
+            # times on 3.9), and with the fd table full every later event of the process and of
+            # its children was lost.  Outside handlers (every other event) this is not paid.
+            self.held_back(self._append, data)
+        else:
+            self._append(data)
+
+    def _append(self, data):
         fd = self._open(self.path, self.flags, 0o600)
         try:
             self._write(fd, data)
         finally:
             self._close(fd)
 
-    def _write_held_back(self, data):
-        """``write`` from inside a signal handler: with every signal held back from the open to
-        the close.  A signal storm nests handlers, each interrupting the one before at its next
-        bytecode, until Python raises RecursionError in the deepest; one raised between the open
-        and the ``try`` leaked the fd (thousands of times on 3.9), and with the fd table full
-        every later event of the process and of its children was lost.  The mask in place is
-        read first, by a call that changes nothing, as ``_fork`` does; outside handlers (every
-        other event) the two calls are not paid."""
+    def held_back(self, call, *args):
+        """``call(*args)`` with every signal held back; pending handlers run once it returned.
+
+        The mask in place is read first, by a call that changes nothing: ``pthread_sigmask``
+        runs pending handlers after changing the mask, and one that raised after the block
+        would leave every signal blocked."""
         sigmask = self._sigmask
         old = sigmask(self._block, ())
         try:
             sigmask(self._block, self._every)
-            fd = self._open(self.path, self.flags, 0o600)
-            try:
-                self._write(fd, data)
-            finally:
-                self._close(fd)
+            return call(*args)
         finally:
-            sigmask(self._setmask, old)  # pending handlers run here, once the fd is closed
+            sigmask(self._setmask, old)
 
     def flush(self):
         """Write what is held, now."""
@@ -987,36 +994,26 @@ def _patch_fork(rec, exits, note_signal_handlers):
 
 
 def _fork(real, name, ways):
-    """``os.fork`` (or ``forkpty``) run with every signal blocked, the mask put back once the
-    at-fork hooks ran, in parent and child alike.
+    """``os.fork`` (or ``forkpty``) run with every signal held back (``Recorder.held_back``),
+    the mask put back once the at-fork hooks ran, in parent and child alike.
 
     A signal arriving meanwhile is handled as the program returns from the call,
     where it would have been without gsup, instead of inside an at-fork hook,
-    which would print the handler's exception and lose it.  ``pthread_sigmask``
-    runs pending handlers after changing the mask, hence the mask in place is
-    read first, by a call that changes nothing."""
-    import _signal
+    which would print the handler's exception and lose it."""
 
-    sigmask, block, setmask = _signal.pthread_sigmask, _signal.SIG_BLOCK, _signal.SIG_SETMASK
-    every = []
+    def forked():
+        result = real()
+        pid = result if type(result) is int else result[0]
+        if pid > 0:
+            ways.spawn(pid)
+        return result
 
     def fork():
         try:
-            if not every:
-                every.append(_signal.valid_signals())
-            old = sigmask(block, ())
-            try:
-                sigmask(block, every[0])
-                result = real()
-                pid = result if type(result) is int else result[0]
-                if pid > 0:
-                    ways.spawn(pid)
-            finally:
-                sigmask(setmask, old)
+            return ways.rec.held_back(forked)
         except BaseException as exc:
             cut(exc)
             raise
-        return result
 
     return posing(fork, real)
 
