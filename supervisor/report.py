@@ -622,7 +622,7 @@ def _signal_handlers(events: list[Event], entry: Process, launched: float) -> li
     (uvicorn) still shows that its handler ran.  Before 3.11 the probe leaves
     CPython's default SIGINT handler bare (a wrapper would show in
     KeyboardInterrupt tracebacks); its runs are then unknown (None) unless a
-    KeyboardInterrupt ended the program, which proves one.
+    KeyboardInterrupt ended the program or escaped an exit handler, which proves one.
     """
     installed: dict[int, str] = {}
     runs: dict[tuple[int, str], int] = defaultdict(int)
@@ -650,9 +650,16 @@ def _signal_handlers(events: list[Event], entry: Process, launched: float) -> li
             continue
         invoked: Optional[bool] = count > 0
         if handler == "default_int_handler" and _before_311(entry.python) and not count:
-            invoked = True if entry.exception == "KeyboardInterrupt" else None
+            invoked = True if _keyboard_interrupt_seen(entry) else None
         out.append(SignalHandler(signal_name(signum), handler, invoked, count, times[(signum, handler)]))
     return out
+
+
+def _keyboard_interrupt_seen(entry: Process) -> bool:
+    """A KeyboardInterrupt ended the program, or escaped one of its exit handlers
+    (a Ctrl-C during atexit: the handler raised, the next ones ran, exit 0)."""
+    return entry.exception == "KeyboardInterrupt" or any(
+        h.exception == "KeyboardInterrupt" for h in entry.handlers)
 
 
 def _before_311(python: Optional[str]) -> bool:

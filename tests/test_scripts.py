@@ -376,6 +376,17 @@ def test_default_sigint_handler_before_311_is_unobservable_unless_proven(gsup: G
     report = gsup.run("run", "-q", "--json", "--python", python, "--signal", "INT", str(uncaught)).report
     [sigint] = [s for s in only(report)["signal_handlers"] if s["signal"] == "SIGINT"]
     assert sigint["invoked"] is True  # the KeyboardInterrupt that ended it proves the run
+    in_atexit = program("""
+        import atexit, os, signal
+        atexit.register(print, "the next handler ran")
+        atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))
+    """, name="in_atexit.py")
+    result = gsup.run("run", "-q", "--json", "--python", python, str(in_atexit))
+    process = only(result.report)
+    assert process["end"]["code"] == 0 and "the next handler ran" in result.stdout + result.stderr
+    assert [h["status"] for h in process["handlers"]] == ["ran", "raised"]
+    [sigint] = [s for s in process["signal_handlers"] if s["signal"] == "SIGINT"]
+    assert sigint["invoked"] is True  # the KeyboardInterrupt that escaped an exit handler proves it too
 
 
 def test_handler_that_restores_the_default_and_reraises_is_still_shown_as_run(gsup: Gsup, program: Program,
