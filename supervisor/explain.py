@@ -219,7 +219,11 @@ def _exited(proc: Process, everyone: list[Process], actions: list[Action]) -> st
     code = proc.end.code
     start = f"exited with code {code}"
     received = [s for s in proc.signal_handlers if s.invoked]
-    if received and received[0].handler == "default_int_handler":
+    escaped = next((h for h in proc.handlers if h.exception == "KeyboardInterrupt"), None)
+    if received and received[0].handler == "default_int_handler" and escaped is not None:
+        start = (f"got SIGINT while its exit handlers ran: the KeyboardInterrupt escaped {escaped.name}, "
+                 f"and the process exited with code {code}")
+    elif received and received[0].handler == "default_int_handler":
         start = f"got SIGINT: the KeyboardInterrupt it raised was caught, and the process exited with code {code}"
     elif received:
         sender = _sender(proc, received[0].signal, everyone, actions)

@@ -387,6 +387,8 @@ def test_default_sigint_handler_before_311_is_unobservable_unless_proven(gsup: G
     assert [h["status"] for h in process["handlers"]] == ["ran", "raised"]
     [sigint] = [s for s in process["signal_handlers"] if s["signal"] == "SIGINT"]
     assert sigint["invoked"] is True  # the KeyboardInterrupt that escaped an exit handler proves it too
+    assert process["explanation"].startswith("got SIGINT while its exit handlers ran: the KeyboardInterrupt "
+                                             "escaped <lambda>, and the process exited with code 0")
 
 
 def test_handler_that_restores_the_default_and_reraises_is_still_shown_as_run(gsup: Gsup, program: Program,
