@@ -121,7 +121,8 @@ class Gsup:
                timeout: Optional[float] = None) -> MatrixReport:
         """``gsup matrix``: every signal of ``signals`` (default TERM, INT, KILL) to every
         target of ``targets`` (default parent, child; a stop preset is a scenario of its
-        own), each in a fresh tree, ``jobs`` at a time (default: one per core), each in its own
+        own), each in a fresh tree, ``jobs`` starting at a time (default: one per core; one whose
+        signal was sent makes room for the next, up to three times ``jobs``), each in its own
         network namespace (``network="shared"``: the host's).  Raises as :meth:`run` does."""
         flags = _flags({"--signals": _joined(signals), "--targets": _joined(targets), "--jobs": jobs,
                         "--network": network,

@@ -275,8 +275,9 @@ process ended and which exit handlers ran in each scenario.
 
 Every signal of --signals goes to every target of --targets, each scenario in a
 fresh tree; a stop preset in --targets (docker, k8s, systemd, ...) is one
-scenario of its own.  Scenarios run --jobs at a time (default: one per core),
-each in a private network namespace, so a server's fixed port never clashes
+scenario of its own.  --jobs scenarios start at a time (default: one per core);
+one whose signal was sent waits for its shutdown beside the next (up to 3 per
+job; --jobs 1: one after the other).  Each runs in a private network namespace, so a server's fixed port never clashes
 (--network shared: the host's network; then {port} in the program's arguments
 or --ready-* becomes a free port per scenario).  The options of gsup run apply to every run;
 --expect must hold in each.  The program's output goes to one log file per
@@ -292,7 +293,8 @@ run: 2 (bad input: then nothing runs), 4, 3, then 1 (an expectation failed).
 @click.option("--targets", default="parent,child", show_default=True, metavar="WHO",
               help="Comma-separated: parent, child, group, tree, or a --stop preset (a scenario of its own).")
 @click.option("-j", "--jobs", default=None, type=int, metavar="N",
-              help="Run N scenarios side by side.  [default: the number of cores]")
+              help="Start N scenarios side by side; one waiting for its shutdown makes room for the next "
+                   "(up to 3N at once; 1: one after the other).  [default: the number of cores]")
 @click.option("--network", default="isolated", show_default=True, type=click.Choice(["isolated", "shared"]),
               help="isolated: each scenario in a private network namespace; shared: the host's ({port}).")
 @program_options

@@ -26,10 +26,10 @@ from supervisor.phases import start
 from supervisor.phases.display import Display
 from supervisor.phases.journal import Journal
 from supervisor.phases.loop import EventLoop, OwnSignals
-from supervisor.phases.plan import RunOptions, RunPlan
+from supervisor.phases.plan import RunOptions, RunPlan, take_stopping_fd
 from supervisor.phases.start import Launched
 from supervisor.readiness import Readiness
-from supervisor.records import dataclass
+from supervisor.records import dataclass, replace
 
 TYPE_CHECKING = False  # typing itself costs a tenth of Python's start-up; mypy knows this name
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class _Watch:
 def run(options: RunOptions, display: Display) -> Outcome:
     """One run of one program, from launch to report.  A run that raises leaves its
     session saying why (:func:`_left_without_report`), never looking like gsup's death."""
-    plan = RunPlan.from_options(options)
+    plan = replace(RunPlan.from_options(options), stopping_fd=take_stopping_fd())
     journal = Journal(sessions.create(list(plan.argv)))
     try:
         return _run(plan, journal, display)

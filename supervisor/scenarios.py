@@ -41,8 +41,10 @@ from supervisor.errors import GsupError
 from supervisor.gsup_child import GSUP, end_gsup, error_line, parse_document
 from supervisor.matrix_report import MatrixReport, Scenario, ScenarioResult
 from supervisor.model import Report
+from supervisor.phases.plan import STOPPING_FD
 from supervisor.records import dataclass, field
 
+OVERLAP = 3  # scenarios that wait for their shutdown may run beside the starting ones, up to this times --jobs
 KEEP_LOGS = 20  # matrix log directories kept under the sessions root; older ones are removed
 PORT = "{port}"  # in the program's arguments and --ready-*: a free port, one per scenario
 SAMPLE_PORT = 1  # stands for PORT when the options are checked, before any run
@@ -122,6 +124,18 @@ class _Running:
     pidfd: int
     out: Path
     log: Path
+    told: int | None = None  # the pipe its run writes to once the signal is sent (None: not asked, or told)
+    stopping: bool = False  # its signal was sent (or its run ended): it no longer counts as starting
+
+    def stopped_starting(self) -> None:
+        self.stopping = True
+        if self.told is not None:
+            os.close(self.told)
+            self.told = None
+
+    def close(self) -> None:
+        os.close(self.pidfd)
+        self.stopped_starting()
 
 
 class Progress:
@@ -155,39 +169,62 @@ def execute(plan: Plan, log_dir: Path, progress: Progress) -> MatrixReport:
 
 
 def run_all(plan: Plan, log_dir: Path, progress: Progress) -> list[tuple[ScenarioResult, Report]]:
-    """Each scenario in its own gsup, ``plan.jobs`` side by side.  If anything
-    interrupts the wait, the running gsups are ended (``end_gsup``) first."""
+    """Each scenario in its own gsup, ``plan.jobs`` starting side by side.  If anything
+    interrupts the wait, the running gsups are ended (``end_gsup``) first.
+
+    A scenario's start (the program's imports, its readiness) is what loads the
+    cores; once its signal is sent it mostly waits (its handlers' sleeps, the
+    grace), so its run says so down a pipe and the next scenario starts then,
+    up to ``OVERLAP`` times ``jobs`` at once.  ``--jobs 1`` runs them one after the
+    other, start to end: it is what a matrix without private networks asks for."""
     pending = list(enumerate(plan.scenarios))
     running: list[_Running] = []
     done: dict[int, tuple[ScenarioResult, Report]] = {}
+    most = plan.jobs * OVERLAP if plan.jobs > 1 else 1
     try:
         while pending or running:
-            while pending and len(running) < plan.jobs:
+            while pending and len(running) < most and sum(not r.stopping for r in running) < plan.jobs:
                 index, scenario = pending.pop(0)
-                running.append(_start(index, scenario, plan.argv(scenario, free_port()), log_dir))
+                running.append(_start(index, scenario, plan.argv(scenario, free_port()), log_dir, plan.jobs > 1))
                 progress.started(scenario)
-            select.select([r.pidfd for r in running], [], [])  # readable once that gsup has ended
+            told = [r.told for r in running if r.told is not None]
+            readable = select.select([r.pidfd for r in running] + told, [], [])[0]  # a gsup ended, or a run told
+            for one in [r for r in running if r.told is not None and r.told in readable]:
+                one.stopped_starting()
             for ended in [r for r in running if r.proc.poll() is not None]:
                 running.remove(ended)
-                os.close(ended.pidfd)
+                ended.close()
                 done[ended.index] = _finish(ended, plan.command, plan.child_asked)
                 progress.finished(*done[ended.index])
     finally:
         end_gsup([r.proc for r in running])
         for left in running:
-            os.close(left.pidfd)
+            left.close()
     return [done[i] for i in range(len(plan.scenarios))]
 
 
-def _start(index: int, scenario: Scenario, argv: list[str], log_dir: Path) -> _Running:
+def _start(index: int, scenario: Scenario, argv: list[str], log_dir: Path, overlap: bool) -> _Running:
     stem = log_dir / f"{index + 1:02d}-{scenario.slug}"
     out, log = stem.with_suffix(".json"), stem.with_suffix(".log")
-    with open(out, "wb") as out_file, open(log, "wb") as log_file:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_file, stderr=log_file)
+    told, tell = os.pipe() if overlap else (None, None)
+    env = {**os.environ, STOPPING_FD: str(tell)} if tell is not None else None
     try:
-        return _Running(index, scenario, proc, os.pidfd_open(proc.pid), out, log)
+        with open(out, "wb") as out_file, open(log, "wb") as log_file:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_file, stderr=log_file, env=env,
+                                    pass_fds=(tell,) if tell is not None else ())
+    except BaseException:
+        for fd in (told, tell):
+            if fd is not None:
+                os.close(fd)
+        raise
+    if tell is not None:
+        os.close(tell)  # the run's copy is the only one: EOF once it has ended
+    try:
+        return _Running(index, scenario, proc, os.pidfd_open(proc.pid), out, log, told)
     except OSError:
         end_gsup([proc])  # not yet among the running: nobody else would end it
+        if told is not None:
+            os.close(told)
         raise
 
 

@@ -78,6 +78,46 @@ def test_jobs_run_scenarios_side_by_side(gsup: Gsup, program: Program, tmp_path:
     assert result.stderr == ""  # -q
 
 
+def test_a_scenario_waiting_for_its_shutdown_makes_room_for_the_next(gsup: Gsup, program: Program,
+                                                                      tmp_path: Path) -> None:
+    """Two jobs, three scenarios: once a run has sent its signal, the next starts beside it.
+    Each program's exit handler waits until the third program has started: without that
+    overlap the first two would wait for ever (here: exit 1 after 30 s)."""
+    script = program(f"""
+        import atexit, os, signal, sys, time
+
+        def wait_for_the_third():
+            deadline = time.monotonic() + 30
+            while len([n for n in os.listdir({str(tmp_path)!r}) if n.startswith("started-")]) < 3:
+                if time.monotonic() > deadline:
+                    os._exit(1)
+                time.sleep(0.01)
+
+        open(os.path.join({str(tmp_path)!r}, f"started-{{os.getpid()}}"), "w").close()
+        atexit.register(wait_for_the_third)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, lambda *_: sys.exit(0))
+        signal.pause()
+    """)
+    result = gsup.run("matrix", "--json", "-q", "--jobs", "2", "--signals", "TERM,INT,HUP", "--targets", "parent",
+                      "--python", PYTHON, "--grace", "20s", "--settle", "200ms", str(script))
+    assert result.returncode == 0, result.stderr
+    runs = result.report["runs"]
+    assert [ending(role(run, "parent")) for run in runs] == [("exited", 0)] * 3
+    assert [own_fired(role(run, "parent")) for run in runs] == [["wait_for_the_third"]] * 3
+
+
+def test_one_job_runs_scenarios_start_to_end(gsup: Gsup, program: Program) -> None:
+    """--jobs 1 (what a matrix without private networks asks for): no overlap at all."""
+    script = program(FORKED)
+    result = gsup.run("matrix", "--json", "-q", "--jobs", "1", "--signals", "TERM,INT,KILL", "--targets", "child",
+                      *FAST, str(script))
+    assert result.returncode == 0, result.stderr
+    runs = result.report["runs"]
+    for earlier, later in zip(runs, runs[1:]):
+        assert later["started"] >= earlier["started"] + earlier["duration"] - 0.01  # report times are rounded
+
+
 def test_stop_preset_is_a_scenario_of_its_own(gsup: Gsup, program: Program, tmp_path: Path) -> None:
     script = program(FORKED)
     junit = tmp_path / "gsup.xml"

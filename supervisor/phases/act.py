@@ -11,6 +11,7 @@ one was stuck.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -70,6 +71,7 @@ class Actor:
         self.stacks: dict[int, stacks.Answer] = {}
         self.ctrl_c = 0  # Ctrl-Cs (SIGINTs to gsup) so far: the third escalates
         self.pre_stop: Optional[dict[str, object]] = None
+        self.told_stopping = False
 
     def record(self) -> Acted:
         grace = (self.plan.grace, self.grace_began) if self.grace_began is not None else None
@@ -159,6 +161,19 @@ class Actor:
             return
         # The kubelet's grace counts the preStop hook's time too.
         self._begin_grace(began if plan.pre_stop is not None else time.monotonic())
+        self._tell_stopping()
+
+    def _tell_stopping(self) -> None:
+        """Tell ``gsup matrix`` (if it launched this run) that the signal is sent: one byte."""
+        fd = self.plan.stopping_fd
+        if fd is None or self.told_stopping:
+            return
+        self.told_stopping = True
+        try:
+            os.write(fd, b"s")
+            os.close(fd)
+        except OSError:
+            pass  # the matrix is gone: it ends this run anyway
 
     def _begin_grace(self, now: float) -> None:
         self.deadline = now + self.plan.grace

@@ -77,6 +77,7 @@ class RunPlan:
     container: Optional[str]  # NAMESPACE: PID 1 of a real PID namespace; EMULATE: its rules modelled; None
     init: Optional[str]  # auto (tini, else gsup's init.py), tini or gsup: PID 1 above the program; None: no init
     pre_stop: Optional[PreStop]  # a pod's preStop hook: run, within the grace, before the signal
+    stopping_fd: Optional[int] = None  # gsup matrix's pipe: told once the signal is sent (see take_stopping_fd)
 
     @classmethod
     def from_options(cls, options: RunOptions) -> RunPlan:
@@ -116,3 +117,25 @@ def _container(asked: Optional[str], stop: Optional[Stop], init: Optional[str]) 
     if asked is not None:
         return None if asked == NO_CONTAINER else asked
     return NAMESPACE if init is not None or (stop is not None and stop.ends_with_root) else None
+
+
+STOPPING_FD = "GSUP_MATRIX_STOPPING_FD"
+
+
+def take_stopping_fd() -> Optional[int]:
+    """The pipe ``gsup matrix`` gave this run (``scenarios.run_all``), taken out of the
+    environment so that the program never sees it, and kept from the program's fds.
+
+    The run writes one byte to it once its signal has been sent: from then on the
+    scenario mostly waits (handlers, the grace), and the matrix starts the next one."""
+    import os
+
+    text = os.environ.pop(STOPPING_FD, None)
+    if text is None:
+        return None
+    try:
+        fd = int(text)
+        os.set_inheritable(fd, False)
+    except (ValueError, OSError):
+        return None  # not a pipe of ours: nothing to tell
+    return fd
