@@ -358,8 +358,9 @@ def matrix(env: dict[str, str], scratch: Path) -> list[Row]:
             f"6 serially would take about {sum(one) / MATRIX_ROUNDS:.2f} s",
             f"{command}  vs  the same with --signals SIG --targets WHO"),
         Row("matrix: the same, --jobs 6 (info)", median(six_at_once) / alone, None, "x",
-            f"6 scenarios {median(six_at_once):.2f} s all at once: the scenarios mostly wait (the app's 0.5 s "
-            "atexit sleep, the reloader, --grace), so more jobs than cores still pays",
+            f"6 scenarios {median(six_at_once):.2f} s, all six starting at once: twelve Flask interpreters "
+            "importing on the same cores; --jobs (the cores) starts them as the cores allow, and a scenario "
+            "waiting for its shutdown (the app's 0.5 s atexit sleep, the reloader, --grace) makes room for the next",
             command.replace("matrix ", "matrix --jobs 6 ")),
     ]
 
