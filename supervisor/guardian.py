@@ -37,7 +37,6 @@ guardian's only child is PID 1 and its death leaves nothing behind.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
 import time
@@ -66,9 +65,8 @@ class Guardian:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
             signal.signal(signum, signal.SIG_IGN)
         signal.signal(ON_GSUP_DEATH, self._on_gsup_death)
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        libc.prctl(PR_SET_PDEATHSIG, int(ON_GSUP_DEATH), 0, 0, 0)
+        prctl(PR_SET_CHILD_SUBREAPER, 1)
+        prctl(PR_SET_PDEATHSIG, int(ON_GSUP_DEATH))
         for fd in (STATUS_FD, STDOUT_FD, STDERR_FD):
             try:
                 os.set_inheritable(fd, False)  # the program gets its own copies, not these
@@ -203,6 +201,22 @@ def _send(pid: int, signum: int) -> bool:
         return False
 
 
+def prctl(option: int, arg: int) -> int:
+    """``prctl(option, arg, 0, 0, 0)`` through ``_ctypes`` alone: ``import ctypes`` would
+    add a third to the guardian's start-up, which comes before the program's.  The
+    same as ``supervisor.reaper.prctl`` (see there why), kept here because this file
+    imports nothing of gsup."""
+    try:
+        import _ctypes
+
+        call, address = _ctypes.call_function, _ctypes.dlsym(_ctypes.dlopen(None), "prctl")  # type: ignore[arg-type]
+    except AttributeError:
+        import ctypes
+
+        return int(ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0))
+    return int(call(address, (option, arg, 0, 0, 0)))
+
+
 def _is_open(fd: int) -> bool:
     try:
         os.fstat(fd)
@@ -223,7 +237,7 @@ def enter_namespace(kind: str) -> str:
     spec.loader.exec_module(module)
     how = str(module.enter({"pid": module.CLONE_NEWPID}[kind]))
     # New credentials (a user namespace) clear the parent-death signal: arm it again.
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(ON_GSUP_DEATH), 0, 0, 0)
+    prctl(PR_SET_PDEATHSIG, int(ON_GSUP_DEATH))
     return how
 
 

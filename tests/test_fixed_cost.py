@@ -48,6 +48,7 @@ def run_imports(gsup: Gsup, program: Program) -> list[str]:
     ("inspect", "nothing of a run needs it (dataclasses and click were what imported it)"),
     ("typing", "annotations only (TYPE_CHECKING): importing typing costs a tenth of Python's start-up"),
     ("linecache", "only stacks shown need source lines (it imports tokenize)"),
+    ("ctypes", "prctl is called through _ctypes (supervisor.reaper.prctl): ctypes' Python half costs ~2 ms"),
 ])
 def test_a_run_never_imports_what_it_does_not_use(run_imports: list[str], module: str, why: str) -> None:
     assert not [m for m in run_imports if m == module or m.startswith(module + ".")], why
@@ -68,12 +69,14 @@ def test_what_launching_needs_loads_no_psutil_and_no_report() -> None:
 def test_the_guardian_starts_the_program_before_importing_json() -> None:
     """json imports re (~6 ms before the program could start); the guardian's status lines
     need neither, and the loader imports it as a module, from its compiled bytecode.  Nor
-    enum, which signal imports: the guardian uses _signal's plain ints."""
+    enum, which signal imports: the guardian uses _signal's plain ints; nor ctypes (its
+    prctl goes through _ctypes), once it has armed its prctl settings."""
     code = (f"import sys\nsys.argv[1:] = [{launch.GUARDIAN!r}]\n{launch.GUARDIAN_LOADER.split('; import')[0]}\n"
-            "import guardian\nprint(guardian.__file__, 're' in sys.modules, 'json' in sys.modules, "
-            "'enum' in sys.modules)")
+            "import guardian\nguardian.Guardian(0, 0.0, '.').prepare()\n"
+            "print(guardian.__file__, 're' in sys.modules, 'json' in sys.modules, "
+            "'enum' in sys.modules, 'ctypes' in sys.modules)")
     done = subprocess.run([PYTHON, "-I", "-S", "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.split() == [launch.GUARDIAN, "False", "False", "False"]
+    assert done.stdout.split() == [launch.GUARDIAN, "False", "False", "False", "False"]
 
 
 @pytest.mark.parametrize("record", [
