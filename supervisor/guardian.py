@@ -12,16 +12,19 @@ does not start the program itself: it starts this small process, which
   dies; then it stops every descendant, looks again until nothing new appears,
   kills them all, logs what it did in the session, reaps them, and exits.
 
-It runs as ``python -I -S -c LOADER guardian.py``: the standard library only, no
-site, no probe, nothing of gsup imported, so it starts in a few milliseconds and is
-never part of the experiment.  The loader (:data:`supervisor.launch.GUARDIAN_LOADER`)
-imports it as a module, so its compiled bytecode is used (a script is compiled
-again on every run), and it starts the program before importing ``json``, which
-imports ``re``: both would add to every run's start-up (issue 17).  It ignores the signals a terminal or a process
-manager sends to gsup's process group (INT, TERM, HUP, QUIT): gsup decides what
-the program gets.  It exits once the tree is empty.
+It is a fork of gsup that runs :func:`main` at once (``launch._fork_guardian``): an
+interpreter of its own would start first, and that start came before the program's
+(issue 17: gsup run's fixed cost).  The fork is made what an ``exec`` would have made
+of it: gsup's signal handlers and wake-up fd gone, its close-on-exec descriptors
+closed, its name (``comm``) ``gsup-guardian``.  With ``--deep`` it runs as ``python -I
+-S -c LOADER guardian.py`` below deep.py instead: the standard library only, no site,
+no probe.  Either way its code uses the standard library only, so it is never part of the
+experiment, and it starts the program before importing ``json``.  It ignores the
+signals a terminal or a process manager sends to gsup's process group (INT, TERM,
+HUP, QUIT): gsup decides what the program gets.  It exits once the tree is empty.
 
-Command line: ``guardian.py GSUP_PID LAUNCHED SESSION_DIR STDOUT_TO_STDERR CLOSED [NAMESPACE] -- ARGV...``
+Arguments (of :func:`main`; with --deep, its command line):
+``GSUP_PID LAUNCHED SESSION_DIR STDOUT_TO_STDERR CLOSED [NAMESPACE] -- ARGV...``
 with the status pipe on fd 3, and optionally the program's stdout and stderr
 pipes on fds 4 and 5 (``--ready-output``).  CLOSED lists the program's standard
 fds to close (``0,2``, or ``-``): gsup's own were closed, and the program sees
@@ -48,6 +51,7 @@ else:
     import _signal as signal  # the same, with plain ints: signal imports enum, a tenth of Python's start-up
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 STATUS_FD, STDOUT_FD, STDERR_FD = 3, 4, 5
 CLD_EXITED = 1
@@ -67,13 +71,15 @@ class Guardian:
         signal.signal(ON_GSUP_DEATH, self._on_gsup_death)
         prctl(PR_SET_CHILD_SUBREAPER, 1)
         prctl(PR_SET_PDEATHSIG, int(ON_GSUP_DEATH))
+        prctl(PR_SET_NAME, b"gsup-guardian")  # what ps -o comm and top show: a fork of gsup reads as gsup
         for fd in (STATUS_FD, STDOUT_FD, STDERR_FD):
             try:
                 os.set_inheritable(fd, False)  # the program gets its own copies, not these
             except OSError:
                 pass
 
-    def spawn(self, argv: list[str], stdout_to_stderr: bool, closed: list[int]) -> int:
+    def spawn(self, argv: list[str], stdout_to_stderr: bool, closed: list[int],
+              env: dict[str, str] | None = None) -> int:
         actions: list[tuple[int, ...]] = []
         if _is_open(STDOUT_FD):
             actions += [(os.POSIX_SPAWN_DUP2, STDOUT_FD, 1), (os.POSIX_SPAWN_DUP2, STDERR_FD, 2)]
@@ -86,7 +92,7 @@ class Guardian:
             from shutil import which
 
             program = which(program) or program
-        return os.posix_spawn(program, argv, os.environ, file_actions=actions, setpgroup=0,
+        return os.posix_spawn(program, argv, os.environ if env is None else env, file_actions=actions, setpgroup=0,
                               setsigdef=catchable, setsigmask=set())
 
     def reap_until_empty(self) -> None:
@@ -201,7 +207,7 @@ def _send(pid: int, signum: int) -> bool:
         return False
 
 
-def prctl(option: int, arg: int) -> int:
+def prctl(option: int, arg: int | bytes) -> int:
     """``prctl(option, arg, 0, 0, 0)`` through ``_ctypes`` alone: ``import ctypes`` would
     add a third to the guardian's start-up, which comes before the program's.  The
     same as ``supervisor.reaper.prctl`` (see there why), kept here because this file
@@ -241,12 +247,16 @@ def enter_namespace(kind: str) -> str:
     return how
 
 
-def main(args: list[str]) -> int:
+def main(args: list[str], unblock: set[int] | None = None, env: dict[str, str] | None = None) -> int:
+    """As a fork of gsup: ``unblock`` is the signal mask to go back to once prepared (the
+    fork starts with every signal held back), ``env`` the program's environment."""
     gsup_pid, launched, session_dir, to_stderr = int(args[0]), float(args[1]), args[2], args[3] == "1"
     closed = [int(fd) for fd in args[4].split(",")] if args[4] != "-" else []
     options, argv = args[:args.index("--")], args[args.index("--") + 1:]
     guardian = Guardian(gsup_pid, launched, session_dir)
     guardian.prepare()
+    if unblock is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblock)
     spawned: dict[str, object] = {}
     if len(options) > 5:
         try:
@@ -257,7 +267,7 @@ def main(args: list[str]) -> int:
     if os.getppid() != gsup_pid:
         return 1  # gsup died before the death signal was armed: start nothing
     try:
-        pid = guardian.spawn(argv, to_stderr, closed)
+        pid = guardian.spawn(argv, to_stderr, closed, env)
     except OSError as err:
         guardian.report({"error": err.strerror or str(err), "at": time.monotonic()})
         return 1

@@ -295,15 +295,16 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
         actions.append((os.POSIX_SPAWN_OPEN, 0, stdin, os.O_RDONLY, 0))
     if output is not None and errors is not None:
         actions += [(os.POSIX_SPAWN_DUP2, output[1], 4), (os.POSIX_SPAWN_DUP2, errors[1], 5)]
-    command = [sys.executable, "-I", "-S", "-c", GUARDIAN_LOADER, GUARDIAN, str(os.getpid()), repr(launched),
-               str(session_dir.absolute()),
-               "1" if stdout_to_stderr else "0",
-               ",".join(map(str, sorted(closed_for_program(closed, stdout_to_stderr, pipe_output)))) or "-",
-               *([namespace] if namespace else []), "--", *argv]
-    if deep:
-        command = [sys.executable, "-I", "-S", DEEP, PROBE_DIR, *deep, "--", *command]
+    arguments = [str(os.getpid()), repr(launched), str(session_dir.absolute()), "1" if stdout_to_stderr else "0",
+                 ",".join(map(str, sorted(closed_for_program(closed, stdout_to_stderr, pipe_output)))) or "-",
+                 *([namespace] if namespace else []), "--", *argv]
     try:
-        guardian = os.posix_spawn(sys.executable, command, env, file_actions=actions)
+        if deep:
+            command = [sys.executable, "-I", "-S", DEEP, PROBE_DIR, *deep, "--", sys.executable, "-I", "-S", "-c",
+                       GUARDIAN_LOADER, GUARDIAN, *arguments]
+            guardian = os.posix_spawn(sys.executable, command, env, file_actions=actions)
+        else:
+            guardian = _fork_guardian(arguments, env, actions)
     except OSError as err:
         raise GsupError(f"cannot start gsup's guardian ({sys.executable}): {err.strerror}") from err
     finally:
@@ -331,6 +332,59 @@ def spawn(argv: list[str], env: dict[str, str], stdout_to_stderr: bool, session_
     piped = (output[0], errors[0]) if output is not None and errors is not None else None
     made = first.get("namespace")
     return Launched(int(str(first["spawned"])), guardian, status_r, piped, str(made) if made else None)
+
+
+def _fork_guardian(arguments: list[str], env: dict[str, str], actions: list[tuple[int | str, ...]]) -> int:
+    """The guardian as a fork of gsup: running ``guardian.main`` at once, with no
+    interpreter of its own to start first (that start came before the program's).
+
+    The child is what ``exec`` would have made of it: every signal held back across
+    the fork and gsup's handlers and wake-up fd gone before any is let through (a
+    Ctrl-C to the group must not run gsup's code in it), ``actions`` applied as
+    ``posix_spawn`` would, and every close-on-exec descriptor closed, so that it holds
+    no end of a pipe gsup waits on.  No thread runs in gsup yet; the child only calls
+    ``os._exit``."""
+    from supervisor import guardian
+
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child ends in os._exit, and is tested as a process
+            code = 1
+            try:
+                import gc
+
+                gc.disable()  # a collection would copy gsup's whole heap, page by page
+                signal.set_wakeup_fd(-1)
+                for signum in signal.valid_signals():
+                    if callable(signal.getsignal(signum)):
+                        signal.signal(signum, signal.SIG_DFL)
+                _apply(actions)
+                code = guardian.main(arguments, unblock=held, env=env)
+            finally:
+                os._exit(code)
+        return pid
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _apply(actions: list[tuple[int | str, ...]]) -> None:
+    """``posix_spawn``'s file actions, then what its ``exec`` would close."""
+    for action in actions:
+        if action[0] == os.POSIX_SPAWN_DUP2:
+            os.dup2(int(action[1]), int(action[2]))
+        elif action[0] == os.POSIX_SPAWN_OPEN:
+            fd = os.open(str(action[2]), int(action[3]), int(action[4]))
+            if fd != int(action[1]):
+                os.dup2(fd, int(action[1]))
+                os.close(fd)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd > 2 and not os.get_inheritable(fd):
+                os.close(fd)
+        except OSError:
+            pass  # the listing's own descriptor, closed already
 
 
 def output_channel(destination: int) -> tuple[int, int]:

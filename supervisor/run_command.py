@@ -249,7 +249,7 @@ def execute(run_options: RunOptions, quiet: bool, junit: Optional[str],
     from supervisor.display import make_display
 
     expectations = expect.parse_all(run_options.expect)
-    outcome = runner.run(run_options, make_display(quiet))
+    outcome = runner.run(run_options, make_display(quiet, report_follows=not run_options.json_stdout))
     report = outcome.report
     report.expectations = expect.evaluate(expectations, report)
     print_report(report, run_options.json_stdout, views[2])

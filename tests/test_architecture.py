@@ -36,8 +36,9 @@ FLOORS: dict[str, tuple[str, ...]] = {
     "model": ("__init__", "errors", "records", "model", "matrix_report", "wording", "strictjson"),  # plain data, no I/O
     "parsing and probing": ("options", "stops", "expect", "kinds", "explain", "schema", "events", "procfs", "signals",
                             "reaper", "readiness", "launch", "deep", "netns", "tree", "session", "discovery",
-                            "gsup_child", "early_signals", "stacks", "_probe", "namespaces", "nspids", "containers"),
-    "one run": ("guardian", "init", "hooks", "phases", "runner", "report", "control", "api"),
+                            "gsup_child", "early_signals", "stacks", "_probe", "namespaces", "nspids", "containers",
+                            "guardian"),
+    "one run": ("init", "hooks", "phases", "runner", "report", "control", "api"),
     "many runs": ("scenarios",),
     "views": ("render", "display", "matrix_view", "junit", "ps", "timeline", "timeline_html", "trace", "exports"),
     "command line": ("cli", "console", "run_args", "run_command", "__main__", "pytest_plugin"),

@@ -113,7 +113,7 @@ def test_the_guardian_killed_mid_run_leaves_nothing_and_is_reported(gsup: Gsup, 
     script = program(WAITS_FOR_GO)
     running = gsup.start("run", "--json", "-q", "--python", PYTHON, str(script), str(ready), str(go))
     wait_until(ready.exists, what="the program to start")
-    [guardian] = [p for p in psutil.Process(running.pid).children() if "guardian.py" in " ".join(p.cmdline())]
+    [guardian] = [p for p in psutil.Process(running.pid).children() if p.name() == "gsup-guardian"]
     guardian.kill()
     wait_until(lambda: not guardian.is_running() or guardian.status() == psutil.STATUS_ZOMBIE, what="the kill")
     go.touch()

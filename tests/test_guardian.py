@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from supervisor import control, signals
-from tests.helpers import PYTHON, Gsup, Program, wait_for_pids
+from tests.helpers import PYTHON, Gsup, Program, wait_for_pids, wait_until
 
 TREE = """
     import os, signal, sys, time
@@ -118,3 +118,37 @@ def test_gsup_signalled_ends_the_tree_and_still_reports(gsup: Gsup, program: Pro
         assert (end["how"], end["then"]["signal"]) == ("left-running", "SIGKILL"), end
         assert found[survivor] in report["leftovers"]
     assert by_pid[found["root"]]["end"]["signal"] == sig.name
+
+
+def _signal_set(status: str, field: str) -> set[int]:
+    """A /proc/PID/status signal mask (``SigCgt``, ``SigIgn``) as signal numbers."""
+    [mask] = [int(line.split()[1], 16) for line in status.splitlines() if line.startswith(field + ":")]
+    return {n + 1 for n in range(64) if mask >> n & 1}
+
+
+def test_the_guardian_is_what_exec_would_make_of_a_fork_of_gsup(gsup: Gsup, program: Program,
+                                                                 tmp_path: Path) -> None:
+    """The guardian is forked from gsup, not started: it must hold none of gsup's
+    close-on-exec descriptors (a pipe end gsup waits on would never see EOF), catch
+    no signal with gsup's handlers, and say what it is to ps."""
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    script = program(f"""
+        import os, time
+        open({str(ready)!r}, "w").close()
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.01)
+    """)
+    running = gsup.start("run", "--json", "-q", "--python", PYTHON, str(script))
+    try:
+        wait_until(ready.exists, what="the program to start")
+        [guardian] = [p for p in psutil.Process(running.pid).children() if p.name() == "gsup-guardian"]
+        fds = sorted(int(fd) for fd in os.listdir(f"/proc/{guardian.pid}/fd"))
+        status = Path(f"/proc/{guardian.pid}/status").read_text()
+    finally:
+        go.touch()
+    result = gsup.finish(running)
+    assert result.returncode == 0, result.stderr
+    assert fds == [0, 1, 2, 3]  # gsup's three, and the status pipe
+    assert _signal_set(status, "SigCgt") == {signal.SIGUSR1}  # the guardian's own handler, and no other
+    assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT} <= _signal_set(status, "SigIgn")
+    assert _signal_set(status, "SigBlk") == set()

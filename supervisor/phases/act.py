@@ -162,11 +162,6 @@ class Actor:
         # The kubelet's grace counts the preStop hook's time too.
         self._begin_grace(began if plan.pre_stop is not None else time.monotonic())
         self._tell_stopping()
-        if not plan.json_stdout:
-            # The human report's renderer (rich: ~15 ms of imports), loaded while the program
-            # shuts down rather than after it ended.  Nothing is lost meanwhile: the guardian
-            # stamps each ending as it happens, and the next look at the tree is only later.
-            import supervisor.render  # noqa: F401
 
     def _tell_stopping(self) -> None:
         """Tell ``gsup matrix`` (if it launched this run) that the signal is sent: one byte."""
