@@ -228,7 +228,8 @@ def check_bound(state: State) -> None:
 
     The file is private, but a pid and start time can be copied from any
     process of ours; the guardian is the proof: a child of the named gsup
-    whose command line names this very session directory.
+    that holds this very session directory open (or, started with ``--deep``,
+    names it in its command line).
     """
     guardian = state.guardian
     if guardian is None or not guardian.running():
@@ -249,9 +250,24 @@ def _not_guardian(state: State, pid: int) -> str | None:
         argv = procfs.cmdline(pid)
         if argv is None:
             return "its guardian ended"
-        if directory in argv:
+        if directory in argv or _holds_open(pid, directory):
             return None
     return f"pid {pid} is not the guardian of gsup pid {state.gsup.pid} for this session"
+
+
+def _holds_open(pid: int, directory: str) -> bool:
+    """Does ``pid`` have ``directory`` open (what the guardian does for its session)?"""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == directory:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def live_tree(state: State) -> list[Listed]:

@@ -19,7 +19,8 @@ of it: gsup's signal handlers and wake-up fd gone, its close-on-exec descriptors
 closed, its name (``comm``) ``gsup-guardian``.  With ``--deep`` it runs as ``python -I
 -S -c LOADER guardian.py`` below deep.py instead: the standard library only, no site,
 no probe.  Either way its code uses the standard library only, so it is never part of the
-experiment, and it starts the program before importing ``json``.  It ignores the
+experiment, and it starts the program before importing ``json``.  It holds the
+session directory open: the proof that it is this session's guardian.  It ignores the
 signals a terminal or a process manager sends to gsup's process group (INT, TERM,
 HUP, QUIT): gsup decides what the program gets.  It exits once the tree is empty.
 
@@ -276,6 +277,15 @@ def main(args: list[str], unblock: set[int] | None = None, env: dict[str, str] |
             os.close(fd)  # gsup must see end-of-file once the program's side is closed
         except OSError:
             pass
+    try:
+        # Held open until the guardian exits, and never passed on (close-on-exec): the proof,
+        # read in /proc by ``gsup kill`` and ``gsup report``, that this process is the
+        # guardian of this session (discovery.check_bound).  Opened once the program is
+        # started and fds 4 and 5 (which say whether its output is piped) are closed, and
+        # before gsup learns the program's pid, so no reader can look before it is there.
+        os.open(session_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        pass  # the session directory is gone: nobody can read the session either
     guardian.report({"spawned": pid, **spawned, "at": time.monotonic()})
     guardian.reap_until_empty()
     guardian.report({"empty": True, "at": time.monotonic()})  # gsup can report now, not after our exit

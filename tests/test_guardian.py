@@ -142,13 +142,15 @@ def test_the_guardian_is_what_exec_would_make_of_a_fork_of_gsup(gsup: Gsup, prog
     try:
         wait_until(ready.exists, what="the program to start")
         [guardian] = [p for p in psutil.Process(running.pid).children() if p.name() == "gsup-guardian"]
-        fds = sorted(int(fd) for fd in os.listdir(f"/proc/{guardian.pid}/fd"))
+        fds = {int(fd): os.readlink(f"/proc/{guardian.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{guardian.pid}/fd")}
         status = Path(f"/proc/{guardian.pid}/status").read_text()
     finally:
         go.touch()
     result = gsup.finish(running)
     assert result.returncode == 0, result.stderr
-    assert fds == [0, 1, 2, 3]  # gsup's three, and the status pipe
+    session_dir = result.report["session"]
+    assert [fd for fd, target in sorted(fds.items()) if not target.endswith("/" + session_dir)] == [0, 1, 2, 3]
+    assert len(fds) == 5  # gsup's three, the status pipe, and its session's directory (its proof of identity)
     assert _signal_set(status, "SigCgt") == {signal.SIGUSR1}  # the guardian's own handler, and no other
     assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT} <= _signal_set(status, "SigIgn")
     assert _signal_set(status, "SigBlk") == set()
