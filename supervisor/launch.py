@@ -360,6 +360,10 @@ def _fork_guardian(arguments: list[str], env: dict[str, str], actions: list[tupl
                     if callable(signal.getsignal(signum)):
                         signal.signal(signum, signal.SIG_DFL)
                 _apply(actions)
+            except BaseException as err:
+                _tell_gsup(err)
+                os._exit(1)
+            try:
                 code = guardian.main(arguments, unblock=held, env=env)
             finally:
                 os._exit(code)
@@ -368,8 +372,19 @@ def _fork_guardian(arguments: list[str], env: dict[str, str], actions: list[tupl
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
+def _tell_gsup(err: BaseException) -> None:
+    """A forked guardian that failed before it could start the program says why, as the
+    guardian does (``{"error": ...}``), on the status pipe: the first action put it on fd 3."""
+    why = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) and err.filename else str(err)
+    try:
+        os.write(GUARDIAN_STATUS_FD, (json.dumps({"error": why or type(err).__name__}) + "\n").encode())
+    except OSError:
+        pass
+
+
 def _apply(actions: list[tuple[int | str, ...]]) -> None:
-    """``posix_spawn``'s file actions, then what its ``exec`` would close."""
+    """``posix_spawn``'s file actions (the status pipe's on fd 3 first), then what its
+    ``exec`` would close."""
     for action in actions:
         if action[0] == os.POSIX_SPAWN_DUP2:
             os.dup2(int(action[1]), int(action[2]))

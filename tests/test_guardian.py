@@ -154,3 +154,15 @@ def test_the_guardian_is_what_exec_would_make_of_a_fork_of_gsup(gsup: Gsup, prog
     assert _signal_set(status, "SigCgt") == {signal.SIGUSR1}  # the guardian's own handler, and no other
     assert {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT} <= _signal_set(status, "SigIgn")
     assert _signal_set(status, "SigBlk") == set()
+
+
+def test_a_forked_guardian_that_cannot_set_up_says_why(tmp_path: Path) -> None:
+    """What posix_spawn would have refused (here: a --stdin file gone since it was checked)
+    comes back from the forked guardian as its one error line, and nothing is left."""
+    from supervisor import launch
+    from supervisor.errors import GsupError
+
+    gone = tmp_path / "gone"
+    with pytest.raises(GsupError, match=f"cannot start: {gone}: No such file or directory$"):
+        launch.spawn([PYTHON, "-c", "pass"], dict(os.environ), False, tmp_path, 0.0, stdin=str(gone))
+    assert not [p for p in psutil.Process().children() if p.name() == "gsup-guardian"]  # reaped, even as a zombie
