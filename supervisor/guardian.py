@@ -209,10 +209,15 @@ def _send(pid: int, signum: int) -> bool:
 
 
 def prctl(option: int, arg: int | bytes) -> int:
-    """``prctl(option, arg, 0, 0, 0)`` through ``_ctypes`` alone: ``import ctypes`` would
-    add a third to the guardian's start-up, which comes before the program's.  The
-    same as ``supervisor.reaper.prctl`` (see there why), kept here because this file
-    imports nothing of gsup."""
+    """``prctl(option, arg, 0, 0, 0)``, through ``_ctypes``, the C half of ctypes (gsup's
+    own subreaper call is this one too: ``supervisor.reaper``).
+
+    Its Python half (``import ctypes``: ~2 ms, a fifth of Python's start-up) would
+    precede every launch, and does nothing here that ``_ctypes.call_function`` does
+    not: the arguments are C ints (or a ``char *``) either way.  Where ``_ctypes``
+    lacks these functions (they are not public API; 3.9-3.13 have them), ctypes
+    itself does the call.  ``dlopen(None)`` is the program itself, as in
+    ``ctypes.CDLL(None)`` (the stubs allow only a path)."""
     try:
         import _ctypes
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 import time
 
+from supervisor.guardian import PR_SET_CHILD_SUBREAPER, prctl
 from supervisor.records import dataclass
 
-PR_SET_CHILD_SUBREAPER = 36
 _CLD_EXITED = 1
 
 
@@ -41,26 +41,6 @@ def become_subreaper() -> bool:
         return prctl(PR_SET_CHILD_SUBREAPER, 1) == 0
     except (OSError, AttributeError):
         return False
-
-
-def prctl(option: int, arg: int) -> int:
-    """``prctl(option, arg, 0, 0, 0)``, through ``_ctypes``, the C half of ctypes.
-
-    Its Python half (``import ctypes``: ~2 ms, a fifth of Python's start-up) would
-    precede every launch, and does nothing here that ``_ctypes.call_function``
-    does not: the arguments are C ints either way.  Where ``_ctypes`` lacks these
-    functions (they are not public API), ctypes itself does the call.  ``dlopen(None)``
-    is the program itself, as in ``ctypes.CDLL(None)`` (the stubs allow only a path).
-    (guardian.py has the same function: it imports nothing of gsup.)"""
-    try:
-        import _ctypes
-
-        call, address = _ctypes.call_function, _ctypes.dlsym(_ctypes.dlopen(None), "prctl")  # type: ignore[arg-type]
-    except AttributeError:
-        import ctypes
-
-        return int(ctypes.CDLL(None, use_errno=True).prctl(option, arg, 0, 0, 0))
-    return int(call(address, (option, arg, 0, 0, 0)))
 
 
 def reap_ready() -> tuple[list[ExitStatus], bool]:

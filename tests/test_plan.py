@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +37,22 @@ def test_the_plan_cannot_change() -> None:
     plan = RunPlan.from_options(RunOptions(argv=["prog"]))
     with pytest.raises(FrozenInstanceError):
         plan.grace = 1.0  # type: ignore[misc]
+
+
+def test_the_matrix_pipe_is_taken_only_if_it_is_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """GSUP_MATRIX_STOPPING_FD leaves the environment (the program never sees it), and only
+    a pipe above the standard streams is written to and closed once the signal is sent."""
+    from supervisor.phases.plan import STOPPING_FD, take_stopping_fd
+
+    read, write = os.pipe()
+    regular = os.open(tmp_path / "file", os.O_WRONLY | os.O_CREAT)
+    try:
+        os.set_inheritable(write, True)
+        for value, expected in ((str(write), write), ("1", None), (str(regular), None), ("x", None)):
+            monkeypatch.setenv(STOPPING_FD, value)
+            assert take_stopping_fd() == expected
+            assert STOPPING_FD not in os.environ
+        assert not os.get_inheritable(write)  # the program does not get it
+    finally:
+        for fd in (read, write, regular):
+            os.close(fd)

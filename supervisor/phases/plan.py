@@ -129,13 +129,16 @@ def take_stopping_fd() -> Optional[int]:
     The run writes one byte to it once its signal has been sent: from then on the
     scenario mostly waits (handlers, the grace), and the matrix starts the next one."""
     import os
+    import stat
 
     text = os.environ.pop(STOPPING_FD, None)
     if text is None:
         return None
     try:
         fd = int(text)
+        if fd <= 2 or not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return None  # not a pipe of ours (a stray variable): nothing to tell, nothing to close
         os.set_inheritable(fd, False)
     except (ValueError, OSError):
-        return None  # not a pipe of ours: nothing to tell
+        return None
     return fd
