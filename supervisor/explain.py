@@ -219,12 +219,11 @@ def _exited(proc: Process, everyone: list[Process], actions: list[Action]) -> st
     code = proc.end.code
     start = f"exited with code {code}"
     received = [s for s in proc.signal_handlers if s.invoked]
-    escaped = next((h for h in proc.handlers if h.exception == "KeyboardInterrupt"), None)
-    if received and received[0].handler == "default_int_handler" and escaped is not None:
-        start = (f"got SIGINT while its exit handlers ran: the KeyboardInterrupt escaped {escaped.name}, "
-                 f"and the process exited with code {code}")
-    elif received and received[0].handler == "default_int_handler":
-        start = f"got SIGINT: the KeyboardInterrupt it raised was caught, and the process exited with code {code}"
+    if received and received[0].handler == "default_int_handler":
+        escaped = next((h for h in proc.handlers if h.exception == "KeyboardInterrupt"), None)
+        how = (f" while its exit handlers ran: the KeyboardInterrupt escaped {escaped.name}" if escaped is not None
+               else ": the KeyboardInterrupt it raised was caught")
+        start = f"got SIGINT{how}, and the process exited with code {code}"
     elif received:
         sender = _sender(proc, received[0].signal, everyone, actions)
         start = (f"got {received[0].signal}{sender}: its Python handler {received[0].handler} ran and the "

@@ -82,7 +82,7 @@ def test_a_scenario_waiting_for_its_shutdown_makes_room_for_the_next(gsup: Gsup,
                                                                       tmp_path: Path) -> None:
     """Two jobs, three scenarios: once a run has sent its signal, the next starts beside it.
     Each program's exit handler waits until the third program has started: without that
-    overlap the first two would wait for ever (here: exit 1 after 30 s)."""
+    overlap the first two would wait until gsup SIGKILLs them at the end of the grace."""
     script = program(f"""
         import atexit, os, signal, sys, time
 

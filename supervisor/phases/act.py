@@ -71,7 +71,6 @@ class Actor:
         self.stacks: dict[int, stacks.Answer] = {}
         self.ctrl_c = 0  # Ctrl-Cs (SIGINTs to gsup) so far: the third escalates
         self.pre_stop: Optional[dict[str, object]] = None
-        self.told_stopping = False
 
     def record(self) -> Acted:
         grace = (self.plan.grace, self.grace_began) if self.grace_began is not None else None
@@ -164,11 +163,11 @@ class Actor:
         self._tell_stopping()
 
     def _tell_stopping(self) -> None:
-        """Tell ``gsup matrix`` (if it launched this run) that the signal is sent: one byte."""
+        """Tell ``gsup matrix`` (if it launched this run) that the signal is sent: one byte.
+        Called once: the plan's signal is sent once (``pending`` is cleared first)."""
         fd = self.plan.stopping_fd
-        if fd is None or self.told_stopping:
+        if fd is None:
             return
-        self.told_stopping = True
         try:
             os.write(fd, b"s")
             os.close(fd)
